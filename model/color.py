@@ -1,0 +1,66 @@
+"""Colour constants and conversions: the one place that knows them.
+
+Gray is ITU-R BT.601 luma (OpenCV's RGB2GRAY, as SCGAN trains on); chroma is the
+matching YCbCr Cb/Cr pair. Tensors are float in [0, 1], channels first
+(``... x 3 x H x W`` for RGB, ``... x 1 x H x W`` for luma).
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Y = 0.299 R + 0.587 G + 0.114 B
+GRAY_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+_KR, _KG, _KB = GRAY_WEIGHTS
+#: Cb = (B - Y) * CB_SCALE, Cr = (R - Y) * CR_SCALE (BT.601, offsets not added)
+CB_SCALE = 0.5 / (1.0 - _KB)
+CR_SCALE = 0.5 / (1.0 - _KR)
+
+
+def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
+    """``... x 3 x H x W`` RGB -> ``... x 1 x H x W`` luma."""
+    r, g, b = rgb.unbind(-3)
+    return (_KR * r + _KG * g + _KB * b).unsqueeze(-3)
+
+
+def rgb_to_chroma(rgb: torch.Tensor) -> torch.Tensor:
+    """``... x 3 x H x W`` RGB -> ``... x 2 x H x W`` (Cb, Cr), zero for gray."""
+    y = rgb_to_gray(rgb).squeeze(-3)
+    r, _, b = rgb.unbind(-3)
+    return torch.stack(((b - y) * CB_SCALE, (r - y) * CR_SCALE), dim=-3)
+
+
+def _chroma_offsets(chroma: torch.Tensor) -> torch.Tensor:
+    """(Cb, Cr) -> the (R-Y, G-Y, B-Y) offsets they imply; their luma-weighted sum is 0."""
+    cb, cr = chroma.unbind(-3)
+    dr = cr / CR_SCALE
+    db = cb / CB_SCALE
+    dg = -(_KR * dr + _KB * db) / _KG
+    return torch.stack((dr, dg, db), dim=-3)
+
+
+def combine_luma_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """Recombine luma with chroma into RGB in [0, 1] whose luma is exactly ``luma``.
+
+    Where ``luma + chroma`` would leave the RGB cube, the chroma of that pixel is
+    scaled towards gray just enough to fit, instead of clipping channels (which
+    would change the pixel's brightness).
+    """
+    offsets = _chroma_offsets(chroma)  # ... x 3 x H x W
+    y = luma.clamp(0.0, 1.0)
+    tiny = torch.finfo(offsets.dtype).tiny
+    room_up = (1.0 - y) / offsets.clamp_min(tiny)
+    room_down = y / (-offsets).clamp_min(tiny)
+    room = torch.where(offsets > 0, room_up, torch.where(offsets < 0, room_down, torch.ones_like(offsets)))
+    scale = room.amin(dim=-3, keepdim=True).clamp(0.0, 1.0)
+    return (y + scale * offsets).clamp(0.0, 1.0)
+
+
+__all__ = [
+    "CB_SCALE",
+    "CR_SCALE",
+    "GRAY_WEIGHTS",
+    "combine_luma_chroma",
+    "rgb_to_chroma",
+    "rgb_to_gray",
+]

@@ -1,0 +1,186 @@
+"""The SCGAN generator: a U-Net with a global feature branch and a saliency branch.
+
+Shapes below are for an input of B x C_in x H x W with H, W multiples of 256;
+``c`` = start_channels, ``g`` = global_channels, ``l`` = latent_channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model.config import SIZE_MULTIPLE, GeneratorConfig
+from model.layers import ConvBlock, UpBlock
+
+
+class GlobalFeatureNetwork(nn.Module):
+    """VGG-16-BN layout with stride-2 convolutions instead of pooling: C_in x H x W -> 8g x H/32 x W/32."""
+
+    #: (name, in multiple of g, out multiple of g, stride); conv1_1 takes the input channels.
+    LAYOUT: tuple[tuple[str, int, int, int], ...] = (
+        ("conv1_1", 0, 1, 1),
+        ("conv1_2", 1, 1, 2),
+        ("conv2_1", 1, 2, 1),
+        ("conv2_2", 2, 2, 2),
+        ("conv3_1", 2, 4, 1),
+        ("conv3_2", 4, 4, 1),
+        ("conv3_3", 4, 4, 2),
+        ("conv4_1", 4, 8, 1),
+        ("conv4_2", 8, 8, 1),
+        ("conv4_3", 8, 8, 2),
+        ("conv5_1", 8, 8, 1),
+        ("conv5_2", 8, 8, 1),
+        ("conv5_3", 8, 8, 1),
+        ("pool5", 8, 8, 2),
+    )
+
+    def __init__(self, config: GeneratorConfig, *, spectral_norm: bool = True) -> None:
+        super().__init__()
+        g = config.global_channels
+        self.out_channels = 8 * g
+        for name, mult_in, mult_out, stride in self.LAYOUT:
+            in_ch = config.in_channels if mult_in == 0 else mult_in * g
+            block = ConvBlock(
+                in_ch,
+                mult_out * g,
+                3,
+                stride,
+                pad_mode=config.padding,
+                norm="none" if name == "conv1_1" else config.norm,
+                spectral_norm=spectral_norm,
+            )
+            self.add_module(name, block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name, *_ in self.LAYOUT:
+            x = getattr(self, name)(x)
+        return x
+
+    def features(self, x: torch.Tensor, until: str) -> torch.Tensor:
+        """Activations after layer ``until`` (used as a perceptual-loss fallback)."""
+        for name, *_ in self.LAYOUT:
+            x = getattr(self, name)(x)
+            if name == until:
+                return x
+        raise ValueError(f"no layer named {until!r} in the global feature network")
+
+
+class AttentionPredictionNetwork(nn.Module):
+    """Saliency branch fed by decoder features at H/8, H/4 and H/2; outputs B x 1 x H x W in [0, 1]."""
+
+    def __init__(self, config: GeneratorConfig, *, spectral_norm: bool = True) -> None:
+        super().__init__()
+        c, lat = config.start_channels, config.latent_channels
+        kw = dict(pad_mode=config.padding, norm=config.norm, spectral_norm=spectral_norm)
+        self.conv11 = UpBlock(8 * c, lat, **kw)
+        self.conv12 = UpBlock(lat, lat, **kw)
+        self.conv2 = UpBlock(4 * c, lat, **kw)
+        self.conv3 = ConvBlock(2 * c, lat, 3, 1, **kw)  # type: ignore[arg-type]
+        self.conv4 = UpBlock(3 * lat, lat, **kw)
+        self.final = ConvBlock(
+            lat, 1, 3, 1, pad_mode=config.padding, norm="none", activation="sigmoid", spectral_norm=spectral_norm
+        )
+
+    def forward(self, f8: torch.Tensor, f4: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        a = self.conv12(self.conv11(f8))  # l x H/2
+        b = self.conv2(f4)  # l x H/2
+        d = self.conv3(f2)  # l x H/2
+        return self.final(self.conv4(torch.cat((a, b, d), 1)))  # 1 x H
+
+
+class Generator(nn.Module):
+    """SCGAN generator. ``forward`` returns ``(rgb, saliency)``; saliency is ``None`` when not asked for.
+
+    ``rgb`` is the raw tanh output (the network is trained against RGB in [0, 1];
+    clipping is the pipeline's job). By default saliency is computed in training
+    mode only; :meth:`predict` is the inference path that never runs that branch.
+    """
+
+    def __init__(
+        self,
+        config: GeneratorConfig | None = None,
+        *,
+        with_saliency: bool = True,
+        spectral_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config or GeneratorConfig()
+        cfg = self.config
+        c = cfg.start_channels
+        kw = dict(pad_mode=cfg.padding, norm=cfg.norm, spectral_norm=spectral_norm)
+        no_norm = dict(pad_mode=cfg.padding, norm="none", spectral_norm=spectral_norm)
+
+        self.global_feature_network = GlobalFeatureNetwork(cfg, spectral_norm=spectral_norm)
+        g_out = self.global_feature_network.out_channels
+        if with_saliency:
+            self.attention_prediction_network = AttentionPredictionNetwork(cfg, spectral_norm=spectral_norm)
+
+        self.down1 = ConvBlock(cfg.in_channels, c, 7, 1, **no_norm)  # type: ignore[arg-type]
+        self.down2 = ConvBlock(c, 2 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down3 = ConvBlock(2 * c, 4 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down4 = ConvBlock(4 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down5 = ConvBlock(8 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down6 = ConvBlock(8 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down7 = ConvBlock(8 * c + g_out, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down8 = ConvBlock(8 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
+        self.down9 = ConvBlock(8 * c, 8 * c, 3, 2, **no_norm)  # type: ignore[arg-type]
+
+        self.up1 = UpBlock(8 * c, 8 * c, **kw)
+        self.up2 = UpBlock(16 * c, 8 * c, **kw)
+        self.up3 = UpBlock(16 * c, 8 * c, **kw)
+        self.up4 = UpBlock(16 * c, 8 * c, **kw)
+        self.up5 = UpBlock(16 * c, 8 * c, **kw)
+        self.up6 = UpBlock(16 * c, 4 * c, **kw)
+        self.up7 = UpBlock(8 * c, 2 * c, **kw)
+        self.up8 = UpBlock(4 * c, c, **kw)
+        self.up9 = ConvBlock(
+            2 * c, cfg.out_channels, 3, 1, pad_mode=cfg.padding, norm="none", activation="tanh",
+            spectral_norm=spectral_norm,
+        )
+
+    @property
+    def has_saliency(self) -> bool:
+        return hasattr(self, "attention_prediction_network")
+
+    def forward(
+        self, x: torch.Tensor, return_saliency: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if return_saliency is None:
+            return_saliency = self.training
+        if return_saliency and not self.has_saliency:
+            raise ValueError("this generator was built without the saliency branch")
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"expected input of shape B x {self.config.in_channels} x H x W, got {tuple(x.shape)}"
+            )
+        if x.shape[-2] % SIZE_MULTIPLE or x.shape[-1] % SIZE_MULTIPLE:
+            raise ValueError(f"height and width must be multiples of {SIZE_MULTIPLE}, got {tuple(x.shape[-2:])}")
+
+        global_features = self.global_feature_network(x)  # 8g x H/32
+        d1 = self.down1(x)  # c x H
+        d2 = self.down2(d1)  # 2c x H/2
+        d3 = self.down3(d2)  # 4c x H/4
+        d4 = self.down4(d3)  # 8c x H/8
+        d5 = self.down5(d4)  # 8c x H/16
+        d6 = self.down6(d5)  # 8c x H/32
+        d7 = self.down7(torch.cat((d6, global_features), 1))  # 8c x H/64
+        d8 = self.down8(d7)  # 8c x H/128
+        d9 = self.down9(d8)  # 8c x H/256
+        u1 = self.up1(d9)  # 8c x H/128
+        u2 = self.up2(torch.cat((d8, u1), 1))  # 8c x H/64
+        u3 = self.up3(torch.cat((d7, u2), 1))  # 8c x H/32
+        u4 = self.up4(torch.cat((d6, u3), 1))  # 8c x H/16
+        u5 = self.up5(torch.cat((d5, u4), 1))  # 8c x H/8
+        u6 = self.up6(torch.cat((d4, u5), 1))  # 4c x H/4
+        u7 = self.up7(torch.cat((d3, u6), 1))  # 2c x H/2
+        u8 = self.up8(torch.cat((d2, u7), 1))  # c x H
+        rgb = self.up9(torch.cat((d1, u8), 1))  # 3 x H
+        saliency = self.attention_prediction_network(u5, u6, u7) if return_saliency else None
+        return rgb, saliency
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference path: RGB only, the saliency branch is skipped."""
+        return self.forward(x, return_saliency=False)[0]
+
+
+__all__ = ["AttentionPredictionNetwork", "Generator", "GlobalFeatureNetwork"]

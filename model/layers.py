@@ -1,0 +1,201 @@
+"""Building blocks shared by the SCGAN networks.
+
+Module and attribute names follow the reference implementation, so that a state
+dict released by the authors loads into these modules strictly, name for name:
+a conv block is ``pad -> conv2d -> norm -> activation`` and a spectrally
+normalised convolution keeps ``weight_bar``/``weight_u``/``weight_v`` on
+``conv2d.module``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import NormKind, PaddingMode
+
+Activation = Literal["lrelu", "tanh", "sigmoid", "none"]
+
+_EPS = 1e-12
+
+
+def _l2normalize(v: torch.Tensor) -> torch.Tensor:
+    # The reference adds eps to the norm rather than clamping it; keep that exactly.
+    return v / (v.norm() + _EPS)
+
+
+class SpectralNorm(nn.Module):
+    """Spectral normalisation of a wrapped convolution, as the reference computes it.
+
+    In training mode every forward runs one power iteration and stores the new
+    ``u``/``v``. In eval mode the weight is computed the way :func:`folded_weight`
+    does (one iteration from the stored vectors, nothing stored), so an unfolded
+    network in eval mode and its folded copy agree exactly.
+    """
+
+    def __init__(self, module: nn.Conv2d) -> None:
+        super().__init__()
+        self.module = module
+        weight = module.weight.detach()
+        height = weight.shape[0]
+        width = weight[0].numel()
+        del module._parameters["weight"]
+        module.register_buffer("weight_u", _l2normalize(weight.new_empty(height).normal_(0, 1)))
+        module.register_buffer("weight_v", _l2normalize(weight.new_empty(width).normal_(0, 1)))
+        module.register_parameter("weight_bar", nn.Parameter(weight.clone()))
+
+    def normalized_weight(self, update: bool) -> torch.Tensor:
+        """The weight divided by its estimated largest singular value."""
+        module = self.module
+        w_bar: torch.Tensor = module.weight_bar
+        w_mat = w_bar.view(w_bar.shape[0], -1)
+        with torch.no_grad():
+            v = _l2normalize(torch.mv(w_mat.t(), module.weight_u))
+            u = _l2normalize(torch.mv(w_mat, v))
+            if update:
+                module.weight_v.copy_(v)
+                module.weight_u.copy_(u)
+        sigma = torch.dot(u, torch.mv(w_mat, v))
+        return w_bar / sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.normalized_weight(update=self.training)
+        return self.module._conv_forward(x, weight, self.module.bias)
+
+
+def _make_padding(mode: PaddingMode, amount: int) -> nn.Module:
+    if amount == 0:
+        return nn.Identity()
+    if mode == "reflect":
+        return nn.ReflectionPad2d(amount)
+    if mode == "replicate":
+        return nn.ReplicationPad2d(amount)
+    return nn.ZeroPad2d(amount)
+
+
+def _make_norm(kind: NormKind, channels: int) -> nn.Module | None:
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "in":
+        return nn.InstanceNorm2d(channels)
+    return None
+
+
+def _make_activation(kind: Activation) -> nn.Module:
+    if kind == "lrelu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if kind == "tanh":
+        return nn.Tanh()
+    if kind == "sigmoid":
+        return nn.Sigmoid()
+    return nn.Identity()
+
+
+class ConvBlock(nn.Module):
+    """Padding -> bias-free convolution -> optional norm -> activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        *,
+        pad_mode: PaddingMode = "reflect",
+        norm: NormKind = "bn",
+        activation: Activation = "lrelu",
+        spectral_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if padding is None:
+            padding = (kernel_size - 1) // 2
+        self.pad = _make_padding(pad_mode, padding)
+        norm_layer = _make_norm(norm, out_channels)
+        if norm_layer is not None:
+            self.norm = norm_layer
+        self.activation = _make_activation(activation)
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=0, bias=False)
+        self.conv2d: nn.Module = SpectralNorm(conv) if spectral_norm else conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv2d(self.pad(x))
+        if hasattr(self, "norm"):
+            x = self.norm(x)
+        return self.activation(x)
+
+
+class UpBlock(nn.Module):
+    """Nearest-neighbour 2x upsampling followed by a conv block (no transposed conv)."""
+
+    def __init__(self, in_channels: int, out_channels: int, **block_kwargs: object) -> None:
+        super().__init__()
+        self.conv2d = ConvBlock(in_channels, out_channels, **block_kwargs)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+@torch.no_grad()
+def fold_spectral_norm(network: nn.Module) -> nn.Module:
+    """Replace every :class:`SpectralNorm` in ``network`` by a plain convolution, in place.
+
+    The folded weight is what one power iteration from the stored vectors gives,
+    so the network computes what the unfolded one computes in eval mode, with no
+    power iteration per forward. Returns ``network`` for chaining.
+    """
+    for parent in list(network.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SpectralNorm):
+                src = child.module
+                weight = child.normalized_weight(update=False)
+                conv = nn.Conv2d(
+                    src.in_channels,
+                    src.out_channels,
+                    src.kernel_size,  # type: ignore[arg-type]
+                    src.stride,  # type: ignore[arg-type]
+                    src.padding,  # type: ignore[arg-type]
+                    src.dilation,  # type: ignore[arg-type]
+                    src.groups,
+                    bias=src.bias is not None,
+                    device=weight.device,
+                    dtype=weight.dtype,
+                )
+                conv.weight.copy_(weight)
+                if src.bias is not None:
+                    conv.bias.copy_(src.bias)
+                setattr(parent, name, conv)
+    return network
+
+
+def has_spectral_norm(network: nn.Module) -> bool:
+    return any(isinstance(m, SpectralNorm) for m in network.modules())
+
+
+@torch.no_grad()
+def init_weights(network: nn.Module, gain: float = 0.02) -> None:
+    """The published init: xavier-normal convolutions (gain 0.02), BN weight N(1, 0.02), bias 0."""
+    for module in network.modules():
+        if isinstance(module, SpectralNorm):
+            nn.init.xavier_normal_(module.module.weight_bar, gain=gain)
+        elif isinstance(module, nn.Conv2d) and "weight" in module._parameters:
+            nn.init.xavier_normal_(module.weight, gain=gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, 0.02)
+            nn.init.zeros_(module.bias)
+
+
+__all__ = [
+    "Activation",
+    "ConvBlock",
+    "SpectralNorm",
+    "UpBlock",
+    "fold_spectral_norm",
+    "has_spectral_norm",
+    "init_weights",
+]

@@ -1,0 +1,183 @@
+"""The colour pipeline: any image in, a full-resolution colour image out.
+
+Three stages, so that a server can batch the middle one across requests:
+
+* :meth:`Colorizer.prepare` (CPU): orientation, luma at full resolution, a copy
+  resized to the working resolution.
+* :meth:`Colorizer.predict` (device): one generator forward for a batch.
+* :meth:`Colorizer.finish` (CPU): predicted chroma upsampled to full size and
+  recombined with the ORIGINAL luma, so no detail of the input is lost; alpha
+  carried over. N-channel (e.g. thermal) checkpoints return the network's RGB.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from model.checkpoint import CheckpointInfo, Task, default_task, load_generator
+from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma
+from model.config import SIZE_MULTIPLE
+from model.device import Precision, autocast, check_precision, resolve_device
+from model.generator import Generator
+from model.images import ImagePlanes, to_planes
+
+
+def check_render_size(render_size: int) -> int:
+    """Render sizes are positive multiples of 256 (the generator halves its input 8 times)."""
+    if isinstance(render_size, bool) or not isinstance(render_size, int) or render_size < SIZE_MULTIPLE:
+        raise ValueError(f"render_size must be a positive multiple of {SIZE_MULTIPLE}, got {render_size!r}")
+    if render_size % SIZE_MULTIPLE:
+        raise ValueError(f"render_size must be a multiple of {SIZE_MULTIPLE}, got {render_size}")
+    return render_size
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image ready for the generator: full-resolution luma, alpha, and the model input."""
+
+    luma: torch.Tensor  # 1 x H x W, float32, CPU
+    planes: ImagePlanes
+    model_input: torch.Tensor  # C_in x R x R, float32, CPU
+    render_size: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.planes.size
+
+
+def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a C x H x W tensor; antialiased when shrinking."""
+    if tuple(t.shape[-2:]) == size:
+        return t
+    shrinking = size[0] < t.shape[-2] or size[1] < t.shape[-1]
+    return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False, antialias=shrinking)[0]
+
+
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
+    """C x H x W float in [0, 1] -> H x W x C uint8."""
+    return (t.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+class Colorizer:
+    """Colorizes PIL images with a loaded generator, in batches, on a chosen device and precision."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        device: str | torch.device | None = None,
+        precision: Precision | str = "fp32",
+        render_size: int | None = None,
+        channels_last: bool | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision: Precision = check_precision(precision)
+        info: CheckpointInfo | None = getattr(generator, "checkpoint_info", None)
+        self.checkpoint_info = info
+        self.task = info.task if info else default_task(generator.config)
+        self.render_size = check_render_size(render_size or (info.working_resolution if info else SIZE_MULTIPLE))
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        if self.task is Task.GRAY_TO_RGB and generator.config.in_channels != 1:
+            raise ValueError("a gray->rgb task needs a generator with in_channels=1")
+        if self.task is Task.NCHANNEL_TO_RGB and generator.config.in_channels not in (1, 3):
+            raise ValueError("images can feed generators of 1 or 3 input channels only")
+        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        self.generator = generator.eval().to(self.device)
+        if self.channels_last:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: object) -> Colorizer:
+        device = kwargs.get("device")
+        return cls(load_generator(path, device=device), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def in_channels(self) -> int:
+        return self.generator.config.in_channels
+
+    @property
+    def has_saliency(self) -> bool:
+        return self.generator.has_saliency
+
+    # -- stage 1: CPU ------------------------------------------------------------
+    def prepare(self, image: Image.Image, render_size: int | None = None) -> PreparedImage:
+        """Decode and pre-process one image (no device work)."""
+        size = check_render_size(render_size or self.render_size)
+        planes = to_planes(image)
+        pixels = torch.from_numpy(np.ascontiguousarray(planes.pixels)).permute(2, 0, 1)  # C x H x W
+        if pixels.shape[0] == 3:
+            w = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)
+            luma = (pixels * w).sum(0, keepdim=True)
+        else:
+            luma = pixels
+        source = luma if self.in_channels == 1 else (pixels if pixels.shape[0] == 3 else pixels.expand(3, -1, -1))
+        model_input = _resize(source, (size, size)).contiguous()
+        return PreparedImage(luma=luma, planes=planes, model_input=model_input, render_size=size)
+
+    # -- stage 2: device ---------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor, *, saliency: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """B x C x R x R -> (RGB in [0, 1], saliency or None), float32 on the CPU."""
+        x = batch.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            rgb, sal = self.generator(x, return_saliency=saliency)
+        rgb = rgb.float().clamp(0.0, 1.0).cpu()
+        return rgb, (sal.float().cpu() if sal is not None else None)
+
+    # -- stage 3: CPU ------------------------------------------------------------
+    def finish(self, prepared: PreparedImage, rgb: torch.Tensor) -> Image.Image:
+        """Full-resolution colour image from one predicted 3 x R x R RGB."""
+        width, height = prepared.size
+        if self.task is Task.GRAY_TO_RGB:
+            chroma = _resize(rgb_to_chroma(rgb.float()), (height, width))
+            out = combine_luma_chroma(prepared.luma, chroma)
+        else:
+            out = _resize(rgb.float(), (height, width)).clamp(0.0, 1.0)
+        result = Image.fromarray(_to_uint8(out), "RGB")
+        if prepared.planes.alpha is not None:
+            result.putalpha(prepared.planes.alpha)
+        return result
+
+    def finish_saliency(self, prepared: PreparedImage, saliency: torch.Tensor) -> Image.Image:
+        """Grayscale saliency map of the input's size from one predicted 1 x R x R map."""
+        width, height = prepared.size
+        return Image.fromarray(_to_uint8(_resize(saliency.float(), (height, width)))[..., 0], "L")
+
+    # -- conveniences ----------------------------------------------------------------
+    def _run(self, images: Sequence[Image.Image], render_size: int | None, saliency: bool) -> list[Image.Image]:
+        prepared = [self.prepare(img, render_size) for img in images]
+        results: list[Image.Image] = []
+        for start in range(0, len(prepared), self.batch_size):
+            chunk = prepared[start : start + self.batch_size]
+            rgb, sal = self.predict(torch.stack([p.model_input for p in chunk]), saliency=saliency)
+            for i, p in enumerate(chunk):
+                results.append(self.finish_saliency(p, sal[i]) if sal is not None else self.finish(p, rgb[i]))
+        return results
+
+    def colorize(self, images: Sequence[Image.Image], render_size: int | None = None) -> list[Image.Image]:
+        """Colorize several images, ``batch_size`` at a time."""
+        return self._run(images, render_size, saliency=False)
+
+    def colorize_one(self, image: Image.Image, render_size: int | None = None) -> Image.Image:
+        return self.colorize([image], render_size)[0]
+
+    def saliency(self, images: Sequence[Image.Image], render_size: int | None = None) -> list[Image.Image]:
+        """Predicted saliency maps, one per image, at each image's size."""
+        if not self.has_saliency:
+            raise ValueError("the loaded generator has no saliency branch")
+        return self._run(images, render_size, saliency=True)
+
+
+__all__ = ["Colorizer", "PreparedImage", "check_render_size"]
