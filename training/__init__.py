@@ -1,0 +1,1 @@
+"""Training, export and evaluation of SCGAN checkpoints (imports `model`, never `service`)."""

@@ -1,0 +1,400 @@
+"""The one training loop: data, devices, DDP, mixed precision, accumulation, schedules,
+checkpoints, resume, logging. What is optimised comes from the stage's objective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+from model.device import autocast
+from training import distributed
+from training.config import TrainConfig
+from training.stages import StageParts, build_stage, move_perceptual
+from training.state import load_state, rng_state, save_state, set_rng_state
+
+log = logging.getLogger("scgan.train")
+
+Validator = Callable[[nn.Module], dict[str, float]]
+
+
+def _unwrap(module: nn.Module | None) -> nn.Module | None:
+    return module.module if isinstance(module, DDP) else module
+
+
+def _step_decay(every_steps: int, gamma: float) -> Callable[[int], float]:
+    return lambda step: gamma ** (step // every_steps) if every_steps > 0 else 1.0
+
+
+class MetricsLog:
+    """Append-only JSONL (everything) and CSV (training scalars) in the run folder; TensorBoard if installed."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.jsonl = out_dir / "metrics.jsonl"
+        self.csv = out_dir / "metrics.csv"
+        self._fields: list[str] | None = None
+        if self.csv.exists():
+            with self.csv.open() as fh:
+                self._fields = next(csv.reader(fh), None)
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # optional
+
+            self.tb: Any = SummaryWriter(str(out_dir / "tensorboard"))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+
+    def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        row = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
+        with self.jsonl.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if kind == "train":
+            if self._fields is None:
+                self._fields = list(row)
+                with self.csv.open("w", newline="") as fh:
+                    csv.writer(fh).writerow(self._fields)
+            with self.csv.open("a", newline="") as fh:
+                csv.DictWriter(fh, self._fields, extrasaction="ignore").writerow(row)
+        if self.tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{kind}/{key}", value, step)
+
+
+class Trainer:
+    """Runs one stage to completion (or resumes it) and writes its checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False,
+                 make_validator: Callable[[TrainConfig, StageParts, torch.device], Validator | None] | None = None
+                 ) -> None:
+        self.cfg = cfg
+        self.resume = resume
+        self.make_validator = make_validator
+
+    # -- setup -----------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
+        self.ctx = distributed.setup(cfg.run.device)
+        torch.manual_seed(cfg.run.seed)
+        self.device = self.ctx.device
+        self.out_dir = cfg.out_dir
+        self.ckpt_dir = self.out_dir / "ckpt"
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        distributed.barrier(self.ctx)
+        parts = build_stage(cfg)
+        self.parts = parts
+        main = parts.main.to(self.device)
+        critic = parts.critic.to(self.device) if parts.critic is not None else None
+        move_perceptual(parts, self.device)
+        if self.ctx.enabled and cfg.run.sync_batchnorm:
+            main = nn.SyncBatchNorm.convert_sync_batchnorm(main)
+            critic = nn.SyncBatchNorm.convert_sync_batchnorm(critic) if critic is not None else None
+        o = cfg.optim
+        if cfg.run.stage == "pretrain-global":
+            self.opt_main: torch.optim.Optimizer = torch.optim.SGD(
+                main.parameters(), lr=o.lr_g, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            self.opt_main = torch.optim.Adam(main.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2),
+                                             weight_decay=o.weight_decay)
+        self.opt_critic = (torch.optim.Adam(critic.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2),
+                                            weight_decay=o.weight_decay) if critic is not None else None)
+
+        from training.data import EpochSampler
+
+        self.sampler = EpochSampler(len(parts.train_set), seed=cfg.run.seed, rank=self.ctx.rank,
+                                    world_size=self.ctx.world_size)
+        per_step = o.batch_size * o.grad_accum
+        self.steps_per_epoch = self.sampler.per_rank() // per_step
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{self.sampler.per_rank()} images per process cannot fill one step of {per_step}")
+        self.total_steps = cfg.run.max_steps or cfg.run.epochs * self.steps_per_epoch
+        decay_steps = int(round(o.lr_decay_every * self.steps_per_epoch))
+        self.sched_main = torch.optim.lr_scheduler.LambdaLR(self.opt_main, _step_decay(decay_steps, o.lr_decay_gamma))
+        self.sched_critic = (torch.optim.lr_scheduler.LambdaLR(self.opt_critic, _step_decay(decay_steps,
+                                                                                           o.lr_decay_gamma))
+                             if self.opt_critic is not None else None)
+        amp_fp16 = cfg.run.precision == "fp16" and self.device.type == "cuda"
+        self.scaler_main = torch.amp.GradScaler(self.device.type, enabled=amp_fp16)
+        self.scaler_critic = torch.amp.GradScaler(self.device.type, enabled=amp_fp16)
+        self.precision = cfg.run.precision if self.device.type == "cuda" else "fp32"
+        if cfg.run.precision != "fp32" and self.device.type != "cuda":
+            log.warning("run.precision=%s applies on CUDA only; training in fp32 on %s", cfg.run.precision,
+                        self.device)
+        self.ema = copy.deepcopy(main).eval().requires_grad_(False) if cfg.run.ema_decay > 0 else None
+        self.step = 0
+        self.best: dict[str, Any] = {}
+        self.last_validation: dict[str, float] = {}
+        if self.resume:
+            self._restore()
+        if self.ctx.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            main = DDP(main, device_ids=ids)
+            critic = DDP(critic, device_ids=ids) if critic is not None else None
+        self.main, self.critic = main, critic
+        self.validator = (self.make_validator(cfg, parts, self.device)
+                          if self.make_validator is not None and self.ctx.is_main else None)
+        self.metrics = MetricsLog(self.out_dir) if self.ctx.is_main else None
+
+    def _restore(self) -> None:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            log.info("no checkpoint at %s: starting from scratch", path)
+            return
+        state = load_state(path)
+        if state["config"]["run"]["stage"] != self.cfg.run.stage:
+            raise ValueError(f"{path} is a {state['config']['run']['stage']} run, not {self.cfg.run.stage}")
+        self.parts.main.load_state_dict(state["main"])
+        if self.parts.critic is not None:
+            self.parts.critic.load_state_dict(state["critic"])
+            self.opt_critic.load_state_dict(state["opt_critic"])  # type: ignore[union-attr]
+            self.sched_critic.load_state_dict(state["sched_critic"])  # type: ignore[union-attr]
+            self.scaler_critic.load_state_dict(state["scaler_critic"])
+        self.opt_main.load_state_dict(state["opt_main"])
+        self.sched_main.load_state_dict(state["sched_main"])
+        self.scaler_main.load_state_dict(state["scaler_main"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.step = int(state["step"])
+        self.best = dict(state.get("best") or {})
+        self.last_validation = dict(state.get("last_validation") or {})
+        set_rng_state(state["rng"])
+        log.info("resumed %s at step %d", path, self.step)
+
+    # -- one optimisation step ---------------------------------------------------
+    def _sync(self, module: nn.Module | None, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        if isinstance(module, DDP) and not sync:
+            return module.no_sync()
+        return contextlib.nullcontext()
+
+    def _apply(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, module: nn.Module) -> None:
+        if self.cfg.optim.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(module.parameters(), self.cfg.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _train_step(self, micro: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        objective, main, critic = self.parts.objective, self.main, self.critic
+        main.train()
+        accum = len(micro)
+        logs: dict[str, float] = {}
+        outputs = []
+        for i, batch in enumerate(micro):
+            with self._sync(main, i == accum - 1), autocast(self.device, self.precision):  # type: ignore[arg-type]
+                outputs.append(objective.forward(main, batch))
+        if objective.uses_critic and critic is not None:
+            critic.train()
+            assert self.opt_critic is not None
+            self.opt_critic.zero_grad(set_to_none=True)
+            for i, (batch, out) in enumerate(zip(micro, outputs)):
+                with self._sync(critic, i == accum - 1), autocast(self.device, self.precision):  # type: ignore[arg-type]
+                    loss_d, d_logs = objective.critic_loss(critic, batch, out)
+                self.scaler_critic.scale(loss_d / accum).backward()
+                for k, v in d_logs.items():
+                    logs[k] = logs.get(k, 0.0) + v / accum
+            self._apply(self.opt_critic, self.scaler_critic, critic)
+            objective.after_critic_step(_unwrap(critic))  # type: ignore[arg-type]
+        self.opt_main.zero_grad(set_to_none=True)
+        for batch, out in zip(micro, outputs):
+            # The critic's gradients from this pass are discarded: skip their all-reduce.
+            with self._sync(critic, False), autocast(self.device, self.precision):  # type: ignore[arg-type]
+                loss, m_logs = objective.main_loss(critic, batch, out)
+            self.scaler_main.scale(loss / accum).backward()
+            for k, v in m_logs.items():
+                logs[k] = logs.get(k, 0.0) + v / accum
+        self._apply(self.opt_main, self.scaler_main, main)
+        self.sched_main.step()
+        if self.sched_critic is not None:
+            self.sched_critic.step()
+        if self.ema is not None:
+            self._update_ema()
+        for k, v in logs.items():
+            if not math.isfinite(v):
+                raise FloatingPointError(f"loss {k} became {v} at step {self.step + 1}")
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        assert self.ema is not None
+        decay = self.cfg.run.ema_decay
+        source = _unwrap(self.main).state_dict()  # type: ignore[union-attr]
+        for name, value in self.ema.state_dict().items():
+            new = source[name]
+            if value.is_floating_point():
+                value.mul_(decay).add_(new.detach(), alpha=1.0 - decay)
+            else:
+                value.copy_(new)
+
+    # -- checkpoints, samples, validation --------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        main = _unwrap(self.main)
+        critic = _unwrap(self.critic)
+        return {
+            "config": self.cfg.to_dict(),
+            "stage": self.cfg.run.stage,
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "main": main.state_dict(),  # type: ignore[union-attr]
+            "critic": critic.state_dict() if critic is not None else None,
+            "opt_main": self.opt_main.state_dict(),
+            "opt_critic": self.opt_critic.state_dict() if self.opt_critic is not None else None,
+            "sched_main": self.sched_main.state_dict(),
+            "sched_critic": self.sched_critic.state_dict() if self.sched_critic is not None else None,
+            "scaler_main": self.scaler_main.state_dict(),
+            "scaler_critic": self.scaler_critic.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": rng_state(),
+            "best": self.best,
+            "last_validation": self.last_validation,
+            "data": self.parts.data_description,
+            "perceptual": self.parts.perceptual_source,
+            "task": self.parts.task.value if self.parts.task is not None else None,
+        }
+
+    def _checkpoint(self) -> None:
+        if not self.ctx.is_main:
+            return
+        state = self._state()
+        last = save_state(self.ckpt_dir / "last.pt", state)
+        if self.cfg.run.keep_checkpoints > 0:
+            shutil.copyfile(last, self.ckpt_dir / f"step-{self.step:08d}.pt")
+            old = sorted(self.ckpt_dir.glob("step-*.pt"))[: -self.cfg.run.keep_checkpoints]
+            for path in old:
+                path.unlink(missing_ok=True)
+
+    def _eval_network(self) -> nn.Module:
+        return self.ema if self.ema is not None else _unwrap(self.main)  # type: ignore[return-value]
+
+    def _validate(self) -> None:
+        if self.validator is None:
+            return
+        net = self._eval_network()
+        was_training = net.training
+        metrics = self.validator(net)
+        net.train(was_training)
+        self.last_validation = metrics
+        if self.metrics is not None:
+            self.metrics.write("validation", self.step, metrics)
+        key = self.cfg.run.select_metric
+        if self.cfg.run.keep_validated:
+            save_state(self.ckpt_dir / f"val-step-{self.step:08d}.pt", self._state())
+        log.info("validation at step %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if key in metrics and (not self.best or metrics[key] > self.best.get(key, -math.inf)):
+            self.best = {"step": self.step, **metrics}
+            save_state(self.ckpt_dir / "best.pt", self._state())
+            log.info("new best %s=%.4g at step %d", key, metrics[key], self.step)
+
+    @torch.no_grad()
+    def _samples(self, epoch: int) -> None:
+        if not self.ctx.is_main or self.cfg.run.sample_images <= 0 or self.cfg.run.stage == "pretrain-global":
+            return
+        net = self._eval_network()
+        was_training = net.training
+        net.eval()
+        n = min(self.cfg.run.sample_images, len(self.parts.train_set))
+        items = [self.parts.train_set[(i, 12345 + i)] for i in range(n)]
+        x = torch.stack([it["input"] for it in items]).to(self.device)
+        rgb = net(x, return_saliency=False)[0].float().clamp(0, 1).cpu()
+        target = torch.stack([it["rgb"] for it in items])
+        gray = torch.stack([it["input"] for it in items])
+        gray = gray.expand(-1, 3, -1, -1) if gray.shape[1] == 1 else gray[:, :3]
+        rows = torch.stack([gray, rgb, target], dim=1).flatten(0, 1)  # gray | output | target per row
+        (self.out_dir / "samples").mkdir(exist_ok=True)
+        save_image(make_grid(rows, nrow=3, padding=2), self.out_dir / "samples" / f"epoch-{epoch:04d}.png")
+        net.train(was_training)
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self._setup()
+        cfg, ctx = self.cfg, self.ctx
+        loader_kw: dict[str, Any] = {"batch_size": cfg.optim.batch_size, "drop_last": True,
+                                     "num_workers": cfg.data.num_workers,
+                                     "pin_memory": self.device.type == "cuda",
+                                     "persistent_workers": False}
+        start_step, started = self.step, time.monotonic()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not ctx.is_main, desc=cfg.run.stage,
+                   dynamic_ncols=True, mininterval=5.0)
+        logs: dict[str, float] = {}
+        try:
+            while self.step < self.total_steps:
+                epoch, pos = divmod(self.step, self.steps_per_epoch)
+                self.sampler.set_epoch(epoch, start=pos * cfg.optim.batch_size * cfg.optim.grad_accum)
+                loader = DataLoader(self.parts.train_set, sampler=self.sampler, **loader_kw)
+                micro: list[dict[str, torch.Tensor]] = []
+                for batch in loader:
+                    micro.append({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+                    if len(micro) < cfg.optim.grad_accum:
+                        continue
+                    logs = distributed.mean_across(ctx, self._train_step(micro))
+                    micro = []
+                    self.step += 1
+                    bar.update(1)
+                    if ctx.is_main and self.step % cfg.run.log_every == 0:
+                        lr = self.opt_main.param_groups[0]["lr"]
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k in
+                                         ("loss_g", "loss_d", "l1", "loss", "top1")})
+                        assert self.metrics is not None
+                        self.metrics.write("train", self.step, {"epoch": epoch, "lr": lr, **logs})
+                    if cfg.run.validate_every and self.step % cfg.run.validate_every == 0:
+                        self._validate()
+                    if self.step % cfg.run.checkpoint_every == 0:
+                        self._checkpoint()
+                    end_of_epoch = self.step % self.steps_per_epoch == 0
+                    if end_of_epoch:
+                        self._samples(epoch)
+                        if not cfg.run.validate_every:
+                            self._validate()
+                    if end_of_epoch or self.step >= self.total_steps:
+                        break
+            if cfg.run.validate_every and self.step % cfg.run.validate_every:
+                self._validate()
+            self._checkpoint()
+        finally:
+            bar.close()
+        elapsed = time.monotonic() - started
+        steps = self.step - start_step
+        summary = {
+            "stage": cfg.run.stage, "steps": self.step, "steps_this_run": steps,
+            "seconds": round(elapsed, 1), "steps_per_second": round(steps / elapsed, 4) if elapsed > 0 else None,
+            "last_losses": logs, "last_validation": self.last_validation, "best": self.best,
+            "checkpoint": str(self.ckpt_dir / "last.pt"),
+        }
+        if ctx.is_main:
+            assert self.metrics is not None
+            self.metrics.write("summary", self.step, summary)
+            log.info("done: %s, %d steps (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
+                     cfg.run.stage, self.step, steps, elapsed, summary["steps_per_second"],
+                     {k: round(v, 4) for k, v in logs.items()}, self.best or "n/a")
+        distributed.barrier(ctx)
+        distributed.teardown(ctx)
+        return summary
+
+
+def train(cfg: TrainConfig, *, resume: bool = False,
+          make_validator: Callable[[TrainConfig, StageParts, torch.device], Validator | None] | None = None
+          ) -> dict[str, Any]:
+    """Run (or resume) the stage ``cfg`` describes; returns the run summary."""
+    return Trainer(cfg, resume=resume, make_validator=make_validator).run()
+
+
+__all__ = ["Trainer", "Validator", "train"]

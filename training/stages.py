@@ -1,0 +1,148 @@
+"""What each stage trains: networks, objective, data. The loop itself is stage-agnostic."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from model.checkpoint import Task
+from model.discriminator import PatchDiscriminator70
+from model.generator import Generator
+from model.layers import init_weights
+from training.classifier import GlobalClassifier
+from training.config import TrainConfig
+from training.data import ClassificationDataset, ColorPhotoDataset, CropSpec, PairedDataset, list_images, split_paths
+from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
+from training.state import load_state
+
+log = logging.getLogger("scgan.train")
+
+
+@dataclass
+class StageParts:
+    main: nn.Module
+    critic: nn.Module | None
+    objective: Objective
+    train_set: Dataset
+    val_paths: list[Path] = field(default_factory=list)
+    val_set: Dataset | None = None
+    data_description: dict[str, Any] = field(default_factory=dict)
+    perceptual_source: str | None = None
+    task: Task | None = None
+
+
+def crop_spec(cfg: TrainConfig) -> CropSpec:
+    d = cfg.data
+    return CropSpec(d.crop_size, (d.scale_min, d.scale_max), (d.ratio_min, d.ratio_max), d.hflip)
+
+
+def _cache_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.data.saliency_cache) if cfg.data.saliency_cache else cfg.out_dir / "saliency-cache"
+
+
+def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]:
+    d = cfg.data
+    crop = crop_spec(cfg)
+    if d.input_dir:
+        train_set: Dataset = PairedDataset(d.input_dir, d.target_dir, cfg.model.in_channels, crop,
+                                           max_side=d.max_side, cache_dir=_cache_dir(cfg))
+        return train_set, [], {"mode": "paired", "input_dir": d.input_dir, "target_dir": d.target_dir,
+                               "pairs": len(train_set)}
+    train_paths, val_paths = split_paths(d.train_dir, d.val_fraction)
+    if d.val_dir:
+        val_paths = list_images(d.val_dir)
+    train_set = ColorPhotoDataset(d.train_dir, train_paths, crop, max_side=d.max_side,
+                                  saliency_dir=d.saliency_dir, cache_dir=_cache_dir(cfg))
+    description = {
+        "mode": "colour photos",
+        "train_dir": d.train_dir,
+        "train_images": len(train_set),
+        "validation_images": len(val_paths),
+        "validation": d.val_dir or f"{d.val_fraction:.0%} of train_dir, held out by path hash",
+        "saliency_targets": d.saliency_dir or "spectral residual (Hou & Zhang 2007), computed and cached",
+        "crop_size": d.crop_size,
+        "crop_scale": [d.scale_min, d.scale_max],
+    }
+    return train_set, val_paths, description
+
+
+def _load_global_features(generator: Generator, path: str) -> None:
+    state = load_state(path)
+    features = {k[len("features."):]: v for k, v in state["main"].items() if k.startswith("features.")}
+    if not features:
+        raise ValueError(f"{path} holds no global feature network (is it a pretrain-global run?)")
+    generator.global_feature_network.load_state_dict(features, strict=True)
+    log.info("global feature network initialised from %s", state["path"])
+
+
+def _load_stage1(generator: Generator, path: str) -> None:
+    state = load_state(path)
+    weights = state.get("ema") or state["main"]
+    generator.load_state_dict(weights, strict=True)
+    log.info("generator initialised from %s (step %s%s)", state["path"], state.get("step"),
+             ", EMA weights" if state.get("ema") else "")
+
+
+def build_stage(cfg: TrainConfig) -> StageParts:
+    """Networks (initialised as published), objective and data for ``cfg.run.stage``."""
+    gen_cfg = cfg.model.generator_config()
+    if cfg.run.stage == "pretrain-global":
+        crop = crop_spec(cfg)
+        train_paths, val_paths = (split_paths(cfg.data.train_dir, cfg.data.val_fraction)
+                                  if cfg.pretrain.task == "rotation" else (list_images(cfg.data.train_dir), []))
+        train_set = ClassificationDataset(cfg.data.train_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side,
+                                          paths=train_paths)
+        val_set = None
+        if cfg.pretrain.val_dir:
+            val_set = ClassificationDataset(cfg.pretrain.val_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side,
+                                            classes=train_set.classes)
+        elif val_paths:
+            val_set = ClassificationDataset(cfg.data.train_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side,
+                                            paths=val_paths)
+        main = GlobalClassifier(gen_cfg, train_set.num_classes)
+        init_weights(main, cfg.model.init_gain)
+        return StageParts(main, None, ClassificationObjective(), train_set, val_set=val_set,
+                          data_description={"mode": f"pretrain-global/{cfg.pretrain.task}",
+                                            "train_dir": cfg.data.train_dir, "images": len(train_set),
+                                            "classes": train_set.num_classes})
+
+    generator = Generator(gen_cfg, with_saliency=cfg.loss.attention > 0, spectral_norm=True)
+    init_weights(generator, cfg.model.init_gain)
+    if cfg.run.init_global_from:
+        _load_global_features(generator, cfg.run.init_global_from)
+    if cfg.run.init_from:
+        _load_stage1(generator, cfg.run.init_from)
+    elif cfg.run.stage == "stage2":
+        log.warning("stage2 without run.init_from: the generator starts from scratch, not from stage 1")
+
+    adversary = make_adversary(cfg.loss)
+    critic = None
+    if adversary is not None:
+        critic = PatchDiscriminator70(cfg.model.in_channels, cfg.model.out_channels, cfg.model.discriminator_channels,
+                                      padding=cfg.model.padding, norm=cfg.model.norm)
+        init_weights(critic, cfg.model.init_gain)
+    perceptual = None
+    if cfg.loss.perceptual > 0:
+        perceptual = PerceptualLoss(cfg.loss.vgg16_weights, generator.global_feature_network)
+        if perceptual.vgg is None:
+            log.warning("no loss.vgg16_weights given: perceptual loss uses the FALLBACK (%s)", perceptual.source)
+    train_set, val_paths, description = _colour_data(cfg)
+    task = Task.GRAY_TO_RGB if cfg.model.in_channels == 1 and not cfg.data.input_dir else Task.NCHANNEL_TO_RGB
+    objective = ColorizationObjective(cfg.loss, adversary, perceptual)
+    return StageParts(generator, critic, objective, train_set, val_paths=val_paths, data_description=description,
+                      perceptual_source=perceptual.source if perceptual else None, task=task)
+
+
+def move_perceptual(parts: StageParts, device: torch.device) -> None:
+    obj = parts.objective
+    if isinstance(obj, ColorizationObjective) and obj.perceptual is not None:
+        obj.perceptual.to(device)
+
+
+__all__ = ["StageParts", "build_stage", "crop_spec", "move_perceptual"]

@@ -1,0 +1,83 @@
+"""Validation during training: colorization metrics on held-out photos, or classifier accuracy."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+
+from model.pipeline import Colorizer
+from training.config import TrainConfig
+from training.stages import StageParts
+
+log = logging.getLogger("scgan.train.validation")
+
+
+def _load_images(paths: list[Path], max_side: int) -> list[Image.Image]:
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+        except OSError as exc:
+            log.warning("skipping validation image %s: %s", path, exc)
+            continue
+        if max_side and max(rgb.size) > max_side:
+            rgb.thumbnail((max_side, max_side), Image.BICUBIC)
+        images.append(rgb)
+    return images
+
+
+def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device):  # type: ignore[no-untyped-def]
+    """A callable scoring a network on the validation data, or None when there is none."""
+    if cfg.run.stage == "pretrain-global":
+        if parts.val_set is None:
+            return None
+        return _classifier_validator(parts, device, cfg.optim.batch_size)
+    if not parts.val_paths:
+        return None
+    images = _load_images(parts.val_paths, cfg.data.val_max_side)
+    if not images:
+        return None
+    from training.evaluate import evaluate
+
+    def validate(generator: nn.Module) -> dict[str, float]:
+        net = copy.deepcopy(generator).eval()
+        colorizer = Colorizer(net, device=device, render_size=cfg.data.crop_size, batch_size=8)  # type: ignore[arg-type]
+        result = evaluate(colorizer, images)
+        metrics = result.validation_metrics()
+        metrics["worst_psnr_delta"] = result.worst_psnr_delta[0]
+        return metrics
+
+    return validate
+
+
+def _classifier_validator(parts: StageParts, device: torch.device, batch_size: int):  # type: ignore[no-untyped-def]
+    dataset = parts.val_set
+    assert dataset is not None
+    keys = [(i, 777 + i) for i in range(len(dataset))]
+
+    @torch.no_grad()
+    def validate(net: nn.Module) -> dict[str, float]:
+        net.eval()
+        top1 = top5 = 0
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=keys)  # type: ignore[arg-type]
+        for batch in loader:
+            logits = net(batch["input"].to(device))
+            labels = batch["label"].to(device)
+            k = min(5, logits.shape[1])
+            best = logits.topk(k, dim=1).indices
+            top1 += int((best[:, 0] == labels).sum())
+            top5 += int((best == labels[:, None]).any(dim=1).sum())
+        n = len(keys)
+        return {"top1": top1 / n, "top5": top5 / n}
+
+    return validate
+
+
+__all__ = ["make_validator"]
