@@ -146,7 +146,8 @@ class Generator(nn.Module):
         self, x: torch.Tensor, return_saliency: bool | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if return_saliency is None:
-            return_saliency = self.training
+            # Auto: saliency in training mode, when there is a branch to compute it.
+            return_saliency = self.training and self.has_saliency
         if return_saliency and not self.has_saliency:
             raise ValueError("this generator was built without the saliency branch")
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:

@@ -1,0 +1,37 @@
+"""Shared fixtures for the model tests: compact checkpoints with known, non-trivial weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import PerceptualNet, save_checkpoint
+from model_test_helpers import TINY_RGB_IN, make_generator
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def compact_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our format, gray->rgb, with the saliency branch."""
+    path = tmp_path_factory.mktemp("ckpt") / "compact.pt"
+    return save_checkpoint(path, make_generator(seed=1), working_resolution=256)
+
+
+@pytest.fixture(scope="session")
+def nchannel_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our format, 3 channels -> rgb (thermal->visible style), no saliency branch."""
+    path = tmp_path_factory.mktemp("ckpt") / "nchannel.pt"
+    net = make_generator(TINY_RGB_IN, seed=2, with_saliency=False)
+    return save_checkpoint(path, net, task="nchannel->rgb")
+
+
+@pytest.fixture(scope="session")
+def perceptual_net() -> PerceptualNet:
+    """Built once: construction goes through torchvision's full VGG-16 (~2 s on this CPU)."""
+    return PerceptualNet().eval()
