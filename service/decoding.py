@@ -1,0 +1,105 @@
+"""Uploaded bytes -> a fully decoded PIL image, within limits, or a domain error saying why not.
+
+Runs on the CPU thread pool. The size is checked from the header, before any
+pixel is decoded, so a decompression bomb costs a few hundred bytes of parsing.
+Only the formats listed in :data:`READABLE_FORMATS` are even tried, which keeps
+Pillow's rarer (and less hardened) decoders out of reach of the internet.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+from service.exceptions import CorruptImage, EmptyUpload, ImageTooLarge, UnsupportedImage
+
+_log = logging.getLogger(__name__)
+
+#: Pillow decoders the service tries (the JPEG one also opens MPO, the multi-picture JPEG many phones write).
+READABLE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+
+#: Canonical lower-case name of each readable format (what clients see, what ``format`` accepts).
+_FORMAT_NAMES = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif"}
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded upload and what we keep from its container."""
+
+    image: Image.Image
+    format: str  # canonical lower-case name, e.g. "jpeg"
+    icc_profile: bytes | None  # kept for the output only when it describes RGB
+    dpi: tuple[float, float] | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+def _rgb_icc(image: Image.Image) -> bytes | None:
+    """The embedded ICC profile if it is an RGB one (a gray or CMYK profile cannot tag an RGB output)."""
+    profile = image.info.get("icc_profile")
+    if isinstance(profile, bytes) and len(profile) >= 20 and profile[16:20] == b"RGB ":
+        return profile
+    return None
+
+
+def _dpi(image: Image.Image) -> tuple[float, float] | None:
+    dpi = image.info.get("dpi")
+    try:
+        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
+    """Decode ``source`` (bytes or a binary file) completely, or raise a :mod:`service.exceptions` error.
+
+    Raises :class:`EmptyUpload` (no bytes), :class:`UnsupportedImage` (not an image
+    or a format we do not read), :class:`ImageTooLarge` (width x height over
+    ``max_pixels``, checked before decoding) or :class:`CorruptImage`.
+    """
+    fp: IO[bytes] = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    fp.seek(0, io.SEEK_END)
+    if fp.tell() == 0:
+        raise EmptyUpload("the uploaded file is empty")
+    fp.seek(0)
+    with warnings.catch_warnings():
+        # We enforce our own, lower pixel limit below; Pillow's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(fp, formats=list(READABLE_FORMATS))
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
+        except UnidentifiedImageError as exc:
+            raise UnsupportedImage(
+                "not an image, or not a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+            ) from exc
+        except _DECODE_ERRORS as exc:
+            raise CorruptImage(f"the image header cannot be read: {exc}") from exc
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise CorruptImage(f"the image has an empty size {width}x{height}")
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        fmt = _FORMAT_NAMES[image.format or "PNG"]
+        try:
+            image.load()
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
+        except _DECODE_ERRORS as exc:
+            raise CorruptImage(f"the {fmt.upper()} data is corrupt or truncated: {exc}") from exc
+    return DecodedImage(image=image, format=fmt, icc_profile=_rgb_icc(image), dpi=_dpi(image))
+
+
+__all__ = ["READABLE_FORMATS", "DecodedImage", "decode_image"]

@@ -1,0 +1,90 @@
+"""A result image -> bytes in the format the client asked for.
+
+PNG and WebP keep alpha. JPEG has no alpha channel: a transparent input is
+flattened onto white (what viewers show for transparent areas), so the answer
+looks as the input did rather than revealing whatever colour hid under alpha 0.
+An RGB ICC profile of the input is carried over, so colour-managed viewers
+interpret the (unchanged) luma as the input's; EXIF is not, because orientation
+has already been applied to the pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from enum import Enum
+
+from PIL import Image
+
+
+class OutputFormat(str, Enum):
+    """Formats the service writes."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+    @property
+    def media_type(self) -> str:
+        return f"image/{self.value}"
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self is OutputFormat.JPEG else self.value
+
+
+#: Default quality for the lossy formats; PNG is lossless and ignores ``quality``.
+DEFAULT_QUALITY = 90
+_PNG_COMPRESS_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Encoded image bytes and their media type."""
+
+    data: bytes
+    media_type: str
+    alpha_flattened: bool
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Composite an image with alpha onto white."""
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image.convert("RGB"), mask=image.getchannel("A"))
+    return background
+
+
+def encode_image(
+    image: Image.Image,
+    fmt: OutputFormat,
+    *,
+    quality: int | None = None,
+    icc_profile: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+) -> Encoded:
+    """Encode ``image`` (RGB, RGBA or L) as ``fmt``."""
+    params: dict[str, object] = {}
+    if icc_profile and image.mode != "L":
+        params["icc_profile"] = icc_profile
+    if dpi:
+        params["dpi"] = dpi
+    flattened = False
+    if fmt is OutputFormat.JPEG:
+        if "A" in image.getbands():
+            image = _flatten(image)
+            flattened = True
+        params.update(quality=quality or DEFAULT_QUALITY)
+        pil_format = "JPEG"
+    elif fmt is OutputFormat.WEBP:
+        q = quality or DEFAULT_QUALITY
+        params.update(quality=q, lossless=q == 100, method=4)
+        pil_format = "WEBP"
+    else:
+        params.update(compress_level=_PNG_COMPRESS_LEVEL)
+        pil_format = "PNG"
+    buffer = io.BytesIO()
+    image.save(buffer, pil_format, **params)
+    return Encoded(buffer.getvalue(), fmt.media_type, flattened)
+
+
+__all__ = ["DEFAULT_QUALITY", "Encoded", "OutputFormat", "encode_image"]

@@ -1,0 +1,192 @@
+"""One image request through the three stages: CPU pool -> batch queue -> CPU pool.
+
+1. decode (limits first) and :meth:`~model.Colorizer.prepare` on the CPU pool;
+2. the model input waits in the batcher and runs in a shared forward;
+3. :meth:`~model.Colorizer.finish` (chroma recombined at full resolution) and
+   encoding on the CPU pool.
+
+Waiting for stage 2 races the request's deadline and the client's disconnect:
+whichever comes first cancels the queued item, so it is never computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+import torch
+
+from model import Colorizer, PreparedImage
+from model.images import ImagePlanes
+from service.batcher import Batched, DeadlineExceeded
+from service.decoding import DecodedImage, decode_image
+from service.encoding import Encoded, OutputFormat, encode_image
+from service.exceptions import ClientDisconnected, InvalidOptions, SaliencyUnavailable
+from service.logging_setup import request_id_var
+from service.runtime import WorkItem
+from service.schemas import ColorizeOptions, RenderOptions
+from service.state import ServiceState
+
+_log = logging.getLogger(__name__)
+
+_SAME_AS_INPUT = {"png": OutputFormat.PNG, "jpeg": OutputFormat.JPEG, "webp": OutputFormat.WEBP}
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent in each stage of one request."""
+
+    preprocess_ms: float
+    queue_ms: float
+    inference_ms: float
+    postprocess_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An answer image and how it was produced."""
+
+    encoded: Encoded
+    batch_size: int
+    render_size: int
+    timings: Timings
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    decoded_format: str
+    icc_profile: bytes | None
+    dpi: tuple[float, float] | None
+    prepared: PreparedImage
+
+
+def _slim(prepared: PreparedImage) -> PreparedImage:
+    """Drop the full-resolution float planes, which finish() never reads, while the item waits in the queue.
+
+    ``finish`` needs the luma, the alpha and the size; ``PreparedImage`` keeps the
+    whole H x W x C float32 array too (12 bytes per pixel for RGB input), so it is
+    replaced by a zero-copy stand-in of the same shape.
+    """
+    pixels = prepared.planes.pixels
+    stand_in = np.broadcast_to(np.zeros((1, 1, 1), dtype=np.float32), pixels.shape)
+    return dataclasses.replace(prepared, planes=ImagePlanes(stand_in, prepared.planes.alpha))
+
+
+def _decode_and_prepare(
+    source: bytes | IO[bytes], *, colorizer: Colorizer, render_size: int, max_pixels: int
+) -> _Prepared:
+    decoded: DecodedImage = decode_image(source, max_pixels=max_pixels)
+    try:
+        prepared = colorizer.prepare(decoded.image, render_size)
+    finally:
+        decoded.image.close()
+    return _Prepared(decoded.format, decoded.icc_profile, decoded.dpi, _slim(prepared))
+
+
+def _finish_color(
+    colorizer: Colorizer, item: _Prepared, rgb: torch.Tensor, fmt: OutputFormat, quality: int | None
+) -> Encoded:
+    image = colorizer.finish(item.prepared, rgb)
+    return encode_image(image, fmt, quality=quality, icc_profile=item.icc_profile, dpi=item.dpi)
+
+
+def _finish_saliency(colorizer: Colorizer, item: _Prepared, saliency: torch.Tensor) -> Encoded:
+    return encode_image(colorizer.finish_saliency(item.prepared, saliency), OutputFormat.PNG, dpi=item.dpi)
+
+
+def _output_format(options: ColorizeOptions, input_format: str) -> OutputFormat:
+    return options.format or _SAME_AS_INPUT.get(input_format, OutputFormat.PNG)
+
+
+async def _await_result(
+    state: ServiceState, item: WorkItem, deadline: float, disconnected: Callable[[], Awaitable[None]]
+) -> Batched[torch.Tensor]:
+    """Queue ``item`` and wait for its result, its deadline or the client's disconnect, whichever is first."""
+    future = state.batcher.submit(item, deadline=deadline)
+    result = asyncio.wrap_future(future)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait(
+            {result, watcher}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+        )
+        if result in done:
+            return result.result()
+        future.cancel()  # dropped before compute unless its batch already started
+        if watcher in done:
+            raise ClientDisconnected("the client disconnected before its result was ready")
+        raise DeadlineExceeded(
+            f"no result within the request timeout of {state.settings.request_timeout_s:g} s; the image was not computed"
+        )
+    finally:
+        if not result.done():
+            result.cancel()
+        watcher.cancel()
+
+
+def _check_render_size(state: ServiceState, options: RenderOptions) -> int:
+    size = options.render_size or state.runtime.render_size
+    if size > state.max_render_size:
+        raise InvalidOptions(f"render_size {size} exceeds the maximum of {state.max_render_size}")
+    return size
+
+
+async def run_image_request(
+    state: ServiceState,
+    source: bytes | IO[bytes],
+    options: RenderOptions,
+    *,
+    saliency: bool,
+    started_at: float,
+    disconnected: Callable[[], Awaitable[None]],
+) -> Rendered:
+    """Decode, batch, finish and encode one image. ``started_at`` is the request's arrival (monotonic)."""
+    colorizer = state.runtime.colorizer
+    if saliency and not state.runtime.has_saliency:
+        raise SaliencyUnavailable("the loaded checkpoint has no saliency branch")
+    render_size = _check_render_size(state, options)
+    deadline = started_at + state.settings.request_timeout_s
+    with state.admit():
+        t0 = time.monotonic()
+        item = await state.run_cpu(
+            _decode_and_prepare,
+            source,
+            colorizer=colorizer,
+            render_size=render_size,
+            max_pixels=state.settings.max_pixels,
+        )
+        preprocess_s = time.monotonic() - t0
+        state.metrics.stage_duration.labels("preprocess").observe(preprocess_s)
+        work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())
+        batched = await _await_result(state, work, deadline, disconnected)
+    t1 = time.monotonic()
+    if saliency:
+        encoded = await state.run_cpu(_finish_saliency, colorizer, item, batched.value)
+    else:
+        output = options if isinstance(options, ColorizeOptions) else ColorizeOptions()
+        fmt = _output_format(output, item.decoded_format)
+        encoded = await state.run_cpu(_finish_color, colorizer, item, batched.value, fmt, output.quality)
+    t2 = time.monotonic()
+    state.metrics.stage_duration.labels("postprocess").observe(t2 - t1)
+    state.metrics.images.labels("saliency" if saliency else "colorize").inc()
+    width, height = item.prepared.size
+    state.metrics.pixels.inc(width * height)
+    timings = Timings(
+        preprocess_ms=preprocess_s * 1e3,
+        queue_ms=batched.queue_wait_s * 1e3,
+        inference_ms=batched.inference_s * 1e3,
+        postprocess_ms=(t2 - t1) * 1e3,
+        total_ms=(t2 - started_at) * 1e3,
+    )
+    _log.debug("batch of %d, timings %s", batched.batch_size, timings)
+    return Rendered(encoded, batched.batch_size, render_size, timings, (width, height))
+
+
+__all__ = ["Rendered", "Timings", "run_image_request"]

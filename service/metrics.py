@@ -1,0 +1,99 @@
+"""Prometheus metrics of one app, in its own registry (so several apps in one process never collide).
+
+Names follow the Prometheus conventions: a ``scgan_`` namespace, base units
+(seconds, bytes), ``_total`` for counters. Route labels are route *templates*
+(``/colorize``), never raw paths, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """All of the service's metrics; also the batcher's :class:`~service.batcher.BatchObserver`."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "scgan_http_requests", "HTTP requests answered, by route, method and status.",
+            ("route", "method", "status"), registry=r,
+        )
+        self.request_duration = Histogram(
+            "scgan_http_request_duration_seconds", "Time from request arrival to the last byte of the answer.",
+            ("route", "method"), buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.in_flight = Gauge("scgan_http_requests_in_flight", "HTTP requests being handled now.", registry=r)
+        self.queue_wait = Histogram(
+            "scgan_queue_wait_seconds", "Time a request waited in the batch queue before its forward started.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_depth = Gauge("scgan_queue_depth", "Requests waiting in the batch queue.", registry=r)
+        self.queue_capacity = Gauge("scgan_queue_capacity", "Capacity of the batch queue.", registry=r)
+        self.batch_size = Histogram(
+            "scgan_batch_size", "Images per generator forward.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_duration = Histogram(
+            "scgan_batch_inference_duration_seconds", "Duration of one batched generator forward.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.batches_failed = Counter("scgan_batches_failed", "Generator forwards that raised.", registry=r)
+        self.stage_duration = Histogram(
+            "scgan_stage_duration_seconds", "CPU stage durations per request (decode+prepare, finish+encode).",
+            ("stage",), buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.images = Counter(
+            "scgan_images_processed", "Images answered successfully, by endpoint.", ("endpoint",), registry=r
+        )
+        self.pixels = Counter("scgan_input_pixels", "Input pixels of images answered successfully.", registry=r)
+        self.errors = Counter("scgan_errors", "Requests that failed, by error code.", ("kind",), registry=r)
+        self.dropped = Counter(
+            "scgan_queue_dropped", "Queued requests dropped before compute (expired, cancelled).", ("reason",),
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "scgan_model_info", "The loaded model (value is always 1).",
+            ("checkpoint", "sha256", "task", "device", "precision"), registry=r,
+        )
+        self.ready = Gauge("scgan_ready", "1 when the service accepts work (warm, worker running).", registry=r)
+
+    # -- wiring ------------------------------------------------------------------
+    def bind_queue(self, depth: Callable[[], int], capacity: int) -> None:
+        """Read the queue depth at scrape time (always current, no bookkeeping)."""
+        self.queue_depth.set_function(lambda: float(depth()))
+        self.queue_capacity.set(capacity)
+
+    def bind_ready(self, ready: Callable[[], bool]) -> None:
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+
+    def set_model(self, *, checkpoint: str, sha256: str, task: str, device: str, precision: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(checkpoint, sha256, task, device, precision).set(1)
+
+    # -- BatchObserver -------------------------------------------------------------
+    def on_batch(self, size: int, inference_s: float, queue_waits_s: Sequence[float], failed: bool) -> None:
+        self.batch_size.observe(size)
+        self.batch_duration.observe(inference_s)
+        for wait in queue_waits_s:
+            self.queue_wait.observe(wait)
+        if failed:
+            self.batches_failed.inc()
+
+    def on_drop(self, reason: str) -> None:
+        self.dropped.labels(reason).inc()
+
+    # -- exposition ----------------------------------------------------------------
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["ServiceMetrics"]

@@ -1,0 +1,147 @@
+"""Pure ASGI middleware: request context (id, timing, metrics, access log) and the upload size limit.
+
+Pure ASGI rather than ``BaseHTTPMiddleware`` so that request bodies stream
+through untouched (no buffering) and the body limit can count bytes as they
+arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import exception_response
+from service.exceptions import UploadTooLarge
+from service.logging_setup import request_id_var
+from service.metrics import ServiceMetrics
+
+_log = logging.getLogger("service.access")
+
+#: Client-supplied request ids are echoed only when short and made of safe characters.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+#: Probes and scrapes are logged at DEBUG, so the access log shows traffic, not health checks.
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def request_id_from(headers: Headers) -> str:
+    """The client's X-Request-ID when sane, else a fresh one."""
+    supplied = headers.get("x-request-id", "")
+    return supplied if _SANE_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+
+
+def route_label(router: Router, scope: Scope) -> str:
+    """The matched route's template (bounded label cardinality); 'unmatched' for 404s."""
+    route = scope.get("route")
+    if route is None:
+        for candidate in router.routes:
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                route = candidate
+                break
+    return getattr(route, "path", None) or "unmatched"
+
+
+class RequestContextMiddleware:
+    """Assigns the request id, times the request, records metrics, writes the access log, catches the unexpected."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, router: Router, retry_after_s: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.router = router
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        request_id = request_id_from(Headers(scope=scope))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["started_at"] = started
+        token = request_id_var.set(request_id)
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # anything the routes did not map: a JSON 500, never a bare traceback
+            if response_started:
+                _log.error("error after the response started", exc_info=exc)
+            else:
+                response = exception_response(exc, retry_after_s=self.retry_after_s, scope=scope)
+                await response(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.monotonic() - started
+            route = route_label(self.router, scope)
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            if "error_code" in state:
+                self.metrics.errors.labels(state["error_code"]).inc()
+            self.metrics.request_duration.labels(route, method).observe(elapsed)
+            _log.log(
+                logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
+                "%s %s %d %.1f ms",
+                method,
+                scope.get("path", ""),
+                status,
+                elapsed * 1e3,
+                extra={"route": route, "status": status, "duration_ms": round(elapsed * 1e3, 2)},
+            )
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_body_bytes``: by Content-Length up front, else by counting while they stream in.
+
+    Nothing is buffered here; the count is checked as each chunk passes, so an
+    endless chunked upload costs at most ``max_body_bytes`` before it is refused.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, retry_after_s: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            error = UploadTooLarge(f"the request body is {declared} bytes; the limit is {self.max_body_bytes}")
+            await exception_response(error, retry_after_s=self.retry_after_s, scope=scope)(scope, receive, send)
+            return
+        received = 0
+        limit = self.max_body_bytes
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise UploadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware", "request_id_from", "route_label"]

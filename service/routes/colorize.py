@@ -1,0 +1,139 @@
+"""POST /colorize and POST /saliency: an uploaded image in, an image of the same size out."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
+
+from service.deps import StateDep
+from service.encoding import OutputFormat
+from service.errors import validation_message
+from service.exceptions import InvalidOptions, SaliencyUnavailable
+from service.inference import Rendered, run_image_request
+from service.schemas import ERROR_RESPONSES, ColorizeOptions, RenderOptions
+from service.state import ServiceState
+from service.upload import read_upload, wait_for_disconnect
+
+router = APIRouter(tags=["images"])
+
+O = TypeVar("O", bound=RenderOptions)
+
+
+def _request_body(options: type[RenderOptions]) -> dict[str, Any]:
+    """OpenAPI for the body the routes parse themselves (multipart ``file`` + option fields, or a raw image)."""
+    properties: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description": "The image."}}
+    for name, info in options.model_fields.items():
+        properties[name] = {"type": "string", "description": f"Same as the query parameter. {info.description or ''}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": properties}},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    }
+
+
+def _image_responses(description: str, media_types: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        200: {
+            "description": description + " Headers X-Batch-Size, X-Queue-Wait-Ms, X-Inference-Ms, X-Total-Ms and "
+            "Server-Timing tell how it was computed.",
+            "content": {media_type: binary for media_type in media_types},
+        },
+        **ERROR_RESPONSES,
+    }
+
+
+def _merge_options(query: O, fields: dict[str, str]) -> O:
+    """Query options overridden by form fields of the same name, validated together (422 when invalid)."""
+    known = {k: v for k, v in fields.items() if k in type(query).model_fields}
+    if not known:
+        return query
+    try:
+        return type(query).model_validate({**query.model_dump(exclude_unset=True), **known})
+    except ValidationError as exc:
+        raise InvalidOptions(validation_message(exc.errors())) from exc
+
+
+def _image_response(rendered: Rendered, stem: str) -> Response:
+    t = rendered.timings
+    media_type = rendered.encoded.media_type
+    extension = "jpg" if media_type == OutputFormat.JPEG.media_type else media_type.split("/", 1)[1]
+    headers = {
+        "X-Batch-Size": str(rendered.batch_size),
+        "X-Render-Size": str(rendered.render_size),
+        "X-Preprocess-Ms": f"{t.preprocess_ms:.2f}",
+        "X-Queue-Wait-Ms": f"{t.queue_ms:.2f}",
+        "X-Inference-Ms": f"{t.inference_ms:.2f}",
+        "X-Postprocess-Ms": f"{t.postprocess_ms:.2f}",
+        "X-Total-Ms": f"{t.total_ms:.2f}",
+        "Server-Timing": (
+            f"preprocess;dur={t.preprocess_ms:.2f}, queue;dur={t.queue_ms:.2f}, "
+            f"inference;dur={t.inference_ms:.2f}, postprocess;dur={t.postprocess_ms:.2f}, total;dur={t.total_ms:.2f}"
+        ),
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'inline; filename="{stem}.{extension}"',
+    }
+    if rendered.encoded.alpha_flattened:
+        headers["X-Alpha-Flattened"] = "true"
+    return Response(rendered.encoded.data, media_type=media_type, headers=headers)
+
+
+async def _handle(request: Request, state: ServiceState, query: O, *, saliency: bool) -> Response:
+    with state.active():
+        state.ensure_accepting()
+        if saliency and not state.runtime.has_saliency:
+            raise SaliencyUnavailable("the loaded checkpoint has no saliency branch; POST /colorize still works")
+        upload = await read_upload(request, max_bytes=state.settings.max_upload_bytes)
+        try:
+            options = _merge_options(query, upload.fields)
+            rendered = await run_image_request(
+                state,
+                upload.source,
+                options,
+                saliency=saliency,
+                started_at=getattr(request.state, "started_at", time.monotonic()),
+                disconnected=lambda: wait_for_disconnect(request),
+            )
+        finally:
+            await upload.close()
+    return _image_response(rendered, "saliency" if saliency else "colorized")
+
+
+@router.post(
+    "/colorize",
+    summary="Colorize an image",
+    description="Upload an image (multipart field `file`, or the raw bytes with an `image/*` content type). "
+    "The answer has the input's size and orientation (EXIF applied), its alpha channel (PNG/WebP) and its luma; "
+    "only the chroma is predicted. Reads JPEG, PNG, WebP, BMP, TIFF and GIF (first frame).",
+    response_class=Response,
+    responses=_image_responses("The colour image.", tuple(f.media_type for f in OutputFormat)),
+    openapi_extra=_request_body(ColorizeOptions),
+)
+async def colorize(request: Request, state: StateDep, query: Annotated[ColorizeOptions, Query()]) -> Response:
+    return await _handle(request, state, query, saliency=False)
+
+
+@router.post(
+    "/saliency",
+    summary="Predicted saliency map",
+    description="The generator's saliency map as a grayscale PNG of the input's size. "
+    "501 when the loaded checkpoint has no saliency branch.",
+    response_class=Response,
+    responses={
+        **_image_responses("The saliency map (grayscale PNG).", ("image/png",)),
+        501: {"model": ERROR_RESPONSES[400]["model"], "description": "The checkpoint has no saliency branch."},
+    },
+    openapi_extra=_request_body(RenderOptions),
+)
+async def saliency(request: Request, state: StateDep, query: Annotated[RenderOptions, Query()]) -> Response:
+    return await _handle(request, state, query, saliency=True)
+
+
+__all__ = ["router"]

@@ -1,0 +1,181 @@
+"""The resident model: loaded once, on the configured device and precision, warmed, described.
+
+This is the service's only contact with :mod:`model`: it builds the
+:class:`~model.Colorizer` whose three stages (prepare / predict / finish) the
+request pipeline runs, and turns ``predict`` into the batch function the
+batcher calls. A ``predict`` override is the test seam (a slow or failing
+forward); everything else stays real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
+from model.checkpoint import CheckpointInfo, read_generator
+from model.device import Precision, resolve_device
+from service.settings import PrecisionSetting, Settings
+
+_log = logging.getLogger(__name__)
+
+#: (batch B x C x R x R on the CPU, want saliency) -> (RGB B x 3 x R x R, saliency B x 1 x R x R or None), on the CPU.
+PredictFn = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
+
+#: The compact generator used while no starter checkpoint ships (see model/weights).
+FALLBACK_CONFIG = GeneratorConfig(start_channels=16, latent_channels=32, global_channels=16)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One request's model input as it waits in the batch queue."""
+
+    tensor: torch.Tensor  # C_in x R x R, float32, CPU
+    render_size: int
+    saliency: bool
+    request_id: str = "-"
+
+
+def work_key(item: WorkItem) -> tuple[int, bool]:
+    """Items with equal keys stack into one tensor and run in one forward."""
+    return item.render_size, item.saliency
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Where the weights came from, for /v1/model, metrics and logs."""
+
+    name: str
+    sha256: str
+    source_format: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_precision(precision: PrecisionSetting, device: torch.device) -> Precision:
+    """'auto' is fp16 on CUDA (tensor cores, half the memory traffic) and fp32 elsewhere."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _weights_sha256(net: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fallback_generator(seed: int) -> tuple[Generator, ModelIdentity]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = Generator(FALLBACK_CONFIG, with_saliency=True, spectral_norm=False).eval()
+    identity = ModelIdentity(
+        name=f"random-init-compact-seed{seed}",
+        sha256=_weights_sha256(net),
+        source_format="random-init",
+        metadata={"warning": "no checkpoint: randomly initialised weights, colours are meaningless"},
+    )
+    return net, identity
+
+
+class ModelRuntime:
+    """A :class:`~model.Colorizer` plus what the service needs around it."""
+
+    def __init__(self, colorizer: Colorizer, identity: ModelIdentity, *, predict: PredictFn | None = None) -> None:
+        self.colorizer = colorizer
+        self.identity = identity
+        self._predict: PredictFn = predict or self._model_predict
+
+    @classmethod
+    def load(cls, settings: Settings, *, predict: PredictFn | None = None) -> ModelRuntime:
+        """Load the configured checkpoint (or the bundled one, or a loudly logged random fallback)."""
+        device = resolve_device(settings.device)
+        precision = resolve_precision(settings.precision, device)
+        path = settings.checkpoint or default_checkpoint_path()
+        if path is not None:
+            net, info = read_generator(path)
+            identity = ModelIdentity(info.name, info.sha256, info.source_format, dict(info.metadata))
+        else:
+            _log.warning(
+                "no checkpoint configured (SCGAN_CHECKPOINT) and no bundled starter checkpoint: serving a RANDOMLY "
+                "INITIALISED compact generator (seed %d); its colours are meaningless",
+                settings.fallback_seed,
+            )
+            net, identity = _fallback_generator(settings.fallback_seed)
+        colorizer = Colorizer(
+            net, device=device, precision=precision, render_size=settings.render_size, batch_size=settings.max_batch_size
+        )
+        _log.info(
+            "loaded %s (sha256 %s, %s, saliency=%s) on %s at %s, render size %d",
+            identity.name, identity.sha256[:12], colorizer.task.value, colorizer.has_saliency,
+            colorizer.device, colorizer.precision, colorizer.render_size,
+        )
+        return cls(colorizer, identity, predict=predict)
+
+    # -- properties the service reports -----------------------------------------------
+    @property
+    def checkpoint_info(self) -> CheckpointInfo | None:
+        return self.colorizer.checkpoint_info
+
+    @property
+    def has_saliency(self) -> bool:
+        return self.colorizer.has_saliency
+
+    @property
+    def render_size(self) -> int:
+        return self.colorizer.render_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.colorizer.device
+
+    @property
+    def precision(self) -> Precision:
+        return self.colorizer.precision
+
+    # -- inference ---------------------------------------------------------------------
+    def _model_predict(self, batch: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.colorizer.predict(batch, saliency=saliency)
+
+    def predict_batch(self, items: list[WorkItem]) -> list[torch.Tensor]:
+        """The batcher's predict function: stack same-key items, one forward, one output tensor per item."""
+        saliency = items[0].saliency
+        batch = torch.stack([item.tensor for item in items])  # B x C x R x R
+        rgb, sal = self._predict(batch, saliency)
+        out = sal if saliency else rgb
+        if out is None:
+            raise RuntimeError("the forward returned no saliency map")
+        return list(out.unbind(0))
+
+    def warm_up(self, max_batch_size: int) -> float:
+        """One forward per batch size the batcher can form (and one saliency forward); returns seconds spent."""
+        start = time.perf_counter()
+        size = self.render_size
+        channels = self.colorizer.in_channels
+        for batch_size in range(1, max_batch_size + 1):
+            self._predict(torch.zeros(batch_size, channels, size, size), False)
+        if self.has_saliency:
+            self._predict(torch.zeros(1, channels, size, size), True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        _log.info("warm-up done: batch sizes 1..%d at %dx%d in %.2f s", max_batch_size, size, size, elapsed)
+        return elapsed
+
+
+__all__ = [
+    "FALLBACK_CONFIG",
+    "ModelIdentity",
+    "ModelRuntime",
+    "PredictFn",
+    "WorkItem",
+    "resolve_precision",
+    "work_key",
+]

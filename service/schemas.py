@@ -1,0 +1,138 @@
+"""Request options and JSON response shapes (they also document the API in /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from model.config import SIZE_MULTIPLE
+from service.encoding import OutputFormat
+
+_FORMAT_ALIASES = {"jpg": "jpeg", "jpe": "jpeg"}
+
+
+class RenderOptions(BaseModel):
+    """Options every image route takes (POST /saliency takes only these)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    render_size: int | None = Field(
+        default=None,
+        description=f"Working resolution of the generator, a multiple of {SIZE_MULTIPLE} (default: the model's).",
+    )
+
+    @field_validator("render_size")
+    @classmethod
+    def _check_render_size(cls, value: int | None) -> int | None:
+        if value is not None and (value < SIZE_MULTIPLE or value % SIZE_MULTIPLE):
+            raise ValueError(f"render_size must be a positive multiple of {SIZE_MULTIPLE}")
+        return value
+
+
+class ColorizeOptions(RenderOptions):
+    """Options of POST /colorize, from the query string or form fields (a form field wins)."""
+
+    format: OutputFormat | None = Field(
+        default=None,
+        description="Output format. Default: the input's format when it is png, jpeg or webp, else png. "
+        "JPEG has no alpha: transparent areas are flattened onto white.",
+    )
+    quality: int | None = Field(
+        default=None, ge=1, le=100, description="JPEG/WebP quality (default 90; WebP 100 = lossless); PNG ignores it."
+    )
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value.startswith("image/"):
+                value = value[len("image/") :]
+            return _FORMAT_ALIASES.get(value, value) or None
+        return value
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. 'queue_full'.")
+    message: str
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_loaded: bool
+    warmed_up: bool
+    worker_running: bool
+    draining: bool
+
+
+class CheckpointDescription(BaseModel):
+    name: str
+    sha256: str
+    source_format: str
+    metadata: dict[str, Any]
+
+
+class BatchingDescription(BaseModel):
+    max_batch_size: int
+    max_batch_delay_ms: float
+    queue_capacity: int
+    request_timeout_s: float
+
+
+class LimitsDescription(BaseModel):
+    max_upload_bytes: int
+    max_pixels: int
+    max_render_size: int
+
+
+class ModelDescription(BaseModel):
+    """What GET /v1/model reports."""
+
+    checkpoint: CheckpointDescription
+    config: dict[str, Any]
+    task: str
+    has_saliency: bool
+    device: str
+    precision: str
+    working_resolution: int
+    render_size: int
+    batching: BatchingDescription
+    limits: LimitsDescription
+    version: dict[str, str]
+
+
+#: OpenAPI description of the error answers every image route can give.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "No file, empty body, or a corrupt/truncated image."},
+    413: {"model": ErrorResponse, "description": "Upload over max_upload_bytes or image over max_pixels."},
+    415: {"model": ErrorResponse, "description": "Not an image, or a format the service does not read."},
+    422: {"model": ErrorResponse, "description": "Invalid option values."},
+    500: {"model": ErrorResponse, "description": "The batch failed; quote request_id."},
+    503: {"model": ErrorResponse, "description": "Queue full, not ready, or shutting down; see Retry-After."},
+    504: {"model": ErrorResponse, "description": "Timed out waiting for the model; not computed."},
+}
+
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "BatchingDescription",
+    "CheckpointDescription",
+    "ColorizeOptions",
+    "ErrorDetail",
+    "ErrorResponse",
+    "Health",
+    "LimitsDescription",
+    "ModelDescription",
+    "Readiness",
+    "RenderOptions",
+]

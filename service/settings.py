@@ -1,0 +1,140 @@
+"""Service configuration: one settings object, read from ``SCGAN_*`` environment variables.
+
+Every field has a documented default and is validated when the object is built,
+so a bad deployment fails at start-up with a message naming the variable rather
+than misbehaving under load. ``Settings()`` reads the environment;
+``Settings(max_batch_size=4)`` overrides it (tests, the CLI).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.config import SIZE_MULTIPLE
+
+PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Environment variable = ``SCGAN_`` + upper-case field name."""
+
+    model_config = SettingsConfigDict(env_prefix="SCGAN_", extra="ignore", frozen=True, validate_default=True)
+
+    # -- model -------------------------------------------------------------------
+    checkpoint: Path | None = Field(
+        default=None,
+        description="Generator checkpoint (ours or the authors'). Unset: the bundled starter checkpoint, or, "
+        "while none ships, a seeded random compact generator (logged as a WARNING).",
+    )
+    device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1'.")
+    precision: PrecisionSetting = Field(
+        default="auto", description="Inference precision; 'auto' is fp16 on CUDA and fp32 elsewhere."
+    )
+    render_size: int | None = Field(
+        default=None,
+        description="Default working resolution (multiple of 256). Unset: the checkpoint's own working resolution.",
+    )
+    max_render_size: int = Field(
+        default=1024, description="Largest render_size a client may ask for (bounds per-request compute)."
+    )
+    fallback_seed: int = Field(default=0, description="Seed of the random generator used when no checkpoint exists.")
+    warmup: bool = Field(default=True, description="Run one forward per batch size before reporting ready.")
+
+    # -- batching ----------------------------------------------------------------
+    max_batch_size: int = Field(default=8, ge=1, le=256, description="Most images in one forward.")
+    max_batch_delay_ms: float = Field(
+        default=5.0, ge=0.0, le=1000.0, description="Longest a batch waits for company after its first request."
+    )
+    queue_capacity: int = Field(
+        default=64, ge=1, le=100_000, description="Requests waiting for the model; beyond it: 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=3600.0, description="Budget from arrival to model result; beyond it: 504."
+    )
+    retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After sent with 503 answers.")
+    shutdown_timeout_s: float = Field(
+        default=30.0, ge=0.0, le=3600.0, description="How long shutdown waits for queued and running requests."
+    )
+
+    # -- limits ------------------------------------------------------------------
+    max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, le=1024**3, description="Largest upload; beyond it: 413."
+    )
+    max_pixels: int = Field(
+        default=4096 * 4096,
+        ge=1,
+        le=178_956_970,  # 2x Pillow's MAX_IMAGE_PIXELS: past it Pillow refuses to open the file at all
+        description="Largest image (width x height); checked from the header before decoding; beyond it: 413. "
+        "Full-resolution post-processing needs roughly 60-80 bytes per pixel.",
+    )
+
+    # -- process -----------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Bind address; set 0.0.0.0 in a container.")
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = Field(default="text", description="'json' writes one JSON object per line.")
+    cpu_threads: int = Field(
+        default_factory=_default_threads,
+        ge=1,
+        le=256,
+        description="Threads that decode, pre-process, post-process and encode images.",
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, le=256, description="torch intra-op threads (process-wide). Unset: torch's default."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "auto":
+            return value
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"not a torch device: {value!r}") from exc
+        return value
+
+    @field_validator("render_size", "max_render_size")
+    @classmethod
+    def _check_render_size(cls, value: int | None) -> int | None:
+        if value is not None and (value < SIZE_MULTIPLE or value % SIZE_MULTIPLE):
+            raise ValueError(f"must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
+        return value
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _check_checkpoint(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"checkpoint file {value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.render_size is not None and self.render_size > self.max_render_size:
+            raise ValueError(f"render_size {self.render_size} exceeds max_render_size {self.max_render_size}")
+        return self
+
+    @property
+    def max_batch_delay_s(self) -> float:
+        return self.max_batch_delay_ms / 1000.0
+
+
+__all__ = ["LogFormat", "LogLevel", "PrecisionSetting", "Settings"]

@@ -1,0 +1,150 @@
+"""What one running app holds between requests, and its life cycle (warm-up, readiness, drain).
+
+Created by the lifespan in :mod:`service.app`, reached by routes through
+:mod:`service.deps`. Readiness is a property computed from the facts (warmed,
+worker alive, not draining), never a flag someone must remember to reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
+import torch
+
+from service.batcher import Batcher, QueueFull
+from service.exceptions import NotReady, ShuttingDown
+from service.metrics import ServiceMetrics
+from service.runtime import ModelRuntime, WorkItem
+from service.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class ServiceState:
+    """The model, the batcher, the CPU pool and the flags that make up readiness."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        runtime: ModelRuntime,
+        batcher: Batcher[WorkItem, torch.Tensor],
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.runtime = runtime
+        self.batcher = batcher
+        self.pool = pool
+        self.warmed = False
+        self.draining = False
+        self.started_at = time.time()
+        #: Largest render size a client may request (never below the model's own default).
+        self.max_render_size = max(settings.max_render_size, runtime.render_size)
+        # Image requests between admission and their model result: queue + running batch + decoding.
+        self._admitted = 0
+        self._admission_limit = settings.queue_capacity + settings.max_batch_size
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- readiness -------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Warmed up, inference worker alive, not draining."""
+        return self.warmed and self.batcher.running and not self.draining
+
+    def readiness_detail(self) -> dict[str, bool]:
+        return {
+            "model_loaded": True,
+            "warmed_up": self.warmed,
+            "worker_running": self.batcher.running,
+            "draining": self.draining,
+        }
+
+    async def warm_up_and_start(self) -> None:
+        """Warm the model off the event loop, then start the inference worker; only then are we ready."""
+        try:
+            if self.settings.warmup:
+                await asyncio.to_thread(self.runtime.warm_up, self.settings.max_batch_size)
+            if self.draining:
+                return
+            self.batcher.start()
+            self.warmed = True
+            _log.info("ready: inference worker running, accepting requests")
+        except Exception:
+            _log.critical("warm-up failed; the service stays NOT ready", exc_info=True)
+
+    # -- admission ---------------------------------------------------------------------
+    def ensure_accepting(self) -> None:
+        """Raise the 503 to give when new work cannot be accepted now."""
+        if self.draining:
+            raise ShuttingDown("the service is shutting down")
+        if not self.ready:
+            raise NotReady("the model is not ready yet" if not self.warmed else "the inference worker is not running")
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Admit one image request, or refuse at once (503) when not ready or when the pipeline is full."""
+        self.ensure_accepting()
+        if self._admitted >= self._admission_limit or self.batcher.depth >= self.batcher.capacity:
+            raise QueueFull(f"the request queue is full ({self.settings.queue_capacity} waiting); retry later")
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Track a request that must finish before shutdown closes the pool and the worker."""
+        self._active += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    # -- CPU pool ----------------------------------------------------------------------
+    async def run_cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the CPU pool, in a copy of the current context (so logs keep the request id)."""
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, lambda: ctx.run(fn, *args, **kwargs))
+
+    # -- shutdown ----------------------------------------------------------------------
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, let running and queued requests finish within ``timeout_s``, then stop the worker.
+
+        Order matters: (1) refuse new work and drop readiness, (2) wait for the
+        requests already admitted (their batches still run, their post-processing
+        still needs the pool), (3) stop the batcher with a sentinel, failing what
+        is left when the deadline passed, (4) close the CPU pool.
+        """
+        deadline = time.monotonic() + timeout_s
+        self.draining = True
+        _log.info("shutting down: %d requests in progress, %d queued", self._active, self.batcher.depth)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            _log.warning("shutdown deadline passed with %d requests still in progress", self._active)
+        stopped = await asyncio.to_thread(self.batcher.stop, max(0.0, deadline - time.monotonic()))
+        if not stopped:
+            _log.warning("inference worker still busy at the shutdown deadline; abandoning it")
+        self.pool.shutdown(wait=stopped, cancel_futures=True)
+        _log.info("shutdown complete")
+
+
+__all__ = ["ServiceState"]
