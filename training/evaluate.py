@@ -1,0 +1,448 @@
+"""Evaluate a colorizer on colour photos: gray in, colour out, compared with the originals.
+
+Each photo is turned into its BT.601 gray version (:func:`model.color.rgb_to_gray`, rounded to
+8 bits), colorized through :class:`model.Colorizer` exactly as the service does (batched), and
+scored against the original with :mod:`training.metrics`. The gray image itself (as RGB with
+R = G = B = luma) is scored the same way as the baseline a colorizer has to beat.
+
+* :func:`evaluate` returns an :class:`EvaluationResult` and writes nothing;
+* :func:`evaluate_images` is the quick in-memory hook for validation during training
+  (flat ``dict[str, float]``: ``psnr``, ``psnr_delta``, ``colorfulness_ratio``, ...);
+* :func:`write_report` writes ``metrics.csv``, ``summary.json``, ``report.md`` and ``grid.png``.
+
+Photos that are already gray (every pixel R = G = B) are skipped: there is nothing to colorize
+and the gray baseline would score an infinite PSNR. Metrics are computed at the photo's own
+resolution (after the optional ``max_side`` downscale), not at the paper's 256 x 256, so
+numbers are not directly comparable with the paper's table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from model.checkpoint import CheckpointInfo
+from model.color import rgb_to_gray
+from model.pipeline import Colorizer
+from training.metrics import CCI_OPTIMUM, image_scores, no_reference_scores
+
+log = logging.getLogger("scgan.evaluate")
+
+ImageInput = str | os.PathLike[str] | Image.Image
+
+#: Reference-based metrics, scored for the model and for the gray baseline.
+REFERENCE_METRICS = ("psnr", "ssim", "mse", "nrmse")
+#: No-reference metrics, scored for the model, the gray baseline and the original.
+NO_REFERENCE_METRICS = ("colorfulness", "cci_optimum", "cni")
+COLORFULNESS_VARIANT = (
+    "Hasler & Süsstrunk 2003, signed rg = R - G and yb = (R + G) / 2 - B on 0..255: "
+    "M = sqrt(std_rg^2 + std_yb^2) + 0.3 * sqrt(mean_rg^2 + mean_yb^2); "
+    "CCI is this M, as in the SCGAN reference evaluation code"
+)
+CSV_NAME, JSON_NAME, REPORT_NAME, GRID_NAME = "metrics.csv", "summary.json", "report.md", "grid.png"
+TILE_HEIGHT = 192
+
+
+def _csv_columns() -> list[str]:
+    columns = ["name", "width", "height"]
+    for key in REFERENCE_METRICS + NO_REFERENCE_METRICS:
+        columns += [key, f"{key}_gray"]
+        if key in NO_REFERENCE_METRICS:
+            columns.append(f"{key}_original")
+        if key == "psnr":
+            columns.append("psnr_delta")
+    return columns
+
+
+#: metrics.csv columns: ``name, width, height, psnr, psnr_gray, psnr_delta, ssim, ssim_gray, ...``
+CSV_COLUMNS: tuple[str, ...] = tuple(_csv_columns())
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Scores of one photo: the model's and the gray baseline's against the original, and the original's own."""
+
+    name: str
+    width: int
+    height: int
+    model: dict[str, float]
+    gray: dict[str, float]
+    original: dict[str, float]
+
+    @property
+    def psnr_delta(self) -> float:
+        """Model PSNR minus gray-baseline PSNR, in dB (positive: the colours help)."""
+        return self.model["psnr"] - self.gray["psnr"]
+
+    def row(self) -> dict[str, Any]:
+        """One CSV row: ``psnr``, ``psnr_gray``, ..., ``colorfulness_original``, ..."""
+        values: dict[str, Any] = {"name": self.name, "width": self.width, "height": self.height}
+        values["psnr_delta"] = self.psnr_delta
+        for key in REFERENCE_METRICS + NO_REFERENCE_METRICS:
+            values[key] = self.model[key]
+            values[f"{key}_gray"] = self.gray[key]
+            if key in NO_REFERENCE_METRICS:
+                values[f"{key}_original"] = self.original[key]
+        return {column: values[column] for column in CSV_COLUMNS}
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """Thumbnails (``TILE_HEIGHT`` high) of one photo for the report's grid."""
+
+    name: str
+    gray: Image.Image
+    colorized: Image.Image
+    original: Image.Image
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Per-photo scores, skipped inputs and grid samples of one evaluation run."""
+
+    images: tuple[ImageResult, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (name, reason)
+    samples: tuple[SampleRow, ...] = ()
+    checkpoint: CheckpointInfo | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.images)
+
+    def mean(self, key: str, source: str = "model") -> float:
+        """Mean of one metric over the photos; ``source`` is ``model``, ``gray`` or ``original``; NaN when empty."""
+        return _mean([getattr(r, source)[key] for r in self.images])
+
+    @property
+    def psnr_delta(self) -> float:
+        """Mean over photos of (model PSNR - gray PSNR), dB."""
+        return _mean([r.psnr_delta for r in self.images])
+
+    @property
+    def worst_psnr_delta(self) -> tuple[float, str | None]:
+        """The smallest per-photo PSNR delta vs gray and the photo it belongs to."""
+        if not self.images:
+            return math.nan, None
+        worst = min(self.images, key=lambda r: r.psnr_delta)
+        return worst.psnr_delta, worst.name
+
+    @property
+    def colorfulness_ratio(self) -> float:
+        """Mean model colourfulness / mean colourfulness of the originals (NaN when the originals have none)."""
+        original = self.mean("colorfulness", "original")
+        return self.mean("colorfulness") / original if original > 0 else math.nan
+
+    def validation_metrics(self) -> dict[str, float]:
+        """Flat means for a training log (higher is better for ``psnr_delta``, ``ssim``, ``cni``)."""
+        return {
+            "psnr": self.mean("psnr"),
+            "psnr_gray": self.mean("psnr", "gray"),
+            "psnr_delta": self.psnr_delta,
+            "ssim": self.mean("ssim"),
+            "colorfulness": self.mean("colorfulness"),
+            "colorfulness_ratio": self.colorfulness_ratio,
+            "cci_optimum_share": self.mean("cci_optimum"),
+            "cni": self.mean("cni"),
+            "count": float(self.count),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary: means, PSNR deltas, colourfulness, CCI optimum share, checkpoint, settings."""
+        means: dict[str, float] = {}
+        for key in REFERENCE_METRICS + NO_REFERENCE_METRICS:
+            means[key] = self.mean(key)
+            means[f"{key}_gray"] = self.mean(key, "gray")
+            if key in NO_REFERENCE_METRICS:
+                means[f"{key}_original"] = self.mean(key, "original")
+        worst, worst_name = self.worst_psnr_delta
+        info = self.checkpoint
+        return _finite_or_none({
+            "count": self.count,
+            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
+            "checkpoint": None if info is None else {
+                "path": info.path, "sha256": info.sha256, "source_format": info.source_format,
+                "task": info.task.value, "working_resolution": info.working_resolution,
+            },
+            "settings": self.settings,
+            "means": means,
+            "psnr": {
+                "mean": self.mean("psnr"),
+                "mean_gray": self.mean("psnr", "gray"),
+                "mean_delta_vs_gray": self.psnr_delta,
+                "worst_delta_vs_gray": worst,
+                "worst_delta_image": worst_name,
+            },
+            "colorfulness": {
+                "variant": COLORFULNESS_VARIANT,
+                "mean": self.mean("colorfulness"),
+                "mean_original": self.mean("colorfulness", "original"),
+                "ratio_model_to_original": self.colorfulness_ratio,
+            },
+            "cci": {
+                "optimum_range": list(CCI_OPTIMUM),
+                "optimum_share": self.mean("cci_optimum"),
+                "optimum_share_gray": self.mean("cci_optimum", "gray"),
+                "optimum_share_original": self.mean("cci_optimum", "original"),
+            },
+            "cni": {
+                "mean": self.mean("cni"),
+                "mean_gray": self.mean("cni", "gray"),
+                "mean_original": self.mean("cni", "original"),
+            },
+        })
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Strict JSON has no inf/NaN: map them to null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+
+def to_gray(rgb: Image.Image) -> Image.Image:
+    """8-bit BT.601 luma of an RGB image, as the ``L`` image a user would upload."""
+    pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)  # 3 x H x W
+    luma = rgb_to_gray(pixels)[0]  # H x W
+    return Image.fromarray((luma.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy(), "L")
+
+
+def _name_of(item: ImageInput, index: int) -> str:
+    if isinstance(item, Image.Image):
+        return Path(getattr(item, "filename", "") or "").name or f"image-{index:05d}"
+    return str(item)
+
+
+def _load_rgb(item: ImageInput, max_side: int | None) -> Image.Image:
+    """Oriented RGB copy (alpha dropped), downscaled so its long side is at most ``max_side``."""
+    if isinstance(item, Image.Image):
+        image = ImageOps.exif_transpose(item) or item
+        rgb = image.convert("RGB")
+    else:
+        with Image.open(item) as opened:
+            opened.load()
+            rgb = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
+    if max_side is not None and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb
+
+
+def _tile(image: Image.Image, height: int = TILE_HEIGHT) -> Image.Image:
+    """Scale to ``height`` pixels high (width capped at twice that for panoramas)."""
+    width = max(1, round(image.width * height / image.height))
+    if width > 2 * height:
+        width, height = 2 * height, max(1, round(image.height * 2 * height / image.width))
+    return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _sample_indices(n: int, k: int) -> set[int]:
+    if k <= 0 or n == 0:
+        return set()
+    if k >= n:
+        return set(range(n))
+    return {int(round(i)) for i in np.linspace(0, n - 1, k)}
+
+
+def evaluate(
+    colorizer: Colorizer,
+    inputs: Sequence[ImageInput],
+    *,
+    names: Sequence[str] | None = None,
+    max_side: int | None = None,
+    limit: int | None = None,
+    sample: int = 0,
+    render_size: int | None = None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Colorize the gray versions of ``inputs`` (paths or PIL images) and score them; writes no files.
+
+    ``names`` label the inputs in the results (default: the path, or the PIL image's file name).
+    ``max_side`` downscales originals first; ``limit`` keeps the first N inputs; ``sample``
+    keeps thumbnails of up to N evenly spaced photos for :func:`write_report`. Unreadable and
+    already-gray inputs are skipped with a warning and listed in ``EvaluationResult.skipped``.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if names is not None and len(names) != len(inputs):
+        raise ValueError(f"got {len(names)} names for {len(inputs)} inputs")
+    items = list(inputs)[:limit] if limit is not None else list(inputs)
+    labels = [names[i] if names is not None else _name_of(item, i) for i, item in enumerate(items)]
+    keep = _sample_indices(len(items), sample)
+    results: list[ImageResult] = []
+    skipped: list[tuple[str, str]] = []
+    samples: list[SampleRow] = []
+    step = colorizer.batch_size
+    for start in tqdm(range(0, len(items), step), desc="evaluating", unit="batch", disable=not progress):
+        batch: list[tuple[int, Image.Image, Image.Image]] = []  # (index, original, gray)
+        for index in range(start, min(start + step, len(items))):
+            try:
+                original = _load_rgb(items[index], max_side)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+                log.warning("skipping %s: %s", labels[index], exc)
+                skipped.append((labels[index], f"unreadable: {exc}"))
+                continue
+            gray = to_gray(original)
+            if np.array_equal(np.asarray(gray.convert("RGB")), np.asarray(original)):
+                log.warning("skipping %s: already grayscale, nothing to colorize", labels[index])
+                skipped.append((labels[index], "already grayscale"))
+                continue
+            batch.append((index, original, gray))
+        if not batch:
+            continue
+        colorized = colorizer.colorize([g for _, _, g in batch], render_size)
+        for (index, original, gray), colored in zip(batch, colorized):
+            gray_rgb = gray.convert("RGB")
+            colored = colored.convert("RGB")
+            results.append(ImageResult(
+                name=labels[index], width=original.width, height=original.height,
+                model=image_scores(original, colored), gray=image_scores(original, gray_rgb),
+                original=no_reference_scores(original),
+            ))
+            if index in keep:
+                samples.append(SampleRow(labels[index], _tile(gray_rgb), _tile(colored), _tile(original)))
+    settings = {
+        "render_size": render_size or colorizer.render_size,
+        "device": str(colorizer.device),
+        "precision": colorizer.precision,
+        "batch_size": colorizer.batch_size,
+        "max_side": max_side,
+        "limit": limit,
+    }
+    return EvaluationResult(
+        images=tuple(results), skipped=tuple(skipped), samples=tuple(samples),
+        checkpoint=colorizer.checkpoint_info, settings=settings,
+    )
+
+
+def evaluate_images(
+    colorizer: Colorizer, images: Sequence[Image.Image], *, max_side: int | None = None
+) -> dict[str, float]:
+    """In-memory validation: :meth:`EvaluationResult.validation_metrics` of :func:`evaluate` on PIL images."""
+    return evaluate(colorizer, images, max_side=max_side).validation_metrics()
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def compose_grid(samples: Sequence[SampleRow], *, pad: int = 4) -> Image.Image:
+    """gray | colorized | original, one photo per row, columns as wide as the widest tile."""
+    if not samples:
+        raise ValueError("no samples to draw")
+    col = max(s.original.width for s in samples)
+    header = 20
+    heights = [max(s.original.height, s.gray.height, s.colorized.height) for s in samples]
+    canvas = Image.new("RGB", (3 * col + 4 * pad, header + sum(heights) + (len(samples) + 1) * pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, label in enumerate(("gray", "colorized", "original")):
+        draw.text((pad + c * (col + pad) + 2, 4), label, fill="black")
+    y = header + pad
+    for s, h in zip(samples, heights):
+        for c, tile in enumerate((s.gray, s.colorized, s.original)):
+            x = pad + c * (col + pad) + (col - tile.width) // 2
+            canvas.paste(tile, (x, y + (h - tile.height) // 2))
+        y += h + pad
+    return canvas
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def _markdown(result: EvaluationResult, summary: dict[str, Any], grid: str | None) -> str:
+    means, psnr, cci = summary["means"], summary["psnr"], summary["cci"]
+    ckpt = summary["checkpoint"]
+    lines = ["# Colorization evaluation", ""]
+    if ckpt:
+        lines.append(f"Checkpoint: `{ckpt['path']}` (sha256 `{ckpt['sha256'][:16]}…`)")
+    lines += [
+        f"Photos evaluated: {result.count}; skipped: {len(result.skipped)}. "
+        f"Settings: {', '.join(f'{k}={v}' for k, v in result.settings.items())}.",
+        "",
+        "| metric | model | gray baseline | original |",
+        "|---|---|---|---|",
+    ]
+    for key in REFERENCE_METRICS + NO_REFERENCE_METRICS:
+        original = _fmt(means.get(f"{key}_original")) if key in NO_REFERENCE_METRICS else ""
+        lines.append(f"| {key} | {_fmt(means[key])} | {_fmt(means[f'{key}_gray'])} | {original} |")
+    lines += [
+        "",
+        f"PSNR vs gray: mean delta {_fmt(psnr['mean_delta_vs_gray'])} dB; worst "
+        f"{_fmt(psnr['worst_delta_vs_gray'])} dB (`{psnr['worst_delta_image']}`).",
+        f"Colourfulness ratio model/originals: {_fmt(summary['colorfulness']['ratio_model_to_original'])}.",
+        f"CCI in the optimum range [{cci['optimum_range'][0]:g}, {cci['optimum_range'][1]:g}]: "
+        f"model {_fmt(cci['optimum_share'])}, originals {_fmt(cci['optimum_share_original'])}.",
+        "",
+        "Definitions: PSNR with peak 255; MSE on the [0, 1] scale; NRMSE = ||a - b|| / ||a||; SSIM with a "
+        "Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 255, averaged over RGB. "
+        f"Colourfulness/CCI: {COLORFULNESS_VARIANT}. CNI: Huang, Wang & Wu 2006, in HSL as the SCGAN "
+        "reference code. `cci_optimum` is the share of photos whose CCI lies in the optimum range.",
+        "",
+    ]
+    if grid:
+        lines += [f"![gray | colorized | original]({grid})", ""]
+    if result.skipped:
+        lines += ["## Skipped", ""] + [f"- `{n}`: {r}" for n, r in result.skipped] + [""]
+    lines += [f"Per-photo scores: [{CSV_NAME}]({CSV_NAME}); summary: [{JSON_NAME}]({JSON_NAME}).", ""]
+    return "\n".join(lines)
+
+
+def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``metrics.csv``, ``summary.json``, ``report.md`` and (with samples) ``grid.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / CSV_NAME, "json": out / JSON_NAME, "report": out / REPORT_NAME}
+    rows = [r.row() for r in result.images]
+    with paths["csv"].open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
+    summary = result.summary()
+    paths["json"].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    grid = None
+    if result.samples:
+        paths["grid"] = out / GRID_NAME
+        compose_grid(result.samples).save(paths["grid"])
+        grid = GRID_NAME
+    paths["report"].write_text(_markdown(result, summary, grid), encoding="utf-8")
+    return paths
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "EvaluationResult",
+    "ImageResult",
+    "SampleRow",
+    "compose_grid",
+    "evaluate",
+    "evaluate_images",
+    "to_gray",
+    "write_report",
+]
