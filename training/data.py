@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,10 @@ class SaliencySource:
         sal = spectral_residual(rgb_to_gray(rgb.float() / 255.0))
         sal_u8 = (sal * 255.0).round().to(torch.uint8)
         cached.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(sal_u8[0].numpy(), "L").save(cached)
+        # Write then rename: several ranks may fill the same cache at once.
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        Image.fromarray(sal_u8[0].numpy(), "L").save(tmp, format="PNG")
+        os.replace(tmp, cached)
         return sal_u8
 
 

@@ -323,6 +323,24 @@ class Trainer:
         save_image(make_grid(rows, nrow=3, padding=2), self.out_dir / "samples" / f"epoch-{epoch:04d}.png")
         net.train(was_training)
 
+    def _rank_digests(self) -> list[str]:
+        """SHA-256 of every rank's main-network parameters (they must agree under DDP).
+
+        Buffers are left out: BatchNorm running statistics are rank-local between
+        DDP's buffer broadcasts (use run.sync_batchnorm to share them).
+        """
+        import hashlib
+
+        import torch.distributed as dist
+
+        digest = hashlib.sha256()
+        for name, value in _unwrap(self.main).named_parameters():  # type: ignore[union-attr]
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        gathered: list[Any] = [None] * self.ctx.world_size
+        dist.all_gather_object(gathered, digest.hexdigest())
+        return [str(g) for g in gathered]
+
     # -- the loop -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self._setup()
@@ -330,7 +348,10 @@ class Trainer:
         loader_kw: dict[str, Any] = {"batch_size": cfg.optim.batch_size, "drop_last": True,
                                      "num_workers": cfg.data.num_workers,
                                      "pin_memory": self.device.type == "cuda",
-                                     "persistent_workers": False}
+                                     "persistent_workers": False,
+                                     # Our sampler seeds augmentation; a private generator keeps the loader
+                                     # from drawing on the global RNG, so a resumed run stays identical.
+                                     "generator": torch.Generator().manual_seed(cfg.run.seed)}
         start_step, started = self.step, time.monotonic()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not ctx.is_main, desc=cfg.run.stage,
                    dynamic_ncols=True, mininterval=5.0)
@@ -379,6 +400,10 @@ class Trainer:
             "last_losses": logs, "last_validation": self.last_validation, "best": self.best,
             "checkpoint": str(self.ckpt_dir / "last.pt"),
         }
+        if ctx.enabled:
+            summary["rank_weight_digests"] = self._rank_digests()
+            if len(set(summary["rank_weight_digests"])) != 1:
+                log.error("ranks ended with different weights: %s", summary["rank_weight_digests"])
         if ctx.is_main:
             assert self.metrics is not None
             self.metrics.write("summary", self.step, summary)

@@ -1,0 +1,218 @@
+"""The training loop end to end on tiny synthetic data: every stage, resume, export, DDP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import Colorizer, load_generator
+from tests.training.conftest import TINY_MODEL, make_photos, tiny_config
+from training.data import DataError, list_images, split_paths
+from training.export import export_checkpoint
+from training.loop import train
+from training.losses import gradient_penalty
+from training.state import load_state
+from training.validation import make_validator
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _train_rows(out_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize(
+    "stage, extra",
+    [
+        ("stage1", {}),
+        ("stage2", {"loss": {"gan": "wgan-gp"}}),
+        ("stage2", {"loss": {"gan": "wgan"}}),
+        ("stage2", {"loss": {"gan": "lsgan"}}),
+    ],
+)
+def test_colorization_stages_run_with_finite_losses(tmp_path: Path, photos: Path, stage: str, extra: dict) -> None:
+    cfg = tiny_config(tmp_path / "run", photos, run={"stage": stage, "max_steps": 2}, **extra)
+    summary = train(cfg)
+    assert summary["steps"] == 2
+    rows = _train_rows(tmp_path / "run")
+    assert len(rows) == 2
+    for row in rows:
+        for key in ("l1", "loss_g"):
+            assert np.isfinite(row[key])
+        if stage == "stage2":
+            assert np.isfinite(row["loss_d"]) and np.isfinite(row["adversarial"]) and np.isfinite(row["perceptual"])
+    state = load_state(tmp_path / "run" / "ckpt")
+    assert state["step"] == 2 and (state["critic"] is not None) == (stage == "stage2")
+    if stage == "stage2":
+        assert state["perceptual"].startswith("fallback:")
+
+
+@pytest.mark.parametrize("task", ["rotation", "classes"])
+def test_pretrain_global_runs_and_feeds_stage1(tmp_path: Path, task: str) -> None:
+    data = tmp_path / "cls"
+    if task == "classes":
+        make_photos(data / "cats", 4, seed=1)
+        make_photos(data / "dogs", 4, seed=2)
+        val = tmp_path / "val"
+        make_photos(val / "cats", 2, seed=3)
+        make_photos(val / "dogs", 2, seed=4)
+        extra = {"pretrain": {"task": "classes", "val_dir": str(val)}}
+    else:
+        make_photos(data, 8)
+        extra = {"pretrain": {"task": "rotation"}, "data": {"val_fraction": 0.3}}
+    cfg = tiny_config(tmp_path / "pre", data, run={"stage": "pretrain-global", "max_steps": 2, "validate_every": 2},
+                      optim={"batch_size": 2}, **extra)
+    summary = train(cfg, make_validator=make_validator)
+    assert summary["steps"] == 2
+    assert set(summary["last_validation"]) == {"top1", "top5"}
+    assert 0.0 <= summary["last_validation"]["top1"] <= summary["last_validation"]["top5"] <= 1.0
+
+    s1 = tiny_config(tmp_path / "s1", data if task == "rotation" else data / "cats",
+                     run={"max_steps": 1, "init_global_from": str(tmp_path / "pre" / "ckpt" / "last.pt")})
+    train(s1)
+    pre = load_state(tmp_path / "pre" / "ckpt")["main"]
+    assert pre["features.conv1_1.conv2d.module.weight_bar"].shape == torch.Size([4, 1, 3, 3])
+
+
+def test_stage1_loss_falls_on_a_repeated_batch(tmp_path: Path) -> None:
+    folder = tmp_path / "one"
+    make_photos(folder, 1)
+    cfg = tiny_config(tmp_path / "run", folder,
+                      run={"max_steps": 40},
+                      data={"scale_min": 1.0, "scale_max": 1.0, "ratio_min": 1.0, "ratio_max": 1.0, "hflip": False},
+                      optim={"batch_size": 1, "lr_g": 2e-3})
+    train(cfg)
+    losses = [r["loss_g"] for r in _train_rows(tmp_path / "run")]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
+
+
+def test_gradient_penalty_known_answer() -> None:
+    # A linear critic f(c, x) = sum(w * x) has gradient w everywhere: penalty = (||w|| - 1)^2.
+    w = torch.full((1, 3, 4, 4), 0.5)  # ||w|| = 0.5 * sqrt(48)
+
+    def critic(condition: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (x * w).flatten(1).sum(1)
+
+    real, fake = torch.rand(5, 3, 4, 4), torch.rand(5, 3, 4, 4)
+    gp = gradient_penalty(critic, torch.zeros(5, 1, 4, 4), real, fake)
+    assert gp.item() == pytest.approx((0.5 * 48**0.5 - 1.0) ** 2, rel=1e-6)
+    # A critic with unit-norm gradient has zero penalty, and the penalty is differentiable.
+    w_unit = torch.randn(1, 3, 4, 4)
+    w_unit = (w_unit / w_unit.norm()).requires_grad_(True)
+    gp_unit = gradient_penalty(lambda c, x: (x * w_unit).flatten(1).sum(1), torch.zeros(2, 1, 4, 4),
+                               torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
+    assert gp_unit.item() == pytest.approx(0.0, abs=1e-10)
+    gp_unit.backward()
+    assert w_unit.grad is not None
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, photos: Path, stage: str) -> None:
+    n = 2
+    full = tiny_config(tmp_path / "full", photos, run={"stage": stage, "max_steps": 2 * n, "ema_decay": 0.5})
+    train(full)
+    first = tiny_config(tmp_path / "split", photos, run={"stage": stage, "max_steps": n, "ema_decay": 0.5})
+    train(first)
+    second = tiny_config(tmp_path / "split", photos, run={"stage": stage, "max_steps": 2 * n, "ema_decay": 0.5})
+    train(second, resume=True)
+    a, b = load_state(tmp_path / "full" / "ckpt" / "last.pt"), load_state(tmp_path / "split" / "ckpt" / "last.pt")
+    assert a["step"] == b["step"] == 2 * n
+    for part in ("main", "ema") + (("critic",) if stage == "stage2" else ()):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs after resume"
+
+
+def test_export_loads_and_colorizes(tmp_path: Path, photos: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 2, "validate_every": 2},
+                      data={"val_fraction": 0.4})
+    train(cfg, make_validator=make_validator)
+    out = tmp_path / "serving.pt"
+    export_checkpoint(tmp_path / "run" / "ckpt", out, half=True)
+    gen = load_generator(out, device="cpu")
+    info = gen.checkpoint_info
+    assert info.task.value == "gray->rgb" and info.working_resolution == 256 and info.has_saliency
+    assert info.metadata["training_data"]["train_images"] + info.metadata["training_data"]["validation_images"] == 6
+    assert "psnr_delta" in info.metadata["metrics"]["best_validation"]
+    image = Image.open(next(iter(list_images(photos)))).convert("L")
+    colored = Colorizer(gen).colorize_one(image)
+    assert colored.size == image.size and colored.mode == "RGB"
+
+
+def test_paired_nchannel_mode_trains_and_exports(tmp_path: Path) -> None:
+    targets = tmp_path / "visible"
+    inputs = tmp_path / "thermal"
+    make_photos(targets, 4)
+    inputs.mkdir()
+    for path in list_images(targets):  # a fake 3-channel "thermal" image per target, same relative path
+        rgb = np.asarray(Image.open(path))
+        Image.fromarray(255 - rgb[..., ::-1].copy()).save(inputs / path.name)
+    cfg = tiny_config(tmp_path / "run", targets, run={"max_steps": 2},
+                      data={"train_dir": "", "input_dir": str(inputs), "target_dir": str(targets)},
+                      model={"in_channels": 3})
+    train(cfg)
+    out = export_checkpoint(tmp_path / "run" / "ckpt", tmp_path / "thermal.pt")
+    gen = load_generator(out, device="cpu")
+    assert gen.checkpoint_info.task.value == "nchannel->rgb" and gen.config.in_channels == 3
+    result = Colorizer(gen).colorize_one(Image.open(inputs / "photo00.png"))
+    assert result.size == (96, 72)
+
+
+def test_unusable_files_are_skipped_and_empty_data_is_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
+    folder = tmp_path / "mixed"
+    make_photos(folder, 3)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.new("L", (64, 64), 128).convert("RGB").save(folder / "gray.png")
+    cfg = tiny_config(tmp_path / "run", folder, run={"max_steps": 1})
+    with caplog.at_level(logging.WARNING):
+        summary = train(cfg)
+    assert summary["steps"] == 1
+    text = caplog.text
+    assert "broken.jpg" in text and "gray.png" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "x.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match="no usable"):
+        train(tiny_config(tmp_path / "run2", empty, run={"max_steps": 1}))
+
+
+def test_validation_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    make_photos(folder, 40, size=(8, 8))
+    train_a, val_a = split_paths(folder, 0.25)
+    train_b, val_b = split_paths(folder, 0.25)
+    assert train_a == train_b and val_a == val_b
+    assert not set(train_a) & set(val_a) and len(train_a) + len(val_a) == 40
+    assert 3 <= len(val_a) <= 18
+
+
+def test_torchrun_two_processes_on_cpu_stay_in_sync(tmp_path: Path, photos: Path) -> None:
+    config = tmp_path / "ddp.toml"
+    model = "\n".join(f"{k} = {v}" for k, v in TINY_MODEL.items())
+    config.write_text(
+        f'[run]\nstage = "stage2"\nout_dir = "{tmp_path / "ddp"}"\nmax_steps = 2\nlog_every = 1\n'
+        f'sample_images = 0\nthreads = 1\n[data]\ntrain_dir = "{photos}"\n[optim]\nbatch_size = 1\n'
+        f"[model]\n{model}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "training.cli", str(config)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    summary = [r for r in rows if r["kind"] == "summary"][-1]
+    digests = summary["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert summary["steps"] == 2
