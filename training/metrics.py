@@ -41,16 +41,11 @@ Luma for gray baselines comes from :mod:`model.color` (the one colour module), n
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
-if TYPE_CHECKING:
-    from model.pipeline import Colorizer
 
 #: Pixel values are 8-bit: the peak value for PSNR and the data range for SSIM.
 DATA_RANGE = 255.0
@@ -288,13 +283,6 @@ def image_scores(reference: np.ndarray | Image.Image, test: np.ndarray | Image.I
     }
 
 
-def evaluate_images(colorizer: Colorizer, images: Sequence[Image.Image]) -> dict[str, float]:
-    """The training loop's validation hook (flat means, in memory); see :func:`training.evaluate.evaluate_images`."""
-    from training.evaluate import evaluate_images as _evaluate_images  # evaluate imports this module
-
-    return _evaluate_images(colorizer, images)
-
-
 __all__ = [
     "CCI_OPTIMUM",
     "DATA_RANGE",
@@ -305,7 +293,6 @@ __all__ = [
     "cci",
     "cni",
     "colorfulness",
-    "evaluate_images",
     "image_scores",
     "in_cci_optimum",
     "mse",

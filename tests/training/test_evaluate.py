@@ -167,7 +167,6 @@ def test_evaluate_in_memory(colorizer: Colorizer, tmp_path: Path, monkeypatch: p
 
     # The training loop's hooks give the same numbers (the model is deterministic in eval mode).
     assert evaluate_images(colorizer, images) == pytest.approx(flat)
-    assert metrics.evaluate_images(colorizer, images) == pytest.approx(flat)
 
 
 def test_evaluate_scores_against_the_service_pipeline(colorizer: Colorizer) -> None:
