@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from model.config import NormKind, PaddingMode
@@ -49,6 +48,9 @@ class PerceptualNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # Imported here: torchvision costs seconds at import time, and only training needs this network.
+        import torchvision
+
         self.features = torchvision.models.vgg16(weights=None).features[:15]
         self.requires_grad_(False)
 

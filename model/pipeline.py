@@ -83,7 +83,9 @@ class Colorizer:
         info: CheckpointInfo | None = getattr(generator, "checkpoint_info", None)
         self.checkpoint_info = info
         self.task = info.task if info else default_task(generator.config)
-        self.render_size = check_render_size(render_size or (info.working_resolution if info else SIZE_MULTIPLE))
+        if render_size is None:
+            render_size = info.working_resolution if info else SIZE_MULTIPLE
+        self.render_size = check_render_size(render_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -112,7 +114,7 @@ class Colorizer:
     # -- stage 1: CPU ------------------------------------------------------------
     def prepare(self, image: Image.Image, render_size: int | None = None) -> PreparedImage:
         """Decode and pre-process one image (no device work)."""
-        size = check_render_size(render_size or self.render_size)
+        size = check_render_size(self.render_size if render_size is None else render_size)
         planes = to_planes(image)
         pixels = torch.from_numpy(np.ascontiguousarray(planes.pixels)).permute(2, 0, 1)  # C x H x W
         if pixels.shape[0] == 3:

@@ -147,60 +147,52 @@ def test_published_size_official_file_loads(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def official_compact(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch.Tensor], Path]:
+    """A compact official-style SCGAN state dict, saved as DataParallel saves it."""
     state = official_state_dict("SCGAN", divisor=8, seed=3)
     path = _save_official(tmp_path_factory.mktemp("official") / "SCGAN_compact.pth", state, "module.")
     return state, path
 
 
 @pytest.fixture(scope="module")
-def reference_256(
+def reference(
     official_compact: tuple[dict[str, torch.Tensor], Path],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input, reference rgb, reference saliency) at 256 x 256, computed once (float64 is slow)."""
+    """(input, reference rgb, reference saliency), computed once: the float64 forward is the slow part.
+
+    256 x 512, so that a height/width mix-up in padding, upsampling or concatenation shows.
+    """
     state, _ = official_compact
-    x = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(7))
+    x = torch.rand(1, 1, 256, 512, generator=torch.Generator().manual_seed(7))
     rgb, saliency = reference_forward(state, x)
     assert saliency is not None
-    return x, rgb, saliency
-
-
-def _check_nontrivial(rgb: torch.Tensor, saliency: torch.Tensor) -> None:
     # The comparison only means something if the outputs are neither flat nor saturated.
     assert rgb.std() > 0.05 and rgb.abs().max() < 0.999
     assert saliency.std() > 1e-3
+    return x, rgb, saliency
 
 
 def test_loaded_official_generator_equals_reference_forward(
     official_compact: tuple[dict[str, torch.Tensor], Path],
-    reference_256: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> None:
     _, path = official_compact
-    x, want_rgb, want_saliency = reference_256
-    _check_nontrivial(want_rgb, want_saliency)
+    x, want_rgb, want_saliency = reference
+    net = load_generator(path, device="cpu")
     with torch.no_grad():
-        rgb = load_generator(path, device="cpu").predict(x)
+        rgb = net.predict(x)
+        rgb_train_path, saliency = net(x, return_saliency=True)
     torch.testing.assert_close(rgb.double(), want_rgb, rtol=0, atol=1e-4)
-
-
-def test_official_equivalence_on_a_wide_image(official_compact: tuple[dict[str, torch.Tensor], Path]) -> None:
-    """256 x 512 (reflect padding and nearest upsampling per axis), with the saliency branch of the loaded net."""
-    state, path = official_compact
-    x = torch.rand(1, 1, 256, 512, generator=torch.Generator().manual_seed(8))
-    want_rgb, want_saliency = reference_forward(state, x)
-    assert want_saliency is not None
-    _check_nontrivial(want_rgb, want_saliency)
-    with torch.no_grad():
-        rgb, saliency = load_generator(path, device="cpu")(x, return_saliency=True)
-    torch.testing.assert_close(rgb.double(), want_rgb, rtol=0, atol=1e-4)
-    torch.testing.assert_close(saliency.double(), want_saliency, rtol=0, atol=1e-4)  # type: ignore[union-attr]
+    torch.testing.assert_close(rgb_train_path, rgb, rtol=0, atol=0)
+    assert saliency is not None
+    torch.testing.assert_close(saliency.double(), want_saliency, rtol=0, atol=1e-4)
 
 
 def test_unfolded_eval_generator_equals_reference_forward(
     official_compact: tuple[dict[str, torch.Tensor], Path],
-    reference_256: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> None:
     state, _ = official_compact
-    x, want_rgb, want_saliency = reference_256
+    x, want_rgb, want_saliency = reference
     net = Generator(COMPACT, spectral_norm=True)
     net.load_state_dict(state, strict=True)
     net.eval()
@@ -214,25 +206,33 @@ def test_unfolded_eval_generator_equals_reference_forward(
     assert torch.equal(net.state_dict()[u], state[u])
 
 
-def test_inference_only_official_generator_equals_reference_forward(tmp_path: Path) -> None:
-    state = official_state_dict("SCGAN_val", divisor=8, seed=4)
-    path = _save_official(tmp_path / "SCGAN_val.pth", state)
-    x = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(11))
-    want_rgb, want_saliency = reference_forward(state, x)
-    assert want_saliency is None
+def test_inference_only_official_generator_equals_reference_forward(
+    tmp_path: Path,
+    official_compact: tuple[dict[str, torch.Tensor], Path],
+    reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """SCGAN_val is SCGAN without the attention branch: same names, same RGB."""
+    state, _ = official_compact
+    val_state = {k: v for k, v in state.items() if not k.startswith("attention_prediction_network.")}
+    assert {k: tuple(v.shape) for k, v in val_state.items()} == scaled_shapes("SCGAN_val", 8)
+    path = _save_official(tmp_path / "SCGAN_val.pth", val_state)
+    x, want_rgb, _ = reference
     with torch.no_grad():
         rgb = load_generator(path, device="cpu").predict(x)
     torch.testing.assert_close(rgb.double(), want_rgb, rtol=0, atol=1e-4)
 
 
-def test_reference_forward_notices_a_wrong_weight(
+def test_a_wrong_weight_is_noticed(
     official_compact: tuple[dict[str, torch.Tensor], Path],
-    reference_256: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> None:
-    """Negative control: the reference is sensitive to the tensors the generator reads."""
+    """Negative control: one perturbed BN bias near the output breaks the 1e-4 agreement."""
     state, _ = official_compact
-    x, base, _ = reference_256
+    x, want_rgb, _ = reference
     changed = dict(state)
-    changed["up8.conv2d.norm.bias"] = state["up8.conv2d.norm.bias"] + 0.5
-    other, _ = reference_forward(changed, x)
-    assert (base - other).abs().max() > 1e-3
+    changed["up8.conv2d.norm.bias"] = state["up8.conv2d.norm.bias"] + 0.05
+    net = Generator(COMPACT, with_saliency=True)
+    net.load_state_dict(changed, strict=True)
+    with torch.no_grad():
+        rgb = net.eval().predict(x)
+    assert (rgb.double() - want_rgb).abs().max() > 1e-3

@@ -1,0 +1,167 @@
+"""The command-line tools, run in-process and once as a real subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import load_generator, read_generator, save_checkpoint
+from model.checkpoint import FORMAT_NAME
+from model.cli import colorize as colorize_cli
+from model.cli import convert as convert_cli
+from model.weights import default_checkpoint_path
+from model_test_helpers import make_generator
+from scgan_reference import official_state_dict
+
+SIZES = {"a.png": (40, 30), "b.jpg": (64, 48), "c.png": (33, 57)}
+
+
+def _picture(width: int, height: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def good_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    _picture(*SIZES["a.png"], 0).save(folder / "a.png")
+    _picture(*SIZES["b.jpg"], 1).convert("L").save(folder / "b.jpg")
+    rgba = _picture(*SIZES["c.png"], 2)
+    rgba.putalpha(128)
+    rgba.save(folder / "sub" / "c.png")
+    (folder / "notes.txt").write_text("not an image, and not picked up")
+    return folder
+
+
+@pytest.fixture
+def mixed_folder(good_folder: Path) -> Path:
+    (good_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    return good_folder
+
+
+def _run(*args: str | Path) -> int:
+    return colorize_cli.main([str(a) for a in args])
+
+
+def _outputs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_broken_file_is_reported_and_the_rest_written(
+    mixed_folder: Path, tmp_path: Path, compact_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="scgan.colorize"):
+        code = _run(mixed_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--batch-size", "2")
+    assert code != 0
+    assert _outputs(out) == ["a.png", "b.png", "c.png"]
+    assert any("broken.png" in r.getMessage() and r.levelno >= logging.WARNING for r in caplog.records)
+    assert any("3 of 4" in r.getMessage() for r in caplog.records)
+    for name, size in SIZES.items():
+        with Image.open(out / (Path(name).stem + ".png")) as img:
+            assert img.size == size
+    with Image.open(out / "c.png") as img:
+        assert img.mode == "RGBA" and img.getchannel("A").getextrema() == (128, 128)
+
+
+def test_all_good_exits_zero(good_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 0
+    assert _outputs(out) == ["a.png", "b.png", "c.png"]
+
+
+@pytest.mark.parametrize(("fmt", "suffix", "pil_format"), [("jpeg", ".jpg", "JPEG"), ("webp", ".webp", "WEBP")])
+def test_output_formats(
+    good_folder: Path, tmp_path: Path, compact_checkpoint: Path, fmt: str, suffix: str, pil_format: str
+) -> None:
+    out = tmp_path / "out"
+    code = _run(good_folder / "sub" / "c.png", "-o", out,  # RGBA in: JPEG has no alpha, WebP keeps it
+                "--checkpoint", compact_checkpoint, "--device", "cpu", "--format", fmt)
+    assert code == 0
+    assert _outputs(out) == [f"c{suffix}"]
+    with Image.open(out / f"c{suffix}") as img:
+        assert img.format == pil_format
+        assert img.size == SIZES["c.png"]
+        assert img.mode == ("RGB" if fmt == "jpeg" else "RGBA")
+
+
+def test_saliency_maps_are_written(good_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--saliency") == 0
+    assert _outputs(out) == ["a.png", "a.saliency.png", "b.png", "b.saliency.png", "c.png", "c.saliency.png"]
+    for name, size in SIZES.items():
+        with Image.open(out / f"{Path(name).stem}.saliency.png") as img:
+            assert img.mode == "L" and img.size == size
+
+
+def test_saliency_without_branch_is_refused(good_folder: Path, tmp_path: Path) -> None:
+    ckpt = save_checkpoint(tmp_path / "val.pt", make_generator(seed=3, with_saliency=False))
+    assert _run(good_folder, "-o", tmp_path / "out", "--checkpoint", ckpt, "--device", "cpu", "--saliency") == 2
+
+
+def test_bad_checkpoint_and_bad_settings(good_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert _run(good_folder, "-o", tmp_path / "o1", "--checkpoint", bad, "--device", "cpu") == 2
+    assert _run(good_folder, "-o", tmp_path / "o2", "--checkpoint", compact_checkpoint,
+                "--device", "cpu", "--render-size", "300") == 2
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_missing_default_checkpoint(good_folder: Path, tmp_path: Path) -> None:
+    if default_checkpoint_path() is not None:
+        pytest.skip("a starter checkpoint is bundled")
+    assert _run(good_folder, "-o", tmp_path / "out") == 2
+
+
+def test_real_subprocess(mixed_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
+    """The installed console script (or ``python -m``), one good file and one broken one."""
+    script = Path(sys.executable).with_name("scgan-colorize")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "model.cli.colorize"]
+    out = tmp_path / "out"
+    inputs = [str(mixed_folder / "a.png"), str(mixed_folder / "broken.png")]
+    done = subprocess.run(
+        [*command, *inputs, "-o", str(out), "--checkpoint", str(compact_checkpoint), "--device", "cpu"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("SCGAN_TEST_THREADS", "1")},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "broken.png" in done.stderr
+    assert _outputs(out) == ["a.png"]
+
+
+# --------------------------------------------------------------------------------------
+# scgan-convert
+# --------------------------------------------------------------------------------------
+
+
+def test_convert_official_file(tmp_path: Path) -> None:
+    source = tmp_path / "SCGAN_epoch10.pth"
+    torch.save({"module." + k: v for k, v in official_state_dict("SCGAN_val", divisor=8, seed=6).items()}, source)
+    target = tmp_path / "converted.pt"
+    assert convert_cli.main([str(source), str(target)]) == 0
+
+    net, info = read_generator(target)
+    assert info.source_format == FORMAT_NAME
+    assert info.metadata["converted_from"] == source.name
+    assert info.metadata["converted_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert not info.has_saliency and info.working_resolution == 256
+    x = torch.rand(1, 1, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(net.predict(x), load_generator(source, device="cpu").predict(x), rtol=0, atol=0)
+
+
+def test_convert_refuses_non_official(tmp_path: Path, compact_checkpoint: Path) -> None:
+    assert convert_cli.main([str(compact_checkpoint), str(tmp_path / "x.pt")]) == 2
+    assert convert_cli.main([str(tmp_path / "missing.pth"), str(tmp_path / "y.pt")]) == 2
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
