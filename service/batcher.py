@@ -195,9 +195,9 @@ class Batcher(Generic[T, R]):
                     self._process(batch)
                 if stop:
                     return
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a dying worker must fail its callers, not hang them
+            # Not re-raised: nobody joins this thread to receive it; the log and `running` report it.
             _log.critical("inference worker %s died; the service is no longer ready", self._thread.name, exc_info=True)
-            raise
         finally:
             with self._cv:
                 self._closed = True

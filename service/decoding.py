@@ -74,9 +74,10 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
     if fp.tell() == 0:
         raise EmptyUpload("the uploaded file is empty")
     fp.seek(0)
-    with warnings.catch_warnings():
-        # We enforce our own, lower pixel limit below; Pillow's warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        # Recorded, not printed: our own pixel limit supersedes Pillow's bomb warning, and a
+        # "Truncated File Read" warning (TIFF) means corrupt data, reported as such below.
+        warnings.simplefilter("always")
         try:
             image = Image.open(fp, formats=list(READABLE_FORMATS))
         except Image.DecompressionBombError as exc:
@@ -99,6 +100,9 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
         except _DECODE_ERRORS as exc:
             raise CorruptImage(f"the {fmt.upper()} data is corrupt or truncated: {exc}") from exc
+    for warning in caught:
+        if "truncated" in str(warning.message).lower():
+            raise CorruptImage(f"the {fmt.upper()} data is truncated: {warning.message}")
     return DecodedImage(image=image, format=fmt, icc_profile=_rgb_icc(image), dpi=_dpi(image))
 
 

@@ -53,7 +53,7 @@ _STATUS: dict[type[BaseException], tuple[int, str]] = {
     QueueFull: (503, "queue_full"),
     NotReady: (503, "not_ready"),
     ShuttingDown: (503, "shutting_down"),
-    BatcherClosed: (503, "shutting_down"),
+    BatcherClosed: (503, "unavailable"),
     DeadlineExceeded: (504, "timeout"),
     InferenceFailed: (500, "inference_failed"),
     BatchFailed: (500, "inference_failed"),

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import struct
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO
@@ -27,13 +29,16 @@ from model.images import ImagePlanes
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DecodedImage, decode_image
 from service.encoding import Encoded, OutputFormat, encode_image
-from service.exceptions import ClientDisconnected, InvalidOptions, SaliencyUnavailable
+from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, SaliencyUnavailable
 from service.logging_setup import request_id_var
 from service.runtime import WorkItem
 from service.schemas import ColorizeOptions, RenderOptions
 from service.state import ServiceState
 
 _log = logging.getLogger(__name__)
+
+#: What reading a damaged image's metadata or pixels raises inside Colorizer.prepare.
+_PREPARE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, KeyError, IndexError, TypeError)
 
 _SAME_AS_INPUT = {"png": OutputFormat.PNG, "jpeg": OutputFormat.JPEG, "webp": OutputFormat.WEBP}
 
@@ -61,7 +66,9 @@ class Rendered:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedUpload:
+    """A decoded, pre-processed upload and what its answer should carry over from the input file."""
+
     decoded_format: str
     icc_profile: bytes | None
     dpi: tuple[float, float] | None
@@ -80,25 +87,28 @@ def _slim(prepared: PreparedImage) -> PreparedImage:
     return dataclasses.replace(prepared, planes=ImagePlanes(stand_in, prepared.planes.alpha))
 
 
-def _decode_and_prepare(
+def decode_and_prepare(
     source: bytes | IO[bytes], *, colorizer: Colorizer, render_size: int, max_pixels: int
-) -> _Prepared:
+) -> PreparedUpload:
+    """Stage 1 (CPU pool): decode within the limits, then ``Colorizer.prepare``; damaged files raise domain errors."""
     decoded: DecodedImage = decode_image(source, max_pixels=max_pixels)
     try:
         prepared = colorizer.prepare(decoded.image, render_size)
+    except _PREPARE_ERRORS as exc:  # e.g. a damaged EXIF block met while applying the orientation
+        raise CorruptImage(f"the {decoded.format.upper()} image cannot be read: {exc}") from exc
     finally:
         decoded.image.close()
-    return _Prepared(decoded.format, decoded.icc_profile, decoded.dpi, _slim(prepared))
+    return PreparedUpload(decoded.format, decoded.icc_profile, decoded.dpi, _slim(prepared))
 
 
 def _finish_color(
-    colorizer: Colorizer, item: _Prepared, rgb: torch.Tensor, fmt: OutputFormat, quality: int | None
+    colorizer: Colorizer, item: PreparedUpload, rgb: torch.Tensor, fmt: OutputFormat, quality: int | None
 ) -> Encoded:
     image = colorizer.finish(item.prepared, rgb)
     return encode_image(image, fmt, quality=quality, icc_profile=item.icc_profile, dpi=item.dpi)
 
 
-def _finish_saliency(colorizer: Colorizer, item: _Prepared, saliency: torch.Tensor) -> Encoded:
+def _finish_saliency(colorizer: Colorizer, item: PreparedUpload, saliency: torch.Tensor) -> Encoded:
     return encode_image(colorizer.finish_saliency(item.prepared, saliency), OutputFormat.PNG, dpi=item.dpi)
 
 
@@ -156,7 +166,7 @@ async def run_image_request(
     with state.admit():
         t0 = time.monotonic()
         item = await state.run_cpu(
-            _decode_and_prepare,
+            decode_and_prepare,
             source,
             colorizer=colorizer,
             render_size=render_size,
@@ -189,4 +199,4 @@ async def run_image_request(
     return Rendered(encoded, batched.batch_size, render_size, timings, (width, height))
 
 
-__all__ = ["Rendered", "Timings", "run_image_request"]
+__all__ = ["PreparedUpload", "Rendered", "Timings", "decode_and_prepare", "run_image_request"]

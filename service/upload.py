@@ -70,6 +70,8 @@ async def _read_raw(request: Request, max_bytes: int) -> Upload:
             raise UploadTooLarge(f"the request body exceeds the limit of {max_bytes} bytes")
     if not body:
         raise EmptyUpload("empty request body: send an image as multipart field 'file' or as an image/* body")
+    if media_type == "application/x-www-form-urlencoded":
+        raise EmptyUpload("no image: a url-encoded form cannot carry a file; send multipart field 'file'")
     if not (media_type.startswith("image/") or media_type in _RAW_TYPES):
         raise UnsupportedImage(
             f"content type {media_type!r} is not an image: send multipart/form-data with a 'file' field "

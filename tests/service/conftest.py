@@ -1,0 +1,100 @@
+"""Shared fixtures for the service tests: tiny fixed-weight checkpoints, settings, the predict seam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from model import Colorizer, Generator, GeneratorConfig, save_checkpoint
+from service import Settings
+from service_test_helpers import GatedPredict
+
+#: Small enough for a 256 x 256 forward in a few milliseconds on one core.
+TINY_CONFIG = GeneratorConfig(start_channels=4, latent_channels=4, global_channels=4)
+
+
+def _tiny_generator(seed: int, *, with_saliency: bool) -> Generator:
+    torch.manual_seed(seed)
+    net = Generator(TINY_CONFIG, with_saliency=with_saliency, spectral_norm=False)
+    with torch.no_grad():  # non-trivial BN statistics, so eval mode is not an identity
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """gray->rgb with a saliency branch, fixed seed."""
+    path = tmp_path_factory.mktemp("service-ckpt") / "tiny.pt"
+    return save_checkpoint(path, _tiny_generator(7, with_saliency=True), working_resolution=256)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_no_saliency(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("service-ckpt") / "tiny-nosal.pt"
+    return save_checkpoint(path, _tiny_generator(8, with_saliency=False), working_resolution=256)
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_checkpoint: Path) -> Colorizer:
+    """The same checkpoint loaded directly through the model API: the expected outputs."""
+    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture()
+def make_settings(tiny_checkpoint: Path) -> Callable[..., Settings]:
+    """Settings for a test app: the tiny checkpoint on the CPU, small batches, short delays."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "checkpoint": tiny_checkpoint,
+            "device": "cpu",
+            "precision": "fp32",
+            "max_batch_size": 4,
+            "max_batch_delay_ms": 2.0,
+            "queue_capacity": 16,
+            "request_timeout_s": 20.0,
+            "cpu_threads": 2,
+            "shutdown_timeout_s": 10.0,
+            # One intra-op thread: on 2 shared cores, torch's spinning worker threads slow everything down.
+            "torch_threads": 1,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return factory
+
+
+@pytest.fixture()
+def gated(reference: Colorizer) -> GatedPredict:
+    """The predict seam: the real forward, behind a gate the test controls."""
+    return GatedPredict(inner=lambda batch, saliency: reference.predict(batch, saliency=saliency))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """Apps set torch's (process-wide) thread count; give other tests back the one they had."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCGAN_* variables of the developer's shell must not leak into the tests' settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("SCGAN_"):
+            monkeypatch.delenv(name)

@@ -1,0 +1,157 @@
+"""Upload decoding: every supported container, every way an upload can be bad, and fuzzing."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from model import Colorizer
+from service.decoding import decode_image
+from service.inference import decode_and_prepare
+from service.exceptions import CorruptImage, EmptyUpload, ImageTooLarge, ServiceError, UnsupportedImage
+from service_test_helpers import gray_image, image_bytes, rgb_image
+
+LIMIT = 4096 * 4096
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming ``width`` x ``height``, with a tiny (truncated) IDAT."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt", "params", "expected_format"),
+    [
+        (rgb_image(), "JPEG", {}, "jpeg"),
+        (rgb_image(), "JPEG", {"progressive": True}, "jpeg"),
+        (rgb_image().convert("CMYK"), "JPEG", {}, "jpeg"),
+        (gray_image(), "PNG", {}, "png"),
+        (rgb_image().convert("P"), "PNG", {"transparency": 0}, "png"),
+        (rgb_image().convert("RGBA"), "PNG", {}, "png"),
+        (Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20), "PNG", {}, "png"),
+        (rgb_image(), "WEBP", {"lossless": True}, "webp"),
+        (rgb_image(), "BMP", {}, "bmp"),
+        (rgb_image(), "TIFF", {}, "tiff"),
+        (rgb_image().convert("P"), "GIF", {}, "gif"),
+    ],
+    ids=["jpeg", "jpeg-progressive", "jpeg-cmyk", "png-gray", "png-palette-alpha", "png-rgba", "png-16bit",
+         "webp", "bmp", "tiff", "gif"],
+)
+def test_supported_formats_decode(image: Image.Image, fmt: str, params: dict[str, object], expected_format: str) -> None:
+    decoded = decode_image(image_bytes(image, fmt, **params), max_pixels=LIMIT)
+    assert decoded.format == expected_format
+    assert decoded.size == image.size
+    decoded.image.load()  # already loaded: no lazy reads of the upload later
+
+
+def test_file_objects_decode_too() -> None:
+    data = image_bytes(rgb_image(), "PNG")
+    assert decode_image(io.BytesIO(data), max_pixels=LIMIT).size == (64, 48)
+
+
+def test_rgb_icc_profile_is_kept_for_the_output() -> None:
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = image_bytes(rgb_image(), "PNG", icc_profile=profile)
+    assert decode_image(data, max_pixels=LIMIT).icc_profile == profile
+
+
+@pytest.mark.parametrize("data", [b"", io.BytesIO(b"")], ids=["bytes", "file"])
+def test_empty_upload(data: bytes | io.BytesIO) -> None:
+    with pytest.raises(EmptyUpload):
+        decode_image(data, max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"hello, this is plain text and no image at all",
+        b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n",
+        image_bytes(rgb_image(), "ICO"),
+        image_bytes(rgb_image(), "TGA"),
+        image_bytes(rgb_image(), "PPM"),
+    ],
+    ids=["text", "pdf", "ico", "tga", "ppm"],
+)
+def test_not_an_image_or_unsupported_format(data: bytes) -> None:
+    with pytest.raises(UnsupportedImage):
+        decode_image(data, max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP"])
+def test_truncated_images_are_corrupt(fmt: str) -> None:
+    data = image_bytes(rgb_image(256, 256) if fmt != "GIF" else rgb_image(256, 256).convert("P"), fmt)
+    with pytest.raises((CorruptImage, UnsupportedImage)):
+        decode_image(data[: len(data) // 2], max_pixels=LIMIT)
+
+
+def test_truncated_png_is_corrupt_not_unsupported() -> None:
+    data = image_bytes(rgb_image(256, 256), "PNG")
+    with pytest.raises(CorruptImage):
+        decode_image(data[: len(data) // 2], max_pixels=LIMIT)
+
+
+def test_over_max_pixels_is_refused_from_the_header() -> None:
+    # 100000 x 100000 would need 10 GB decoded; the header alone is enough to refuse it.
+    with pytest.raises(ImageTooLarge):
+        decode_image(png_header_only(100_000, 100_000), max_pixels=LIMIT)
+
+
+def test_pillow_decompression_bomb_is_too_large_not_corrupt() -> None:
+    # Past 2x Pillow's MAX_IMAGE_PIXELS, Image.open itself raises DecompressionBombError.
+    with pytest.raises(ImageTooLarge):
+        decode_image(png_header_only(20_000, 20_000), max_pixels=178_956_970)
+
+
+def test_limit_is_inclusive() -> None:
+    data = image_bytes(gray_image(64, 48), "PNG")
+    assert decode_image(data, max_pixels=64 * 48).size == (64, 48)
+    with pytest.raises(ImageTooLarge):
+        decode_image(data, max_pixels=64 * 48 - 1)
+
+
+_VALID = [image_bytes(rgb_image(32, 32), fmt) for fmt in ("PNG", "JPEG", "WEBP", "BMP", "TIFF")] + [
+    image_bytes(rgb_image(32, 32).convert("P"), "GIF")
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=st.sampled_from(_VALID),
+    cut=st.integers(min_value=0, max_value=4000),
+    flips=st.lists(st.tuples(st.integers(min_value=0, max_value=4000), st.integers(0, 255)), max_size=8),
+)
+def test_damaged_uploads_only_raise_domain_errors(
+    reference: Colorizer, base: bytes, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    """Truncated or bit-flipped files give a 4xx-mapped error or a prepared image, never anything else."""
+    data = bytearray(base[: max(1, len(base) - cut)])
+    for position, value in flips:
+        data[position % len(data)] = value
+    try:
+        prepared = decode_and_prepare(bytes(data), colorizer=reference, render_size=256, max_pixels=LIMIT)
+    except ServiceError:
+        return
+    assert prepared.prepared.model_input.shape == (1, 256, 256)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=512))
+def test_random_bytes_only_raise_domain_errors(data: bytes) -> None:
+    try:
+        decode_image(data, max_pixels=LIMIT)
+    except ServiceError:
+        pass
