@@ -171,6 +171,38 @@ def fold_spectral_norm(network: nn.Module) -> nn.Module:
     return network
 
 
+@torch.no_grad()
+def load_folded_weights(network: nn.Module, state: dict[str, torch.Tensor], power_iterations: int = 50) -> float:
+    """Load a folded (plain-convolution) state dict into a network that has spectral norm, in place.
+
+    Each ``conv2d.weight`` becomes ``conv2d.module.weight_bar`` and ``u``/``v`` are
+    power-iterated to convergence. Spectral norm is scale-invariant, so the network then
+    computes ``W / ||W||_2`` for each folded ``W``; returns the largest relative
+    difference to ``W`` (about 0 for weights folded from a converged run). This is
+    what lets training fine-tune from a serving checkpoint.
+    """
+    own = network.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        target = key.replace("conv2d.weight", "conv2d.module.weight_bar") if key.endswith("conv2d.weight") else key
+        if target.endswith("weight_bar") and target not in own:
+            target = key
+        mapped[target] = value
+    for key, value in own.items():
+        if key.endswith(("weight_u", "weight_v")):
+            mapped[key] = value
+    network.load_state_dict(mapped, strict=True)
+    worst = 0.0
+    for module in network.modules():
+        if isinstance(module, SpectralNorm):
+            for _ in range(power_iterations):
+                module.normalized_weight(update=True)
+            w = module.module.weight_bar
+            effective = module.normalized_weight(update=False)
+            worst = max(worst, float((effective - w).norm() / w.norm().clamp_min(1e-12)))
+    return worst
+
+
 def has_spectral_norm(network: nn.Module) -> bool:
     return any(isinstance(m, SpectralNorm) for m in network.modules())
 
@@ -198,4 +230,5 @@ __all__ = [
     "fold_spectral_norm",
     "has_spectral_norm",
     "init_weights",
+    "load_folded_weights",
 ]

@@ -11,15 +11,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from model.checkpoint import Task
+from model.checkpoint import Task, read_generator
 from model.discriminator import PatchDiscriminator70
 from model.generator import Generator
-from model.layers import init_weights
+from model.layers import init_weights, load_folded_weights
 from training.classifier import GlobalClassifier
 from training.config import TrainConfig
 from training.data import ClassificationDataset, ColorPhotoDataset, CropSpec, PairedDataset, list_images, split_paths
 from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
-from training.state import load_state
+from training.state import StateError, load_state
 
 log = logging.getLogger("scgan.train")
 
@@ -82,7 +82,19 @@ def _load_global_features(generator: Generator, path: str) -> None:
 
 
 def _load_stage1(generator: Generator, path: str) -> None:
-    state = load_state(path)
+    """Start from a training state (its EMA weights when present) or from a serving checkpoint."""
+    try:
+        state = load_state(path)
+    except StateError:
+        serving, info = read_generator(path)  # a serving checkpoint: fine-tune from it
+        if serving.config != generator.config:
+            raise ValueError(f"{path} has config {serving.config}, the run has {generator.config}") from None
+        if serving.has_saliency != generator.has_saliency:
+            raise ValueError(f"{path} saliency branch: {serving.has_saliency}; the run: {generator.has_saliency}")
+        deviation = load_folded_weights(generator, serving.state_dict())
+        log.info("generator initialised from serving checkpoint %s (max relative weight change %.2e)",
+                 info.path, deviation)
+        return
     weights = state.get("ema") or state["main"]
     generator.load_state_dict(weights, strict=True)
     log.info("generator initialised from %s (step %s%s)", state["path"], state.get("step"),

@@ -216,3 +216,28 @@ def test_torchrun_two_processes_on_cpu_stay_in_sync(tmp_path: Path, photos: Path
     digests = summary["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert summary["steps"] == 2
+
+
+def test_fine_tuning_starts_from_a_serving_checkpoint(tmp_path: Path, photos: Path) -> None:
+    from model import Generator, init_weights, save_checkpoint
+    from model.layers import SpectralNorm
+    from training.stages import build_stage
+
+    cfg = tiny_config(tmp_path / "tune", photos, run={"max_steps": 1, "init_from": str(tmp_path / "serving.pt")})
+    source = Generator(cfg.model.generator_config())
+    init_weights(source)
+    for module in source.modules():  # as after a long run: u and v have converged
+        if isinstance(module, SpectralNorm):
+            for _ in range(100):
+                module.normalized_weight(update=True)
+    save_checkpoint(tmp_path / "serving.pt", source.eval())
+    parts = build_stage(cfg)
+    x = torch.rand(1, 1, 256, 256)
+    parts.main.eval()
+    served = load_generator(tmp_path / "serving.pt", device="cpu")
+    assert torch.allclose(parts.main.predict(x), served.predict(x), atol=1e-4)
+    assert train(cfg)["steps"] == 1
+    with pytest.raises(ValueError, match="config"):
+        other = tiny_config(tmp_path / "bad", photos, run={"max_steps": 1, "init_from": str(tmp_path / "serving.pt")},
+                            model={"start_channels": 8})
+        build_stage(other)
