@@ -96,9 +96,10 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     app.state.metrics = metrics
     app.state.service = None
     install_error_handlers(app, retry_after_s=settings.retry_after_s)
-    app.include_router(colorize_router)
-    app.include_router(model_info_router)
-    app.include_router(health_router)
+    routers = (colorize_router, model_info_router, health_router)
+    for router in routers:
+        app.include_router(router)
+    known_paths = frozenset(getattr(route, "path", "") for router in routers for route in router.routes)
     # Added last = outermost: the request context sees (and stamps) even the body limit's early 413s.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
         retry_after_s=settings.retry_after_s,
     )
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, router=app.router, retry_after_s=settings.retry_after_s
+        RequestContextMiddleware, metrics=metrics, known_paths=known_paths, retry_after_s=settings.retry_after_s
     )
     return app
 

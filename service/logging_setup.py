@@ -12,7 +12,7 @@ import datetime as _dt
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from service.settings import LogFormat
 
@@ -49,13 +49,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
-    """Install one stderr handler on the root logger (idempotent; replaces the one installed before)."""
+def configure_logging(level: str = "INFO", fmt: LogFormat = "text", stream: TextIO | None = None) -> None:
+    """Install one handler (stderr by default) on the root logger; idempotent, replaces the one installed before."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":

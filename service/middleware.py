@@ -13,7 +13,6 @@ import time
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import exception_response
@@ -36,25 +35,28 @@ def request_id_from(headers: Headers) -> str:
     return supplied if _SANE_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
 
 
-def route_label(router: Router, scope: Scope) -> str:
-    """The matched route's template (bounded label cardinality); 'unmatched' for 404s."""
-    route = scope.get("route")
-    if route is None:
-        for candidate in router.routes:
-            match, _ = candidate.matches(scope)
-            if match is Match.FULL:
-                route = candidate
-                break
-    return getattr(route, "path", None) or "unmatched"
+def route_label(scope: Scope, known_paths: frozenset[str]) -> str:
+    """The matched route's template (bounded label cardinality); 'unmatched' for 404s.
+
+    Requests refused before routing (an oversized body) have no route in their
+    scope yet; their path is used when it is one of the app's own.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    raw = scope.get("path", "")
+    return raw if raw in known_paths else "unmatched"
 
 
 class RequestContextMiddleware:
     """Assigns the request id, times the request, records metrics, writes the access log, catches the unexpected."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, router: Router, retry_after_s: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: ServiceMetrics, known_paths: frozenset[str], retry_after_s: int
+    ) -> None:
         self.app = app
         self.metrics = metrics
-        self.router = router
+        self.known_paths = known_paths
         self.retry_after_s = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,7 +92,7 @@ class RequestContextMiddleware:
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.monotonic() - started
-            route = route_label(self.router, scope)
+            route = route_label(scope, self.known_paths)
             method = scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status)).inc()
             if "error_code" in state:

@@ -122,7 +122,11 @@ class ServiceState:
         """Run ``fn`` on the CPU pool, in a copy of the current context (so logs keep the request id)."""
         ctx = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, lambda: ctx.run(fn, *args, **kwargs))
+        try:
+            future = loop.run_in_executor(self.pool, lambda: ctx.run(fn, *args, **kwargs))
+        except RuntimeError as exc:  # the pool was closed by a shutdown whose deadline passed
+            raise ShuttingDown("the service shut down before this request finished") from exc
+        return await future
 
     # -- shutdown ----------------------------------------------------------------------
     async def shutdown(self, timeout_s: float) -> None:

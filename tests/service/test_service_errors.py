@@ -108,6 +108,7 @@ async def test_upload_over_the_limit_is_413(svc: RunningApp) -> None:
         413,
         "upload_too_large",
     )
+    assert svc.metric("scgan_http_requests_total", {"route": "/colorize", "method": "POST", "status": "413"}) == 3
 
 
 async def test_streamed_upload_without_length_is_cut_off(svc: RunningApp) -> None:
