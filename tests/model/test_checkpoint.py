@@ -35,7 +35,9 @@ def reference_output(trained_like: torch.nn.Module) -> torch.Tensor:
     return _predict(trained_like)
 
 
-def test_fp32_round_trip_is_exact(tmp_path: Path, trained_like: torch.nn.Module, reference_output: torch.Tensor) -> None:
+def test_fp32_round_trip_is_exact(
+    tmp_path: Path, trained_like: torch.nn.Module, reference_output: torch.Tensor
+) -> None:
     path = save_checkpoint(tmp_path / "g.pt", trained_like)
     loaded = load_generator(path, device="cpu")
     torch.testing.assert_close(_predict(loaded), reference_output, rtol=0, atol=0)
@@ -185,7 +187,8 @@ def test_truncated_file(tmp_path: Path, good_file: Path, fraction: float) -> Non
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_bytes(tmp_path: Path, seed: int) -> None:
     path = tmp_path / "random.pt"
-    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(seed)).byte().numpy().tobytes())
+    noise = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    path.write_bytes(noise.numpy().tobytes())
     _expect_error(path)
 
 

@@ -107,7 +107,7 @@ def test_keeps_alpha_exactly(colorizer: Colorizer, mode: str) -> None:
     else:
         image = _p_with_transparency(width, height)
     expected_alpha = np.asarray(image.convert("RGBA").getchannel("A"))
-    assert 0 < expected_alpha.min() or expected_alpha.min() == 0 < expected_alpha.max()
+    assert expected_alpha.min() == 0 < expected_alpha.max()  # fully transparent pixels and others
     result = colorizer.colorize_one(image)
     assert result.mode == "RGBA" and result.size == image.size
     np.testing.assert_array_equal(np.asarray(result.getchannel("A")), expected_alpha)
@@ -198,6 +198,18 @@ def test_batched_equals_unbatched(colorizer: Colorizer) -> None:
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
+@pytest.mark.parametrize("kwargs", [{"precision": "bf16"}, {"channels_last": True}])
+def test_cpu_precision_and_layout(compact_checkpoint: Path, colorizer: Colorizer, kwargs: dict[str, object]) -> None:
+    other = Colorizer.from_checkpoint(compact_checkpoint, device="cpu", **kwargs)
+    image = _rgb(120, 80, seed=13)
+    result = other.colorize_one(image)
+    assert result.size == image.size
+    _assert_same_luma(result, _luma255(image))  # luma comes from the input, whatever the precision
+    x = colorizer.prepare(image).model_input[None]
+    atol = 0.1 if kwargs.get("precision") == "bf16" else 1e-5
+    torch.testing.assert_close(other.predict(x)[0], colorizer.predict(x)[0], rtol=0, atol=atol)
+
+
 def test_batch_size_splits_work(compact_checkpoint: Path, colorizer: Colorizer) -> None:
     small = Colorizer.from_checkpoint(compact_checkpoint, device="cpu", batch_size=2)
     images = [_rgb(40, 40, seed=s) for s in (20, 21, 22)]
@@ -220,8 +232,9 @@ def test_render_size_512(compact_checkpoint: Path, colorizer: Colorizer) -> None
 def test_invalid_render_sizes(compact_checkpoint: Path, colorizer: Colorizer, bad: object) -> None:
     with pytest.raises(ValueError):
         check_render_size(bad)  # type: ignore[arg-type]
+    generator = load_generator(compact_checkpoint, device="cpu")
     with pytest.raises(ValueError):
-        Colorizer(load_generator(compact_checkpoint, device="cpu"), device="cpu", render_size=bad)  # type: ignore[arg-type]
+        Colorizer(generator, device="cpu", render_size=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         colorizer.colorize([_rgb(32, 32)], render_size=bad)  # type: ignore[arg-type]
 
@@ -230,8 +243,9 @@ def test_invalid_render_sizes(compact_checkpoint: Path, colorizer: Colorizer, ba
 def test_invalid_colorizer_settings(compact_checkpoint: Path, kwargs: dict[str, object]) -> None:
     if kwargs.get("device") and torch.cuda.is_available():
         pytest.skip("only meaningful without CUDA")
+    generator = load_generator(compact_checkpoint, device="cpu")
     with pytest.raises(ValueError):
-        Colorizer(load_generator(compact_checkpoint, device="cpu"), **{"device": "cpu", **kwargs})  # type: ignore[arg-type]
+        Colorizer(generator, **{"device": "cpu", **kwargs})  # type: ignore[arg-type]
 
 
 def test_saliency_maps(colorizer: Colorizer) -> None:
