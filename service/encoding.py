@@ -35,7 +35,9 @@ class OutputFormat(str, Enum):
 
 #: Default quality for the lossy formats; PNG is lossless and ignores ``quality``.
 DEFAULT_QUALITY = 90
-_PNG_COMPRESS_LEVEL = 6
+#: zlib level 1: about 3x faster than Pillow's default 6 for photographs (140 -> 45 ms at 512 x 384)
+#: for files ~10-20% larger; encoding otherwise costs as much CPU as a compact model's forward.
+_PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True)

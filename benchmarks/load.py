@@ -1,0 +1,337 @@
+"""Load test of the colorization service against the raw model, in one run; prints a markdown table.
+
+For each concurrency N (default 1, 4, 16, 64) it sends ``--requests`` uploads to
+``POST /colorize`` from N concurrent clients and measures throughput and latency
+percentiles, and the mean batch size the server formed (from its /metrics).
+Right before and right after each level it times the raw model in this process,
+on the same checkpoint, device, precision and thread count, and keeps the better
+of the two measurements (so a noisy neighbour cannot flatter the ratio):
+
+* raw throughput: ``Colorizer.predict`` on a batch of min(N, max batch size),
+  the batch the server can form at that concurrency (images per second);
+* raw single: decode + prepare + one forward + finish + encode of the same
+  upload, what one request costs without HTTP, queueing or batching.
+
+Targets: at saturation the service delivers >= 90% of the raw throughput, and
+at N = 1 its median latency is within 15% of the raw single latency.
+
+By default it starts the server itself (``python -m service`` on 127.0.0.1, a
+free port) on a seeded compact generator written to a temporary checkpoint;
+``--url`` drives a running server instead (loopback only), ``--checkpoint``
+uses a real one.
+
+    python benchmarks/load.py                                  # a few minutes on 2 CPU cores
+    python benchmarks/load.py --requests 32 --concurrency 1 4  # quicker
+    python benchmarks/load.py --url http://127.0.0.1:8000 --checkpoint my.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import ipaddress
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model import Colorizer, Generator, GeneratorConfig, save_checkpoint  # noqa: E402
+from service.decoding import decode_image  # noqa: E402
+from service.encoding import OutputFormat, encode_image  # noqa: E402
+from service.runtime import FALLBACK_CONFIG, resolve_precision  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One concurrency level: the service's numbers and the raw model's, measured back to back."""
+
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+    mean_batch: float
+    raw_batch: int
+    raw_throughput: float
+    raw_single_ms: float
+
+    @property
+    def throughput(self) -> float:
+        return (self.requests - self.errors) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+# -- the server ---------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SystemExit(f"--url must point at a loopback address (127.0.0.1, ::1, localhost), got {host!r}")
+
+
+def _start_server(args: argparse.Namespace, checkpoint: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
+    env.update(
+        SCGAN_CHECKPOINT=str(checkpoint),
+        SCGAN_HOST="127.0.0.1",
+        SCGAN_PORT=str(port),
+        SCGAN_DEVICE=args.device,
+        SCGAN_PRECISION=args.precision,
+        SCGAN_MAX_BATCH_SIZE=str(args.max_batch_size),
+        SCGAN_MAX_BATCH_DELAY_MS=str(args.max_batch_delay_ms),
+        SCGAN_QUEUE_CAPACITY=str(max(64, 2 * max(args.concurrency))),
+        SCGAN_REQUEST_TIMEOUT_S="600",
+        SCGAN_TORCH_THREADS=str(args.threads),
+        SCGAN_CPU_THREADS=str(args.cpu_threads),
+        SCGAN_LOG_LEVEL="WARNING",
+    )
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with status {process.returncode} during start-up")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the server did not become ready within 300 s")
+        time.sleep(0.2)
+
+
+def _stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _batch_stats(client: httpx.Client) -> tuple[float, float]:
+    """(sum, count) of the server's scgan_batch_size histogram."""
+    total = count = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("scgan_batch_size_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("scgan_batch_size_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+# -- the raw model --------------------------------------------------------------------------
+def _median_time(fn: object, repeats: int, budget_s: float) -> float:
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def raw_throughput(colorizer: Colorizer, batch_size: int, repeats: int, budget_s: float) -> float:
+    """Images per second of ``Colorizer.predict`` on one batch (forward only, as the server's worker runs it)."""
+    size = colorizer.render_size
+    batch = torch.rand(batch_size, colorizer.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+    colorizer.predict(batch)  # warm
+    return batch_size / _median_time(lambda: colorizer.predict(batch), repeats, budget_s)
+
+
+def raw_single_ms(colorizer: Colorizer, upload: bytes, repeats: int, budget_s: float) -> float:
+    """One request's work without the service: decode, prepare, forward, finish, encode (ms)."""
+
+    def once() -> None:
+        decoded = decode_image(upload, max_pixels=1 << 30)
+        prepared = colorizer.prepare(decoded.image)
+        rgb, _ = colorizer.predict(prepared.model_input[None])
+        encode_image(colorizer.finish(prepared, rgb[0]), OutputFormat.PNG)
+
+    once()
+    return 1e3 * _median_time(once, repeats, budget_s)
+
+
+# -- the clients ------------------------------------------------------------------------------
+async def drive(url: str, upload: bytes, concurrency: int, requests: int) -> tuple[list[float], int, float]:
+    """``requests`` uploads from ``concurrency`` clients; returns latencies (ms), errors, wall seconds."""
+    latencies: list[float] = []
+    errors = 0
+    remaining = requests
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal remaining, errors
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                response = await client.post("/colorize", files={"file": ("bench.png", upload, "image/png")})
+                elapsed = (time.perf_counter() - t0) * 1e3
+                if response.status_code == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, errors, time.perf_counter() - start
+
+
+# -- main -------------------------------------------------------------------------------------
+def _make_checkpoint(directory: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    net = Generator(FALLBACK_CONFIG, with_saliency=True, spectral_norm=False).eval()
+    return save_checkpoint(directory / "bench-compact.pt", net, working_resolution=256)
+
+
+def _make_upload(width: int, height: int) -> bytes:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width]
+    pixels = ((xx + 2 * yy) % 256 + rng.integers(0, 40, (height, width))) % 256
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _single_ratio(level: Level) -> str:
+    """p50 / raw single latency; meaningful without queueing only, i.e. for one client."""
+    return f"{level.percentile(50) / level.raw_single_ms:.2f}" if level.concurrency == 1 else "—"
+
+
+def _table(levels: Sequence[Level]) -> str:
+    rows = [
+        "| clients | requests | throughput (img/s) | p50 (ms) | p95 (ms) | p99 (ms) | mean batch "
+        "| raw batch | raw throughput (img/s) | service / raw | raw single (ms) | p50 / raw single |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lv in levels:
+        rows.append(
+            f"| {lv.concurrency} | {lv.requests}{f' ({lv.errors} err)' if lv.errors else ''} | {lv.throughput:.2f} "
+            f"| {lv.percentile(50):.0f} | {lv.percentile(95):.0f} | {lv.percentile(99):.0f} | {lv.mean_batch:.2f} "
+            f"| {lv.raw_batch} | {lv.raw_throughput:.2f} | {lv.throughput / lv.raw_throughput:.0%} "
+            f"| {lv.raw_single_ms:.0f} | {_single_ratio(lv)} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="drive this running server (loopback only) instead of starting one")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint (default: a seeded compact generator)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument(
+        "--requests", type=int, default=48, help="requests per concurrency level (at least 2x the clients)"
+    )
+    parser.add_argument("--image-size", type=int, nargs=2, default=[512, 384], metavar=("W", "H"))
+    parser.add_argument(
+        "--max-batch-size", type=int, default=4, help="server setting and largest raw batch (on CPUs, 2-4 beat 8)"
+    )
+    parser.add_argument("--max-batch-delay-ms", type=float, default=5.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads, server and raw (1: no OpenMP barriers on shared cores)"
+    )
+    parser.add_argument("--cpu-threads", type=int, default=2, help="server decode/encode threads")
+    parser.add_argument("--raw-repeats", type=int, default=5)
+    parser.add_argument("--raw-budget", type=float, default=10.0, help="seconds per raw measurement at most")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    upload = _make_upload(*args.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or _make_checkpoint(Path(tmp), seed=0)
+        colorizer = Colorizer.from_checkpoint(checkpoint, device=args.device)
+        colorizer = Colorizer(
+            colorizer.generator,
+            device=colorizer.device,
+            precision=resolve_precision(args.precision, colorizer.device),  # type: ignore[arg-type]
+        )
+        process = None
+        if args.url:
+            _check_loopback(args.url)
+            url = args.url.rstrip("/")
+        else:
+            process, url = _start_server(args, checkpoint)
+        levels: list[Level] = []
+        try:
+            with httpx.Client(base_url=url, timeout=60) as probe:
+                asyncio.run(drive(url, upload, 2, 4))  # connection set-up, first-call costs
+                for concurrency in args.concurrency:
+                    raw_batch = min(concurrency, args.max_batch_size)
+                    raw = raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget)
+                    single = raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget)
+                    requests = max(args.requests, 2 * concurrency)  # every client busy, ramp-up and tail small
+                    before = _batch_stats(probe)
+                    latencies, errors, seconds = asyncio.run(drive(url, upload, concurrency, requests))
+                    after = _batch_stats(probe)
+                    # Measured again after the service's turn; the better of the two is kept, so that a
+                    # neighbour's load during one raw measurement cannot flatter the service's ratio.
+                    raw = max(raw, raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget))
+                    single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget))
+                    batches = after[1] - before[1]
+                    mean_batch = (after[0] - before[0]) / batches if batches else float("nan")
+                    level = Level(
+                        concurrency, requests, errors, seconds, latencies, mean_batch, raw_batch, raw, single
+                    )
+                    levels.append(level)
+                    print(
+                        f"clients={concurrency}: {level.throughput:.2f} img/s, p50 {level.percentile(50):.0f} ms, "
+                        f"mean batch {mean_batch:.2f}; raw b={raw_batch}: {raw:.2f} img/s, single {single:.0f} ms",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        finally:
+            if process is not None:
+                _stop_server(process)
+
+    config = colorizer.generator.config
+    print(
+        f"\n**Service vs raw model** — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {colorizer.device}, "
+        f"precision {colorizer.precision}, torch threads {args.threads}; generator "
+        f"start/latent/global = {config.start_channels}/{config.latent_channels}/{config.global_channels}, "
+        f"render {colorizer.render_size}px; upload {args.image_size[0]}x{args.image_size[1]} gray PNG, answer PNG; "
+        f"max batch {args.max_batch_size}, max delay {args.max_batch_delay_ms:g} ms.\n"
+    )
+    print(_table(levels))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
