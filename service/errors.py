@@ -31,6 +31,7 @@ from service.exceptions import (
     SaliencyUnavailable,
     ShuttingDown,
     UnsupportedImage,
+    UploadTimedOut,
     UploadTooLarge,
 )
 from service.logging_setup import request_id_var
@@ -44,6 +45,7 @@ CLIENT_CLOSED_REQUEST = 499
 _STATUS: dict[type[BaseException], tuple[int, str]] = {
     EmptyUpload: (400, "empty_upload"),
     CorruptImage: (400, "corrupt_image"),
+    UploadTimedOut: (408, "upload_timeout"),
     UploadTooLarge: (413, "upload_too_large"),
     ImageTooLarge: (413, "image_too_large"),
     UnsupportedImage: (415, "unsupported_media_type"),
@@ -101,13 +103,21 @@ def error_response(
 def exception_response(
     exc: BaseException, *, retry_after_s: int | None = None, scope: Scope | None = None
 ) -> JSONResponse:
-    """Map any exception to its answer; unexpected ones are logged with their traceback and hidden."""
+    """Map any exception to its answer.
+
+    Server-side failures (5xx other than 503) get a fixed message and their
+    details go to the log under the request id: exception texts can hold paths,
+    shapes or device names that are nobody else's business.
+    """
     status, code = status_for(exc)
     if code == "internal_error":
         _log.error("unhandled error", exc_info=exc)
         message = "internal server error; quote the request id when reporting it"
     elif status >= 500 and status != 503:
-        message = f"{exc}; quote the request id when reporting it" if str(exc) else HTTPStatus(status).phrase
+        _log.error("%s: %s", code, exc)
+        message = f"{HTTPStatus(status).phrase} ({code.replace('_', ' ')}); quote the request id when reporting it"
+        if status == 504:
+            message = str(exc) or message
     else:
         message = str(exc) or HTTPStatus(status).phrase
     return error_response(status, code, message, retry_after_s=retry_after_s, scope=scope)

@@ -19,6 +19,10 @@ class UploadTooLarge(ServiceError):
     """The request body exceeds ``max_upload_bytes``."""
 
 
+class UploadTimedOut(ServiceError):
+    """The body did not arrive within the request timeout (a stalled or deliberately slow client)."""
+
+
 class UnsupportedImage(ServiceError):
     """The bytes are not an image, or not one of the formats the service reads."""
 
@@ -67,5 +71,6 @@ __all__ = [
     "ServiceError",
     "ShuttingDown",
     "UnsupportedImage",
+    "UploadTimedOut",
     "UploadTooLarge",
 ]

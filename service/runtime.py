@@ -10,6 +10,7 @@ forward); everything else stays real.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
-from model.checkpoint import CheckpointInfo, read_generator
+from model.checkpoint import CheckpointError, CheckpointInfo, read_generator
 from model.device import Precision, resolve_device
 from service.settings import PrecisionSetting, Settings
 
@@ -64,6 +65,12 @@ def resolve_precision(precision: PrecisionSetting, device: torch.device) -> Prec
     return precision
 
 
+def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint metadata as plain JSON values (tensors or other objects become strings)."""
+    safe: dict[str, Any] = json.loads(json.dumps(metadata, default=str))
+    return safe
+
+
 def _weights_sha256(net: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(net.state_dict().items()):
@@ -100,8 +107,12 @@ class ModelRuntime:
         precision = resolve_precision(settings.precision, device)
         path = settings.checkpoint or default_checkpoint_path()
         if path is not None:
-            net, info = read_generator(path)
-            identity = ModelIdentity(info.name, info.sha256, info.source_format, dict(info.metadata))
+            try:
+                net, info = read_generator(path)
+            except CheckpointError as exc:
+                _log.critical("cannot load the checkpoint: %s", exc)
+                raise
+            identity = ModelIdentity(info.name, info.sha256, info.source_format, _json_safe(info.metadata))
         else:
             _log.warning(
                 "no checkpoint configured (SCGAN_CHECKPOINT) and no bundled starter checkpoint: serving a RANDOMLY "
@@ -148,7 +159,11 @@ class ModelRuntime:
         """The batcher's predict function: stack same-key items, one forward, one output tensor per item."""
         saliency = items[0].saliency
         batch = torch.stack([item.tensor for item in items])  # B x C x R x R
-        rgb, sal = self._predict(batch, saliency)
+        try:
+            rgb, sal = self._predict(batch, saliency)
+        except Exception:
+            _log.error("forward of %s failed for requests %s", tuple(batch.shape), [i.request_id for i in items])
+            raise
         out = sal if saliency else rgb
         if out is None:
             raise RuntimeError("the forward returned no saliency map")

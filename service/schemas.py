@@ -114,6 +114,7 @@ class ModelDescription(BaseModel):
 #: OpenAPI description of the error answers every image route can give.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "No file, empty body, or a corrupt/truncated image."},
+    408: {"model": ErrorResponse, "description": "The upload did not arrive within the request timeout."},
     413: {"model": ErrorResponse, "description": "Upload over max_upload_bytes or image over max_pixels."},
     415: {"model": ErrorResponse, "description": "Not an image, or a format the service does not read."},
     422: {"model": ErrorResponse, "description": "Invalid option values."},

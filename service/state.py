@@ -87,18 +87,22 @@ class ServiceState:
 
     # -- admission ---------------------------------------------------------------------
     def ensure_accepting(self) -> None:
-        """Raise the 503 to give when new work cannot be accepted now."""
+        """Raise the 503 to give when new work cannot be accepted now (checked again at admission)."""
         if self.draining:
             raise ShuttingDown("the service is shutting down")
         if not self.ready:
             raise NotReady("the model is not ready yet" if not self.warmed else "the inference worker is not running")
+        if self._admitted >= self._admission_limit or self.batcher.depth >= self.batcher.capacity:
+            raise QueueFull(f"the request queue is full ({self.settings.queue_capacity} waiting); retry later")
 
     @contextmanager
     def admit(self) -> Iterator[None]:
-        """Admit one image request, or refuse at once (503) when not ready or when the pipeline is full."""
+        """Admit one image request, or refuse at once (503) when not ready or when the pipeline is full.
+
+        Admitted = decoding, queued or computing; bounding it also bounds the
+        memory that decoded uploads can take.
+        """
         self.ensure_accepting()
-        if self._admitted >= self._admission_limit or self.batcher.depth >= self.batcher.capacity:
-            raise QueueFull(f"the request queue is full ({self.settings.queue_capacity} waiting); retry later")
         self._admitted += 1
         try:
             yield

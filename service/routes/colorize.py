@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -11,9 +12,9 @@ from pydantic import ValidationError
 from service.deps import StateDep
 from service.encoding import OutputFormat
 from service.errors import validation_message
-from service.exceptions import InvalidOptions, SaliencyUnavailable
+from service.exceptions import InvalidOptions, SaliencyUnavailable, UploadTimedOut
 from service.inference import Rendered, run_image_request
-from service.schemas import ERROR_RESPONSES, ColorizeOptions, RenderOptions
+from service.schemas import ERROR_RESPONSES, ColorizeOptions, ErrorResponse, RenderOptions
 from service.state import ServiceState
 from service.upload import read_upload, wait_for_disconnect
 
@@ -90,7 +91,15 @@ async def _handle(request: Request, state: ServiceState, query: O, *, saliency: 
         state.ensure_accepting()
         if saliency and not state.runtime.has_saliency:
             raise SaliencyUnavailable("the loaded checkpoint has no saliency branch; POST /colorize still works")
-        upload = await read_upload(request, max_bytes=state.settings.max_upload_bytes)
+        started_at: float = getattr(request.state, "started_at", time.monotonic())
+        budget = started_at + state.settings.request_timeout_s - time.monotonic()
+        try:
+            async with asyncio.timeout(budget):
+                upload = await read_upload(request, max_bytes=state.settings.max_upload_bytes)
+        except TimeoutError as exc:
+            raise UploadTimedOut(
+                f"the upload did not arrive within the request timeout of {state.settings.request_timeout_s:g} s"
+            ) from exc
         try:
             options = _merge_options(query, upload.fields)
             rendered = await run_image_request(
@@ -98,7 +107,7 @@ async def _handle(request: Request, state: ServiceState, query: O, *, saliency: 
                 upload.source,
                 options,
                 saliency=saliency,
-                started_at=getattr(request.state, "started_at", time.monotonic()),
+                started_at=started_at,
                 disconnected=lambda: wait_for_disconnect(request),
             )
         finally:
@@ -128,7 +137,7 @@ async def colorize(request: Request, state: StateDep, query: Annotated[ColorizeO
     response_class=Response,
     responses={
         **_image_responses("The saliency map (grayscale PNG).", ("image/png",)),
-        501: {"model": ERROR_RESPONSES[400]["model"], "description": "The checkpoint has no saliency branch."},
+        501: {"model": ErrorResponse, "description": "The checkpoint has no saliency branch."},
     },
     openapi_extra=_request_body(RenderOptions),
 )

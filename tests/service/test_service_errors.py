@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -181,3 +182,15 @@ async def test_bad_requests_never_reach_the_model(svc: RunningApp, gated: GatedP
     good = await svc.client.post("/colorize", **multipart(image_bytes(gray_image(), "PNG")))
     assert good.status_code == 200
     assert gated.calls == [1]
+
+
+async def test_a_stalled_upload_gets_408(make_settings: Callable[..., Settings]) -> None:
+    async with run_app(make_settings(request_timeout_s=0.3)) as svc:
+
+        async def stalled() -> AsyncIterator[bytes]:
+            yield b"\x89PNG\r\n"
+            await asyncio.sleep(3)
+            yield b"never mind"
+
+        response = await svc.client.post("/colorize", content=stalled(), headers={"content-type": "image/png"})
+        await assert_error(response, 408, "upload_timeout")
