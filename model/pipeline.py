@@ -158,28 +158,32 @@ class Colorizer:
         return Image.fromarray(_to_uint8(_resize(saliency.float(), (height, width)))[..., 0], "L")
 
     # -- conveniences ----------------------------------------------------------------
-    def _run(self, images: Sequence[Image.Image], render_size: int | None, saliency: bool) -> list[Image.Image]:
+    def colorize_with_saliency(
+        self, images: Sequence[Image.Image], render_size: int | None = None, *, saliency: bool = False
+    ) -> list[tuple[Image.Image, Image.Image | None]]:
+        """(colour image, saliency map or None) per image, ``batch_size`` at a time, one forward per batch."""
+        if saliency and not self.has_saliency:
+            raise ValueError("the loaded generator has no saliency branch")
         prepared = [self.prepare(img, render_size) for img in images]
-        results: list[Image.Image] = []
+        results: list[tuple[Image.Image, Image.Image | None]] = []
         for start in range(0, len(prepared), self.batch_size):
             chunk = prepared[start : start + self.batch_size]
             rgb, sal = self.predict(torch.stack([p.model_input for p in chunk]), saliency=saliency)
             for i, p in enumerate(chunk):
-                results.append(self.finish_saliency(p, sal[i]) if sal is not None else self.finish(p, rgb[i]))
+                results.append((self.finish(p, rgb[i]), self.finish_saliency(p, sal[i]) if sal is not None else None))
         return results
 
     def colorize(self, images: Sequence[Image.Image], render_size: int | None = None) -> list[Image.Image]:
         """Colorize several images, ``batch_size`` at a time."""
-        return self._run(images, render_size, saliency=False)
+        return [color for color, _ in self.colorize_with_saliency(images, render_size)]
 
     def colorize_one(self, image: Image.Image, render_size: int | None = None) -> Image.Image:
         return self.colorize([image], render_size)[0]
 
     def saliency(self, images: Sequence[Image.Image], render_size: int | None = None) -> list[Image.Image]:
         """Predicted saliency maps, one per image, at each image's size."""
-        if not self.has_saliency:
-            raise ValueError("the loaded generator has no saliency branch")
-        return self._run(images, render_size, saliency=True)
+        pairs = self.colorize_with_saliency(images, render_size, saliency=True)
+        return [sal for _, sal in pairs if sal is not None]
 
 
 __all__ = ["Colorizer", "PreparedImage", "check_render_size"]

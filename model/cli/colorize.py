@@ -21,13 +21,34 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 _FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
 
 
-def iter_inputs(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files as given; folders searched recursively for image suffixes, in sorted order."""
+def iter_inputs(paths: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
+    """(file, name relative to its input) pairs: files as given, folders searched recursively, sorted."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            for found in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+                yield found, found.relative_to(path)
         else:
-            yield path
+            yield path, Path(path.name)
+
+
+def output_names(relatives: Sequence[Path], suffix: str) -> list[Path]:
+    """Output paths mirroring the inputs' relative paths; clashes (a.png and a.jpg) get the source suffix added."""
+    plain = [rel.with_suffix(suffix) for rel in relatives]
+    counts: dict[Path, int] = {}
+    for name in plain:
+        counts[name] = counts.get(name, 0) + 1
+    names: list[Path] = []
+    seen: set[Path] = set()
+    for rel, name in zip(relatives, plain):
+        if counts[name] > 1:
+            name = rel.with_name(f"{rel.stem}.{rel.suffix.lstrip('.') or 'img'}{suffix}")
+        stem, n = name, 1
+        while name in seen:
+            n += 1
+            name = stem.with_name(f"{stem.stem}-{n}{suffix}")
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,31 +92,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("checkpoint %s has no saliency branch; drop --saliency", checkpoint)
         return 2
 
-    files = list(iter_inputs(args.inputs))
-    failed = 0
+    inputs = list(iter_inputs(args.inputs))
     suffix = _FORMATS[args.format][1]
-    for start in tqdm(range(0, len(files), args.batch_size), desc="colorizing", unit="batch", disable=None):
-        batch_paths, images = [], []
-        for path in files[start : start + args.batch_size]:
+    destinations = output_names([rel for _, rel in inputs], suffix)
+    failed = 0
+    for start in tqdm(range(0, len(inputs), args.batch_size), desc="colorizing", unit="batch", disable=None):
+        batch: list[tuple[Path, Path, Image.Image]] = []
+        for (path, _), dest in zip(inputs[start : start + args.batch_size], destinations[start : start + args.batch_size]):
             try:
                 with Image.open(path) as img:
                     img.load()
-                    images.append(img.copy())
-                batch_paths.append(path)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                    batch.append((path, dest, img.copy()))
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
                 log.warning("skipping %s: %s", path, exc)
                 failed += 1
-        if not images:
+        if not batch:
             continue
-        colored = colorizer.colorize(images)
-        maps = colorizer.saliency(images) if args.saliency else [None] * len(images)
-        for path, out, sal in zip(batch_paths, colored, maps):
-            _save(out, args.output / f"{path.stem}{suffix}", args.format)
+        try:
+            results = colorizer.colorize_with_saliency([img for _, _, img in batch], saliency=args.saliency)
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
+            results = []
+            for path, _, img in batch:
+                try:
+                    results.append(colorizer.colorize_with_saliency([img], saliency=args.saliency)[0])
+                except (OSError, ValueError, RuntimeError) as one_exc:
+                    log.warning("skipping %s: %s", path, one_exc)
+                    failed += 1
+                    results.append((None, None))  # type: ignore[arg-type]
+        for (_, dest, _), (out, sal) in zip(batch, results):
+            if out is None:
+                continue
+            _save(out, args.output / dest, args.format)
             if sal is not None:
-                sal.save(args.output / f"{path.stem}.saliency.png")
-    done = len(files) - failed
-    log.info("colorized %d of %d images into %s", done, len(files), args.output)
-    return 1 if failed or not files else 0
+                sal.save(args.output / dest.with_name(f"{dest.stem}.saliency.png"))
+    log.info("colorized %d of %d images into %s", len(inputs) - failed, len(inputs), args.output)
+    return 1 if failed or not inputs else 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from model.weights import default_checkpoint_path
 from model_test_helpers import make_generator
 from scgan_reference import official_state_dict
 
-SIZES = {"a.png": (40, 30), "b.jpg": (64, 48), "c.png": (33, 57)}
+SIZES = {"a.png": (40, 30), "b.jpg": (64, 48), "sub/c.png": (33, 57)}
 
 
 def _picture(width: int, height: int, seed: int) -> Image.Image:
@@ -36,7 +36,7 @@ def good_folder(tmp_path: Path) -> Path:
     (folder / "sub").mkdir(parents=True)
     _picture(*SIZES["a.png"], 0).save(folder / "a.png")
     _picture(*SIZES["b.jpg"], 1).convert("L").save(folder / "b.jpg")
-    rgba = _picture(*SIZES["c.png"], 2)
+    rgba = _picture(*SIZES["sub/c.png"], 2)
     rgba.putalpha(128)
     rgba.save(folder / "sub" / "c.png")
     (folder / "notes.txt").write_text("not an image, and not picked up")
@@ -54,7 +54,8 @@ def _run(*args: str | Path) -> int:
 
 
 def _outputs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
+    """Output files relative to the output folder (sub-folders of the input are mirrored)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def test_broken_file_is_reported_and_the_rest_written(
@@ -64,20 +65,20 @@ def test_broken_file_is_reported_and_the_rest_written(
     with caplog.at_level(logging.INFO, logger="scgan.colorize"):
         code = _run(mixed_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--batch-size", "2")
     assert code != 0
-    assert _outputs(out) == ["a.png", "b.png", "c.png"]
+    assert _outputs(out) == ["a.png", "b.png", "sub/c.png"]
     assert any("broken.png" in r.getMessage() and r.levelno >= logging.WARNING for r in caplog.records)
     assert any("3 of 4" in r.getMessage() for r in caplog.records)
     for name, size in SIZES.items():
-        with Image.open(out / (Path(name).stem + ".png")) as img:
+        with Image.open(out / Path(name).with_suffix(".png")) as img:
             assert img.size == size
-    with Image.open(out / "c.png") as img:
+    with Image.open(out / "sub" / "c.png") as img:
         assert img.mode == "RGBA" and img.getchannel("A").getextrema() == (128, 128)
 
 
 def test_all_good_exits_zero(good_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
     out = tmp_path / "out"
     assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 0
-    assert _outputs(out) == ["a.png", "b.png", "c.png"]
+    assert _outputs(out) == ["a.png", "b.png", "sub/c.png"]
 
 
 @pytest.mark.parametrize(("fmt", "suffix", "pil_format"), [("jpeg", ".jpg", "JPEG"), ("webp", ".webp", "WEBP")])
@@ -91,16 +92,16 @@ def test_output_formats(
     assert _outputs(out) == [f"c{suffix}"]
     with Image.open(out / f"c{suffix}") as img:
         assert img.format == pil_format
-        assert img.size == SIZES["c.png"]
+        assert img.size == SIZES["sub/c.png"]
         assert img.mode == ("RGB" if fmt == "jpeg" else "RGBA")
 
 
 def test_saliency_maps_are_written(good_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
     out = tmp_path / "out"
     assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--saliency") == 0
-    assert _outputs(out) == ["a.png", "a.saliency.png", "b.png", "b.saliency.png", "c.png", "c.saliency.png"]
+    assert _outputs(out) == ["a.png", "a.saliency.png", "b.png", "b.saliency.png", "sub/c.png", "sub/c.saliency.png"]
     for name, size in SIZES.items():
-        with Image.open(out / f"{Path(name).stem}.saliency.png") as img:
+        with Image.open(out / Path(name).with_suffix(".saliency.png")) as img:
             assert img.mode == "L" and img.size == size
 
 
@@ -165,3 +166,25 @@ def test_convert_refuses_non_official(tmp_path: Path, compact_checkpoint: Path) 
     assert convert_cli.main([str(compact_checkpoint), str(tmp_path / "x.pt")]) == 2
     assert convert_cli.main([str(tmp_path / "missing.pth"), str(tmp_path / "y.pt")]) == 2
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
+def test_name_clashes_do_not_overwrite(tmp_path: Path, compact_checkpoint: Path) -> None:
+    folder = tmp_path / "clash"
+    folder.mkdir()
+    _picture(20, 10, 0).save(folder / "x.png")
+    _picture(30, 10, 1).convert("RGB").save(folder / "x.jpg")
+    out = tmp_path / "out"
+    assert _run(folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 0
+    assert _outputs(out) == ["x.jpg.png", "x.png.png"]
+    with Image.open(out / "x.jpg.png") as img:
+        assert img.size == (30, 10)
+
+
+def test_decompression_bomb_is_skipped_not_fatal(tmp_path: Path, compact_checkpoint: Path) -> None:
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    _picture(20, 10, 0).save(folder / "ok.png")
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # a few KB, 400 MP: over Pillow's bomb limit
+    out = tmp_path / "out"
+    assert _run(folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 1
+    assert _outputs(out) == ["ok.png"]
