@@ -45,9 +45,10 @@ def png_header_only(width: int, height: int) -> bytes:
         (rgb_image(), "BMP", {}, "bmp"),
         (rgb_image(), "TIFF", {}, "tiff"),
         (rgb_image().convert("P"), "GIF", {}, "gif"),
+        (rgb_image(), "MPO", {"save_all": True, "append_images": [rgb_image(seed=1)]}, "jpeg"),
     ],
     ids=["jpeg", "jpeg-progressive", "jpeg-cmyk", "png-gray", "png-palette-alpha", "png-rgba", "png-16bit",
-         "webp", "bmp", "tiff", "gif"],
+         "webp", "bmp", "tiff", "gif", "mpo"],
 )
 def test_supported_formats_decode(image: Image.Image, fmt: str, params: dict[str, object], expected_format: str) -> None:
     decoded = decode_image(image_bytes(image, fmt, **params), max_pixels=LIMIT)
