@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-slow bench clean
+.PHONY: install serve test test-slow bench clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,22 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# -- deployment (README, "Deployment") ----------------------------------------------------------
+CONTAINER_ENGINE ?= docker
+IMAGE ?= scgan-colorize:0.1.0
+
+image:
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+image-cpu:
+	$(CONTAINER_ENGINE) build -t $(IMAGE)-cpu --build-arg BASE_IMAGE=ubuntu:24.04 \
+		--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .
+
+# Builds the Dockerfile with podman against a bootstrapped Debian base, runs and checks the
+# container and the compose file on 127.0.0.1 (slow: tens of minutes; needs root and apt).
+test-container: $(STAMP)
+	bash tests/deploy/container_check.sh
+
+clean-container:
+	rm -rf .deploy

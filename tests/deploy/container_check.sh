@@ -94,6 +94,7 @@ if ! podman image exists "$BASE_TAG"; then
             || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap"; }
         # pip inside the build trusts this machine's CA bundle (TLS-intercepting proxies) and, where
         # this machine keeps local wheel indexes (torch's CUDA wheels), reads them from the mounts below.
+        mkdir -p "$WORK/rootfs/etc/ssl/certs"
         cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/host-ca-bundle.crt"
         {
             echo "[global]"
