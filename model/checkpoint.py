@@ -147,6 +147,8 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise CheckpointError(f"checkpoint {path} is not a PyTorch file ({_first_line(exc)})") from exc
         raise CheckpointError(
             f"checkpoint {path} holds objects other than tensors and plain data, refused for safety ({_first_line(exc)})"
         ) from exc
