@@ -154,6 +154,10 @@ def _read(path: Path) -> Any:
         ) from exc
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({_first_line(exc)})") from exc
+    except Exception as exc:  # the unpickler fails on malformed bytes in many ways (IndexError, KeyError, ...)
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable PyTorch file ({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
 
 
 def _strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:

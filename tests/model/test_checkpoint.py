@@ -192,6 +192,20 @@ def test_random_bytes(tmp_path: Path, seed: int) -> None:
     _expect_error(path)
 
 
+@pytest.mark.parametrize("prefix", [b"\x80\x02", b"\x80\x04", b"PK\x03\x04"])
+def test_bytes_with_pickle_or_zip_magic(tmp_path: Path, prefix: bytes) -> None:
+    # Random bytes behind a pickle protocol or zip header reach deep into the unpickler;
+    # whatever it raises must come out as CheckpointError.
+    for seed in range(8):
+        path = tmp_path / f"magic{seed}.pt"
+        noise = torch.randint(0, 256, (256,), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+        path.write_bytes(prefix + noise.numpy().tobytes())
+        _expect_error(path)
+    path = tmp_path / "memo.pt"
+    path.write_bytes(b"\x80\x02randomgarbage" * 10)
+    _expect_error(path)
+
+
 @pytest.mark.parametrize("obj", [_Payload(), _Plain(), {"state_dict": _Plain()}])
 def test_arbitrary_classes_are_refused(tmp_path: Path, obj: object) -> None:
     path = tmp_path / "evil.pt"
