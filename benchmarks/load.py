@@ -52,7 +52,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import Colorizer, Generator, GeneratorConfig, save_checkpoint  # noqa: E402
+from model import Colorizer, Generator, save_checkpoint  # noqa: E402
 from service.decoding import decode_image  # noqa: E402
 from service.encoding import OutputFormat, encode_image  # noqa: E402
 from service.runtime import FALLBACK_CONFIG, resolve_precision  # noqa: E402
@@ -235,8 +235,10 @@ def _single_ratio(level: Level) -> str:
 
 def _table(levels: Sequence[Level]) -> str:
     rows = [
-        "| clients | requests | throughput (img/s) | p50 (ms) | p95 (ms) | p99 (ms) | mean batch "
-        "| raw batch | raw throughput (img/s) | service / raw | raw single (ms) | p50 / raw single |",
+        (
+            "| clients | requests | throughput (img/s) | p50 (ms) | p95 (ms) | p99 (ms) | mean batch "
+            "| raw batch | raw throughput (img/s) | service / raw | raw single (ms) | p50 / raw single |"
+        ),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in levels:
@@ -265,7 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads, server and raw (1: no OpenMP barriers on shared cores)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads, server and raw (1: no OpenMP barriers on shared cores)",
     )
     parser.add_argument("--cpu-threads", type=int, default=2, help="server decode/encode threads")
     parser.add_argument("--raw-repeats", type=int, default=5)
@@ -280,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         colorizer = Colorizer(
             colorizer.generator,
             device=colorizer.device,
-            precision=resolve_precision(args.precision, colorizer.device),  # type: ignore[arg-type]
+            precision=resolve_precision(args.precision, colorizer.device),
         )
         process = None
         if args.url:
@@ -306,9 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget))
                     batches = after[1] - before[1]
                     mean_batch = (after[0] - before[0]) / batches if batches else float("nan")
-                    level = Level(
-                        concurrency, requests, errors, seconds, latencies, mean_batch, raw_batch, raw, single
-                    )
+                    level = Level(concurrency, requests, errors, seconds, latencies, mean_batch, raw_batch, raw, single)
                     levels.append(level)
                     print(
                         f"clients={concurrency}: {level.throughput:.2f} img/s, p50 {level.percentile(50):.0f} ms, "

@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
         title="scgan-colorize",
         version=__version__,
         summary="Saliency-guided GAN colorization with dynamic batching.",
-        description="Errors are JSON: `{\"error\": {\"code\", \"message\", \"request_id\"}}`. Every answer carries "
+        description='Errors are JSON: `{"error": {"code", "message", "request_id"}}`. Every answer carries '
         "`X-Request-ID` (a sane client-supplied one is echoed).",
         lifespan=_lifespan(settings, metrics, predict),
     )

@@ -268,7 +268,7 @@ class Batcher(Generic[T, R]):
             values = self._predict([p.item for p in group])
             if len(values) != len(group):
                 raise RuntimeError(f"predict returned {len(values)} results for a batch of {len(group)}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of predict fails this group only
             elapsed = self._clock() - start
             _log.error("batch of %d failed after %.1f ms", len(group), elapsed * 1e3, exc_info=True)
             for pending in group:
@@ -296,14 +296,14 @@ class Batcher(Generic[T, R]):
         if self._observer is not None:
             try:
                 self._observer.on_batch(size, seconds, waits, failed)
-            except Exception:  # metrics must never take the worker down
+            except Exception:  # noqa: BLE001 - metrics must never take the worker down
                 _log.exception("batch observer failed")
 
     def _notify_drop(self, reason: str) -> None:
         if self._observer is not None:
             try:
                 self._observer.on_drop(reason)
-            except Exception:
+            except Exception:  # noqa: BLE001 - see _notify_batch
                 _log.exception("batch observer failed")
 
 

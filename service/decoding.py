@@ -26,7 +26,15 @@ _log = logging.getLogger(__name__)
 READABLE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 
 #: Canonical lower-case name of each readable format (what clients see, what ``format`` accepts).
-_FORMAT_NAMES = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif"}
+_FORMAT_NAMES = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+    "GIF": "gif",
+}
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
 
@@ -83,9 +91,7 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
         except UnidentifiedImageError as exc:
-            raise UnsupportedImage(
-                "not an image, or not a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)"
-            ) from exc
+            raise UnsupportedImage("not an image, or not a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
         except _DECODE_ERRORS as exc:
             raise CorruptImage(f"the image header cannot be read: {exc}") from exc
         width, height = image.size

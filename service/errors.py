@@ -42,7 +42,7 @@ _log = logging.getLogger(__name__)
 CLIENT_CLOSED_REQUEST = 499
 
 #: exception class -> (status, code). Looked up along the MRO, so subclasses inherit their parent's mapping.
-_STATUS: dict[type[BaseException], tuple[int, str]] = {
+_STATUS: dict[type[Exception], tuple[int, str]] = {
     EmptyUpload: (400, "empty_upload"),
     CorruptImage: (400, "corrupt_image"),
     UploadTimedOut: (408, "upload_timeout"),

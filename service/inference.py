@@ -19,7 +19,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -38,7 +38,17 @@ from service.state import ServiceState
 _log = logging.getLogger(__name__)
 
 #: What reading a damaged image's metadata or pixels raises inside Colorizer.prepare.
-_PREPARE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, KeyError, IndexError, TypeError)
+_PREPARE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    KeyError,
+    IndexError,
+    TypeError,
+)
 
 _SAME_AS_INPUT = {"png": OutputFormat.PNG, "jpeg": OutputFormat.JPEG, "webp": OutputFormat.WEBP}
 
@@ -123,9 +133,10 @@ async def _await_result(
     future = state.batcher.submit(item, deadline=deadline)
     result = asyncio.wrap_future(future)
     watcher = asyncio.ensure_future(disconnected())
+    waiters: set[asyncio.Future[Any]] = {result, watcher}
     try:
         done, _ = await asyncio.wait(
-            {result, watcher}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            waiters, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
         )
         if result in done:
             return result.result()

@@ -25,17 +25,24 @@ class ServiceMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "scgan_http_requests", "HTTP requests answered, by route, method and status.",
-            ("route", "method", "status"), registry=r,
+            "scgan_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ("route", "method", "status"),
+            registry=r,
         )
         self.request_duration = Histogram(
-            "scgan_http_request_duration_seconds", "Time from request arrival to the last byte of the answer.",
-            ("route", "method"), buckets=_LATENCY_BUCKETS, registry=r,
+            "scgan_http_request_duration_seconds",
+            "Time from request arrival to the last byte of the answer.",
+            ("route", "method"),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge("scgan_http_requests_in_flight", "HTTP requests being handled now.", registry=r)
         self.queue_wait = Histogram(
-            "scgan_queue_wait_seconds", "Time a request waited in the batch queue before its forward started.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "scgan_queue_wait_seconds",
+            "Time a request waited in the batch queue before its forward started.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge("scgan_queue_depth", "Requests waiting in the batch queue.", registry=r)
         self.queue_capacity = Gauge("scgan_queue_capacity", "Capacity of the batch queue.", registry=r)
@@ -43,13 +50,18 @@ class ServiceMetrics:
             "scgan_batch_size", "Images per generator forward.", buckets=_BATCH_BUCKETS, registry=r
         )
         self.batch_duration = Histogram(
-            "scgan_batch_inference_duration_seconds", "Duration of one batched generator forward.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "scgan_batch_inference_duration_seconds",
+            "Duration of one batched generator forward.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.batches_failed = Counter("scgan_batches_failed", "Generator forwards that raised.", registry=r)
         self.stage_duration = Histogram(
-            "scgan_stage_duration_seconds", "CPU stage durations per request (decode+prepare, finish+encode).",
-            ("stage",), buckets=_LATENCY_BUCKETS, registry=r,
+            "scgan_stage_duration_seconds",
+            "CPU stage durations per request (decode+prepare, finish+encode).",
+            ("stage",),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.images = Counter(
             "scgan_images_processed", "Images answered successfully, by endpoint.", ("endpoint",), registry=r
@@ -57,12 +69,16 @@ class ServiceMetrics:
         self.pixels = Counter("scgan_input_pixels", "Input pixels of images answered successfully.", registry=r)
         self.errors = Counter("scgan_errors", "Requests that failed, by error code.", ("kind",), registry=r)
         self.dropped = Counter(
-            "scgan_queue_dropped", "Queued requests dropped before compute (expired, cancelled).", ("reason",),
+            "scgan_queue_dropped",
+            "Queued requests dropped before compute (expired, cancelled).",
+            ("reason",),
             registry=r,
         )
         self.model_info = Gauge(
-            "scgan_model_info", "The loaded model (value is always 1).",
-            ("checkpoint", "sha256", "task", "device", "precision"), registry=r,
+            "scgan_model_info",
+            "The loaded model (value is always 1).",
+            ("checkpoint", "sha256", "task", "device", "precision"),
+            registry=r,
         )
         self.ready = Gauge("scgan_ready", "1 when the service accepts work (warm, worker running).", registry=r)
 

@@ -83,7 +83,7 @@ class RequestContextMiddleware:
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception as exc:  # anything the routes did not map: a JSON 500, never a bare traceback
+        except Exception as exc:  # noqa: BLE001 - anything unmapped: a JSON 500, never a bare traceback
             if response_started:
                 _log.error("error after the response started", exc_info=exc)
             else:

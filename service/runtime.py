@@ -121,12 +121,21 @@ class ModelRuntime:
             )
             net, identity = _fallback_generator(settings.fallback_seed)
         colorizer = Colorizer(
-            net, device=device, precision=precision, render_size=settings.render_size, batch_size=settings.max_batch_size
+            net,
+            device=device,
+            precision=precision,
+            render_size=settings.render_size,
+            batch_size=settings.max_batch_size,
         )
         _log.info(
             "loaded %s (sha256 %s, %s, saliency=%s) on %s at %s, render size %d",
-            identity.name, identity.sha256[:12], colorizer.task.value, colorizer.has_saliency,
-            colorizer.device, colorizer.precision, colorizer.render_size,
+            identity.name,
+            identity.sha256[:12],
+            colorizer.task.value,
+            colorizer.has_saliency,
+            colorizer.device,
+            colorizer.precision,
+            colorizer.render_size,
         )
         return cls(colorizer, identity, predict=predict)
 

@@ -47,8 +47,7 @@ class ColorizeOptions(RenderOptions):
     def _normalise_format(cls, value: object) -> object:
         if isinstance(value, str):
             value = value.strip().lower()
-            if value.startswith("image/"):
-                value = value[len("image/") :]
+            value = value.removeprefix("image/")
             return _FORMAT_ALIASES.get(value, value) or None
         return value
 

@@ -82,7 +82,7 @@ class ServiceState:
             self.batcher.start()
             self.warmed = True
             _log.info("ready: inference worker running, accepting requests")
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; readiness stays false, which is the signal
             _log.critical("warm-up failed; the service stays NOT ready", exc_info=True)
 
     # -- admission ---------------------------------------------------------------------

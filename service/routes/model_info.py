@@ -21,7 +21,9 @@ async def model_info(state: StateDep) -> ModelDescription:
     info = runtime.checkpoint_info
     return ModelDescription(
         checkpoint=CheckpointDescription(
-            name=identity.name, sha256=identity.sha256, source_format=identity.source_format,
+            name=identity.name,
+            sha256=identity.sha256,
+            source_format=identity.source_format,
             metadata=identity.metadata,
         ),
         config=runtime.colorizer.generator.config.to_dict(),

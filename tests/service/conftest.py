@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import torch
+from service_test_helpers import GatedPredict
 
 from model import Colorizer, Generator, GeneratorConfig, save_checkpoint
 from service import Settings
-from service_test_helpers import GatedPredict
 
 #: Small enough for a 256 x 256 forward in a few milliseconds on one core.
 TINY_CONFIG = GeneratorConfig(start_channels=4, latent_channels=4, global_channels=4)

@@ -149,9 +149,11 @@ async def run_app(
     """Enter the real lifespan and talk to the app through httpx's ASGI transport."""
     app = create_app(settings, predict=predict)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
-            running = RunningApp(app, client)
-            if ready:
-                await wait_ready(client)
-            yield running
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client,
+    ):
+        running = RunningApp(app, client)
+        if ready:
+            await wait_ready(client)
+        yield running

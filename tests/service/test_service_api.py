@@ -10,9 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from model import Colorizer
-from service import Settings
 from service_test_helpers import (
     RunningApp,
     decode,
@@ -22,6 +19,9 @@ from service_test_helpers import (
     rgb_image,
     run_app,
 )
+
+from model import Colorizer
+from service import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -153,7 +153,7 @@ async def test_awkward_encodings(api: RunningApp, reference: Colorizer, case: st
     elif case == "progressive":
         data = image_bytes(rgb_image(40, 30), "JPEG", progressive=True)
     else:
-        data = image_bytes(Image.fromarray((np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50)), "PNG")
+        data = image_bytes(Image.fromarray(np.arange(1200, dtype=np.uint16).reshape(30, 40) * 50), "PNG")
     response = await api.client.post("/colorize?format=png", **upload(data))
     assert response.status_code == 200, response.text
     assert max_abs_diff(decode(response.content), reference.colorize_one(decode(data))) == 0

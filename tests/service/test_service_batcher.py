@@ -10,10 +10,10 @@ from concurrent.futures import Future, wait
 import pytest
 
 from service.batcher import (
-    BatchFailed,
     Batched,
     Batcher,
     BatcherClosed,
+    BatchFailed,
     DeadlineExceeded,
     QueueFull,
 )

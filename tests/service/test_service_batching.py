@@ -11,9 +11,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from PIL import Image
-
-from model import Colorizer
-from service import Settings
 from service_test_helpers import (
     GatedPredict,
     RunningApp,
@@ -24,6 +21,9 @@ from service_test_helpers import (
     run_app,
     wait_until,
 )
+
+from model import Colorizer
+from service import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +117,9 @@ async def test_requests_past_their_timeout_get_504_and_are_not_computed(
         gated.open()
         await wait_until(lambda: svc.metric("scgan_queue_dropped_total", {"reason": "cancelled"}) == 1)
         assert gated.calls == [1]  # only the forward that had started; the queued one never ran
-        assert (await svc.client.post("/colorize", files={"file": ("x.png", image_bytes(gray_image(), "PNG"))})).status_code == 200
+        assert (
+            await svc.client.post("/colorize", files={"file": ("x.png", image_bytes(gray_image(), "PNG"))})
+        ).status_code == 200
 
 
 async def test_a_failing_batch_fails_only_its_requests(
@@ -142,10 +144,18 @@ async def test_a_failing_batch_fails_only_its_requests(
 async def _post_then_hang_up(app: FastAPI, body: bytes, hang_up: asyncio.Event) -> list[dict[str, Any]]:
     """Drive the ASGI app directly: send the body, then report a disconnect when told to."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/colorize", "raw_path": b"/colorize", "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/colorize",
+        "raw_path": b"/colorize",
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
     }
     body_sent = False
     messages: list[dict[str, Any]] = []

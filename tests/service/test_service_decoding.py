@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from service_test_helpers import gray_image, image_bytes, rgb_image
 
 from model import Colorizer
 from service.decoding import decode_image
-from service.inference import decode_and_prepare
 from service.exceptions import CorruptImage, EmptyUpload, ImageTooLarge, ServiceError, UnsupportedImage
-from service_test_helpers import gray_image, image_bytes, rgb_image
+from service.inference import decode_and_prepare
 
 LIMIT = 4096 * 4096
 
@@ -47,10 +47,24 @@ def png_header_only(width: int, height: int) -> bytes:
         (rgb_image().convert("P"), "GIF", {}, "gif"),
         (rgb_image(), "MPO", {"save_all": True, "append_images": [rgb_image(seed=1)]}, "jpeg"),
     ],
-    ids=["jpeg", "jpeg-progressive", "jpeg-cmyk", "png-gray", "png-palette-alpha", "png-rgba", "png-16bit",
-         "webp", "bmp", "tiff", "gif", "mpo"],
+    ids=[
+        "jpeg",
+        "jpeg-progressive",
+        "jpeg-cmyk",
+        "png-gray",
+        "png-palette-alpha",
+        "png-rgba",
+        "png-16bit",
+        "webp",
+        "bmp",
+        "tiff",
+        "gif",
+        "mpo",
+    ],
 )
-def test_supported_formats_decode(image: Image.Image, fmt: str, params: dict[str, object], expected_format: str) -> None:
+def test_supported_formats_decode(
+    image: Image.Image, fmt: str, params: dict[str, object], expected_format: str
+) -> None:
     decoded = decode_image(image_bytes(image, fmt, **params), max_pixels=LIMIT)
     assert decoded.format == expected_format
     assert decoded.size == image.size

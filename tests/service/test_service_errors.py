@@ -8,9 +8,9 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from service_test_helpers import GatedPredict, RunningApp, gray_image, image_bytes, rgb_image, run_app
 
 from service import Settings
-from service_test_helpers import GatedPredict, RunningApp, gray_image, image_bytes, rgb_image, run_app
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,7 @@ async def test_malformed_multipart(svc: RunningApp) -> None:
     ("data", "media_type"),
     [
         (b"just some text", "text/plain"),
-        (b"{\"image\": 1}", "application/json"),
+        (b'{"image": 1}', "application/json"),
         (b"not an image at all, just bytes", "image/png"),
         (image_bytes(rgb_image(), "ICO"), "image/x-icon"),
         (image_bytes(rgb_image(), "TGA"), "image/x-tga"),
@@ -90,9 +90,7 @@ async def test_truncated_image_is_400(svc: RunningApp) -> None:
     data = image_bytes(rgb_image(128, 128), "PNG")
     await assert_error(await svc.client.post("/colorize", **multipart(data[: len(data) // 2])), 400, "corrupt_image")
     jpeg = image_bytes(rgb_image(128, 128), "JPEG")
-    await assert_error(
-        await svc.client.post("/colorize", **multipart(jpeg[:200], "image/jpeg")), 400, "corrupt_image"
-    )
+    await assert_error(await svc.client.post("/colorize", **multipart(jpeg[:200], "image/jpeg")), 400, "corrupt_image")
 
 
 async def test_upload_over_the_limit_is_413(svc: RunningApp) -> None:
@@ -125,9 +123,7 @@ async def test_streamed_upload_without_length_is_cut_off(svc: RunningApp) -> Non
     part = b'--abc\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
     for media_type, preamble in (("image/png", b""), ("multipart/form-data; boundary=abc", part)):
         sent = 0
-        response = await svc.client.post(
-            "/colorize", content=endless(preamble), headers={"content-type": media_type}
-        )
+        response = await svc.client.post("/colorize", content=endless(preamble), headers={"content-type": media_type})
         await assert_error(response, 413, "upload_too_large")
         assert sent <= MAX_UPLOAD + 3 * 64 * 1024
 
@@ -143,8 +139,16 @@ async def test_too_many_pixels_is_413(svc: RunningApp) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["format=gif", "format=", "quality=0", "quality=101", "quality=high", "render_size=300", "render_size=0",
-     "render_size=8192"],
+    [
+        "format=gif",
+        "format=",
+        "quality=0",
+        "quality=101",
+        "quality=high",
+        "render_size=300",
+        "render_size=0",
+        "render_size=8192",
+    ],
 )
 async def test_invalid_options_are_422(svc: RunningApp, query: str) -> None:
     response = await svc.client.post(f"/colorize?{query}", **multipart(image_bytes(gray_image(), "PNG")))

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from service_test_helpers import GatedPredict, gray_image, image_bytes, run_app, wait_ready, wait_until
 
 from service import Settings, create_app
 from service.runtime import FALLBACK_CONFIG, ModelRuntime
-from service_test_helpers import GatedPredict, gray_image, image_bytes, run_app, wait_ready, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,11 @@ async def test_not_ready_until_warmed_up(make_settings: Callable[..., Settings],
         ready = await svc.client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json() == {
-            "ready": False, "model_loaded": True, "warmed_up": False, "worker_running": False, "draining": False,
+            "ready": False,
+            "model_loaded": True,
+            "warmed_up": False,
+            "worker_running": False,
+            "draining": False,
         }
         early = await svc.client.post("/colorize", files=files())
         assert early.status_code == 503

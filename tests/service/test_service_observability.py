@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from service_test_helpers import gray_image, image_bytes, run_app
 
 from service import Settings
 from service.logging_setup import JsonFormatter, configure_logging
-from service_test_helpers import gray_image, image_bytes, run_app
 
 pytestmark = pytest.mark.anyio
 

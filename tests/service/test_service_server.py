@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from service_test_helpers import gray_image, image_bytes
 
 from service.__main__ import main
-from service_test_helpers import gray_image, image_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
