@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from service_test_helpers import gray_image, image_bytes, rgb_image
+from service_test_helpers import gray_image, image_bytes, png_header_only, rgb_image
 
 from model import Colorizer
 from service.decoding import decode_image
@@ -19,16 +17,6 @@ from service.exceptions import CorruptImage, EmptyUpload, ImageTooLarge, Service
 from service.inference import decode_and_prepare
 
 LIMIT = 4096 * 4096
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR claiming ``width`` x ``height``, with a tiny (truncated) IDAT."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
 
 
 @pytest.mark.parametrize(

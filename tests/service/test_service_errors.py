@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import struct
-import zlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
-from service_test_helpers import GatedPredict, RunningApp, gray_image, image_bytes, rgb_image, run_app
+from service_test_helpers import (
+    GatedPredict,
+    RunningApp,
+    gray_image,
+    image_bytes,
+    png_header_only,
+    rgb_image,
+    run_app,
+)
 
 from service import Settings
 
@@ -17,18 +24,27 @@ pytestmark = pytest.mark.anyio
 MAX_UPLOAD = 64 * 1024
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+@pytest.fixture(scope="module")
+async def svc(tiny_checkpoint: Path) -> AsyncIterator[RunningApp]:
+    """One app for the status-code tests; tests that count things use :func:`fresh`."""
+    settings = Settings(
+        checkpoint=tiny_checkpoint,
+        device="cpu",
+        max_batch_size=2,
+        torch_threads=1,
+        cpu_threads=2,
+        max_upload_bytes=MAX_UPLOAD,
+        max_pixels=1_000_000,
+    )
+    async with run_app(settings) as running:
+        yield running
 
 
 @pytest.fixture()
-async def svc(make_settings: Callable[..., Settings], gated: GatedPredict) -> AsyncIterator[RunningApp]:
+async def fresh(make_settings: Callable[..., Settings], gated: GatedPredict) -> AsyncIterator[RunningApp]:
+    """A new app whose forwards are recorded by ``gated`` (warm-up forgotten)."""
     async with run_app(make_settings(max_upload_bytes=MAX_UPLOAD, max_pixels=1_000_000), predict=gated) as running:
-        gated.reset_calls()  # forget the warm-up
+        gated.reset_calls()
         yield running
 
 
@@ -94,6 +110,8 @@ async def test_truncated_image_is_400(svc: RunningApp) -> None:
 
 
 async def test_upload_over_the_limit_is_413(svc: RunningApp) -> None:
+    refused = {"route": "/colorize", "method": "POST", "status": "413"}
+    before = svc.metric("scgan_http_requests_total", refused)
     just_over = b"\x89PNG" + b"\x00" * MAX_UPLOAD  # over max_upload_bytes, within the multipart allowance
     await assert_error(
         await svc.client.post("/colorize", content=just_over, headers={"content-type": "image/png"}),
@@ -107,7 +125,7 @@ async def test_upload_over_the_limit_is_413(svc: RunningApp) -> None:
         413,
         "upload_too_large",
     )
-    assert svc.metric("scgan_http_requests_total", {"route": "/colorize", "method": "POST", "status": "413"}) == 3
+    assert svc.metric("scgan_http_requests_total", refused) - before == 3
 
 
 async def test_streamed_upload_without_length_is_cut_off(svc: RunningApp) -> None:
@@ -166,7 +184,8 @@ async def test_invalid_form_options_are_422(svc: RunningApp) -> None:
     assert "quality" in response.json()["error"]["message"]
 
 
-async def test_bad_requests_never_reach_the_model(svc: RunningApp, gated: GatedPredict) -> None:
+async def test_bad_requests_never_reach_the_model(fresh: RunningApp, gated: GatedPredict) -> None:
+    svc = fresh
     bad = [
         await svc.client.post("/colorize"),
         await svc.client.post("/colorize", content=b"text", headers={"content-type": "text/plain"}),
