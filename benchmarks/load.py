@@ -2,7 +2,8 @@
 
 For each concurrency N (default 1, 4, 16, 64) it sends ``--requests`` uploads to
 ``POST /colorize`` from N concurrent clients and measures throughput and latency
-percentiles, and the mean batch size the server formed (from its /metrics).
+percentiles, the mean batch size the server formed and the share of the time its
+inference thread spent in forwards ("model busy"; both from its /metrics).
 Right before and right after each level it times the raw model in this process,
 on the same checkpoint, device, precision and thread count, and keeps the better
 of the two measurements (so a noisy neighbour cannot flatter the ratio):
@@ -70,6 +71,7 @@ class Level:
     seconds: float
     latencies_ms: list[float]
     mean_batch: float
+    busy: float  # share of the wall time the server's inference thread spent in forwards
     raw_batch: int
     raw_throughput: float
     raw_single_ms: float
@@ -142,15 +144,15 @@ def _stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _batch_stats(client: httpx.Client) -> tuple[float, float]:
-    """(sum, count) of the server's scgan_batch_size histogram."""
-    total = count = 0.0
+def _batch_stats(client: httpx.Client) -> tuple[float, float, float]:
+    """(images, batches, seconds in forwards) so far, from the server's own histograms."""
+    wanted = ("scgan_batch_size_sum", "scgan_batch_size_count", "scgan_batch_inference_duration_seconds_sum")
+    values = dict.fromkeys(wanted, 0.0)
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith("scgan_batch_size_sum"):
-            total = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("scgan_batch_size_count"):
-            count = float(line.rsplit(" ", 1)[1])
-    return total, count
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values[wanted[0]], values[wanted[1]], values[wanted[2]]
 
 
 # -- the raw model --------------------------------------------------------------------------
@@ -236,15 +238,16 @@ def _single_ratio(level: Level) -> str:
 def _table(levels: Sequence[Level]) -> str:
     rows = [
         (
-            "| clients | requests | throughput (img/s) | p50 (ms) | p95 (ms) | p99 (ms) | mean batch "
+            "| clients | requests | throughput (img/s) | p50 (ms) | p95 (ms) | p99 (ms) | mean batch | model busy "
             "| raw batch | raw throughput (img/s) | service / raw | raw single (ms) | p50 / raw single |"
         ),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in levels:
         rows.append(
             f"| {lv.concurrency} | {lv.requests}{f' ({lv.errors} err)' if lv.errors else ''} | {lv.throughput:.2f} "
             f"| {lv.percentile(50):.0f} | {lv.percentile(95):.0f} | {lv.percentile(99):.0f} | {lv.mean_batch:.2f} "
+            f"| {lv.busy:.0%} "
             f"| {lv.raw_batch} | {lv.raw_throughput:.2f} | {lv.throughput / lv.raw_throughput:.0%} "
             f"| {lv.raw_single_ms:.0f} | {_single_ratio(lv)} |"
         )
@@ -311,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget))
                     batches = after[1] - before[1]
                     mean_batch = (after[0] - before[0]) / batches if batches else float("nan")
-                    level = Level(concurrency, requests, errors, seconds, latencies, mean_batch, raw_batch, raw, single)
+                    busy = (after[2] - before[2]) / seconds
+                    level = Level(
+                        concurrency, requests, errors, seconds, latencies, mean_batch, busy, raw_batch, raw, single
+                    )
                     levels.append(level)
                     print(
                         f"clients={concurrency}: {level.throughput:.2f} img/s, p50 {level.percentile(50):.0f} ms, "

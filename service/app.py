@@ -57,6 +57,9 @@ def _lifespan(
             key=work_key,
             observer=metrics,
             name="scgan-inference",
+            # Requests still being decoded are company worth waiting for; with none, a batch leaves at once.
+            # (`state` is bound below, before the worker starts.)
+            incoming=lambda: state.preparing,
         )
         pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="scgan-cpu")
         state = ServiceState(settings, metrics, runtime, batcher, pool)

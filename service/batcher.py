@@ -8,6 +8,10 @@ batched at once, never delayed further), splits the batch into groups of equal
 ``key`` (e.g. the render size: only same-shape tensors can be stacked), runs
 ``predict`` once per group and resolves every item's future.
 
+``incoming`` (optional) tells how many items are on their way (e.g. still being
+decoded); when it says none, a batch leaves without waiting for company that is
+not coming, so a lone request pays no ``max_wait_s``.
+
 Items whose future was cancelled (the client gave up) or whose deadline passed
 are dropped before compute. An exception in ``predict`` fails only that group's
 futures; the worker carries on. Shutdown appends a sentinel, so everything queued
@@ -104,6 +108,7 @@ class Batcher(Generic[T, R]):
         observer: BatchObserver | None = None,
         name: str = "batcher",
         clock: Callable[[], float] = time.monotonic,
+        incoming: Callable[[], int] | None = None,
     ) -> None:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
@@ -118,6 +123,7 @@ class Batcher(Generic[T, R]):
         self._key = key
         self._observer = observer
         self._clock = clock
+        self._incoming = incoming
         self._queue: deque[_Pending[T, R] | _Sentinel] = deque()
         self._depth = 0
         self._cv = threading.Condition()
@@ -243,6 +249,8 @@ class Batcher(Generic[T, R]):
                         if self._accept(nxt, self._clock(), dropped):
                             batch.append(nxt)
                         continue
+                    if self._incoming is not None and self._incoming() <= 0:
+                        break  # nobody is on the way: waiting would only add latency
                     remaining = batch_deadline - self._clock()
                     if remaining <= 0.0:
                         break

@@ -18,6 +18,7 @@ import struct
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -127,10 +128,12 @@ def _output_format(options: ColorizeOptions, input_format: str) -> OutputFormat:
 
 
 async def _await_result(
-    state: ServiceState, item: WorkItem, deadline: float, disconnected: Callable[[], Awaitable[None]]
+    state: ServiceState,
+    future: Future[Batched[torch.Tensor]],
+    deadline: float,
+    disconnected: Callable[[], Awaitable[None]],
 ) -> Batched[torch.Tensor]:
-    """Queue ``item`` and wait for its result, its deadline or the client's disconnect, whichever is first."""
-    future = state.batcher.submit(item, deadline=deadline)
+    """Wait for a queued item's result, its deadline or the client's disconnect, whichever comes first."""
     result = asyncio.wrap_future(future)
     watcher = asyncio.ensure_future(disconnected())
     waiters: set[asyncio.Future[Any]] = {result, watcher}
@@ -176,17 +179,22 @@ async def run_image_request(
     deadline = started_at + state.settings.request_timeout_s
     with state.admit():
         t0 = time.monotonic()
-        item = await state.run_cpu(
-            decode_and_prepare,
-            source,
-            colorizer=colorizer,
-            render_size=render_size,
-            max_pixels=state.settings.max_pixels,
-        )
-        preprocess_s = time.monotonic() - t0
+        state.preparing += 1
+        try:
+            item = await state.run_cpu(
+                decode_and_prepare,
+                source,
+                colorizer=colorizer,
+                render_size=render_size,
+                max_pixels=state.settings.max_pixels,
+            )
+            preprocess_s = time.monotonic() - t0
+            work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())
+            future = state.batcher.submit(work, deadline=deadline)
+        finally:
+            state.preparing -= 1
         state.metrics.stage_duration.labels("preprocess").observe(preprocess_s)
-        work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())
-        batched = await _await_result(state, work, deadline, disconnected)
+        batched = await _await_result(state, future, deadline, disconnected)
     t1 = time.monotonic()
     if saliency:
         encoded = await state.run_cpu(_finish_saliency, colorizer, item, batched.value)

@@ -55,6 +55,8 @@ class ServiceState:
         self._admitted = 0
         self._admission_limit = settings.queue_capacity + settings.max_batch_size
         self._active = 0
+        #: Admitted requests still being decoded: the company a waiting batch can expect.
+        self.preparing = 0
         self._idle = asyncio.Event()
         self._idle.set()
 

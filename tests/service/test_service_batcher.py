@@ -253,3 +253,18 @@ def test_queue_wait_and_inference_time_are_reported(recorder: Recorder) -> None:
     assert outcome.queue_wait_s >= 0.04
     assert outcome.inference_s >= 0.0
     assert batcher.stop(5)
+
+
+def test_no_waiting_for_company_that_is_not_coming(recorder: Recorder) -> None:
+    on_the_way = 0
+    batcher = Batcher(recorder, max_batch_size=2, max_wait_s=5.0, capacity=10, incoming=lambda: on_the_way)
+    batcher.start()
+    start = time.monotonic()
+    assert batcher.submit(1).result(timeout=10).batch_size == 1
+    assert time.monotonic() - start < 2.5  # not the 5 s delay
+    on_the_way = 1  # someone is being decoded: the next batch waits for it
+    first = batcher.submit(2)
+    time.sleep(0.2)
+    second = batcher.submit(3)
+    assert first.result(timeout=10).batch_size == second.result(timeout=10).batch_size == 2
+    assert batcher.stop(5)
