@@ -73,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
 
-    files = list(iter_inputs([args.images]))
-    names = [path.relative_to(args.images).as_posix() for path in files]
+    found = list(iter_inputs([args.images]))
+    files = [path for path, _ in found]
+    names = [relative.as_posix() for _, relative in found]
     result = evaluate(colorizer, files, names=names, max_side=args.max_side, limit=args.limit,
                       sample=args.sample, progress=True)
     if not result.count:
