@@ -4,9 +4,11 @@ For each concurrency N (default 1, 4, 16, 64) it sends ``--requests`` uploads to
 ``POST /colorize`` from N concurrent clients and measures throughput and latency
 percentiles, the mean batch size the server formed and the share of the time its
 inference thread spent in forwards ("model busy"; both from its /metrics).
-Right before and right after each level it times the raw model in this process,
-on the same checkpoint, device, precision and thread count, and keeps the better
-of the two measurements (so a noisy neighbour cannot flatter the ratio):
+Each level runs in rounds (``--rounds``): the raw model is timed in this process
+right before and right after the service's share of the requests, on the same
+checkpoint, device, precision and thread count; the better raw measurement of
+the round is kept (a noisy neighbour cannot flatter the ratio) and the
+service/raw ratio is the median of the rounds' ratios. Raw measurements:
 
 * raw throughput: ``Colorizer.predict`` on a batch of min(N, max batch size),
   the batch the server can form at that concurrency (images per second);
@@ -73,8 +75,9 @@ class Level:
     mean_batch: float
     busy: float  # share of the wall time the server's inference thread spent in forwards
     raw_batch: int
-    raw_throughput: float
-    raw_single_ms: float
+    raw_throughput: float  # median over rounds
+    raw_single_ms: float  # median over rounds
+    ratio: float  # median over rounds of (service throughput / raw throughput) of the same round
 
     @property
     def throughput(self) -> float:
@@ -214,6 +217,55 @@ async def drive(url: str, upload: bytes, concurrency: int, requests: int) -> tup
         return latencies, errors, time.perf_counter() - start
 
 
+def measure_level(
+    url: str, probe: httpx.Client, colorizer: Colorizer, upload: bytes, concurrency: int, args: argparse.Namespace
+) -> Level:
+    """``args.rounds`` rounds of: raw model, service, raw model again; the ratio is taken within each round.
+
+    Interleaving keeps slow drifts of the machine's load (other jobs on shared cores) out of the
+    ratio; within a round the better raw measurement is kept, so a neighbour's burst during a raw
+    measurement cannot flatter the service.
+    """
+    raw_batch = min(concurrency, args.max_batch_size)
+    per_round = max(args.requests // args.rounds, 2 * concurrency)  # every client busy, ramp-up and tail small
+    latencies: list[float] = []
+    errors = 0
+    seconds = images = batches = busy = 0.0
+    raws: list[float] = []
+    singles: list[float] = []
+    ratios: list[float] = []
+    for _ in range(args.rounds):
+        raw = raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget)
+        single = raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget)
+        before = _batch_stats(probe)
+        round_latencies, round_errors, round_seconds = asyncio.run(drive(url, upload, concurrency, per_round))
+        after = _batch_stats(probe)
+        raw = max(raw, raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget))
+        single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget))
+        latencies += round_latencies
+        errors += round_errors
+        seconds += round_seconds
+        images += after[0] - before[0]
+        batches += after[1] - before[1]
+        busy += after[2] - before[2]
+        raws.append(raw)
+        singles.append(single)
+        ratios.append((per_round - round_errors) / round_seconds / raw)
+    return Level(
+        concurrency=concurrency,
+        requests=per_round * args.rounds,
+        errors=errors,
+        seconds=seconds,
+        latencies_ms=latencies,
+        mean_batch=images / batches if batches else float("nan"),
+        busy=busy / seconds,
+        raw_batch=raw_batch,
+        raw_throughput=statistics.median(raws),
+        raw_single_ms=statistics.median(singles),
+        ratio=statistics.median(ratios),
+    )
+
+
 # -- main -------------------------------------------------------------------------------------
 def _make_checkpoint(directory: Path, seed: int) -> Path:
     torch.manual_seed(seed)
@@ -248,7 +300,7 @@ def _table(levels: Sequence[Level]) -> str:
             f"| {lv.concurrency} | {lv.requests}{f' ({lv.errors} err)' if lv.errors else ''} | {lv.throughput:.2f} "
             f"| {lv.percentile(50):.0f} | {lv.percentile(95):.0f} | {lv.percentile(99):.0f} | {lv.mean_batch:.2f} "
             f"| {lv.busy:.0%} "
-            f"| {lv.raw_batch} | {lv.raw_throughput:.2f} | {lv.throughput / lv.raw_throughput:.0%} "
+            f"| {lv.raw_batch} | {lv.raw_throughput:.2f} | {lv.ratio:.0%} "
             f"| {lv.raw_single_ms:.0f} | {_single_ratio(lv)} |"
         )
     return "\n".join(rows)
@@ -276,8 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="torch intra-op threads, server and raw (1: no OpenMP barriers on shared cores)",
     )
     parser.add_argument("--cpu-threads", type=int, default=2, help="server decode/encode threads")
-    parser.add_argument("--raw-repeats", type=int, default=5)
-    parser.add_argument("--raw-budget", type=float, default=10.0, help="seconds per raw measurement at most")
+    parser.add_argument("--rounds", type=int, default=3, help="raw/service/raw rounds per level (ratios per round)")
+    parser.add_argument("--raw-repeats", type=int, default=3, help="timed calls per raw measurement (median)")
+    parser.add_argument("--raw-budget", type=float, default=5.0, help="seconds per raw measurement at most")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -301,27 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             with httpx.Client(base_url=url, timeout=60) as probe:
                 asyncio.run(drive(url, upload, 2, 4))  # connection set-up, first-call costs
                 for concurrency in args.concurrency:
-                    raw_batch = min(concurrency, args.max_batch_size)
-                    raw = raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget)
-                    single = raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget)
-                    requests = max(args.requests, 2 * concurrency)  # every client busy, ramp-up and tail small
-                    before = _batch_stats(probe)
-                    latencies, errors, seconds = asyncio.run(drive(url, upload, concurrency, requests))
-                    after = _batch_stats(probe)
-                    # Measured again after the service's turn; the better of the two is kept, so that a
-                    # neighbour's load during one raw measurement cannot flatter the service's ratio.
-                    raw = max(raw, raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget))
-                    single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget))
-                    batches = after[1] - before[1]
-                    mean_batch = (after[0] - before[0]) / batches if batches else float("nan")
-                    busy = (after[2] - before[2]) / seconds
-                    level = Level(
-                        concurrency, requests, errors, seconds, latencies, mean_batch, busy, raw_batch, raw, single
-                    )
+                    level = measure_level(url, probe, colorizer, upload, concurrency, args)
                     levels.append(level)
                     print(
                         f"clients={concurrency}: {level.throughput:.2f} img/s, p50 {level.percentile(50):.0f} ms, "
-                        f"mean batch {mean_batch:.2f}; raw b={raw_batch}: {raw:.2f} img/s, single {single:.0f} ms",
+                        f"mean batch {level.mean_batch:.2f}; raw b={level.raw_batch}: {level.raw_throughput:.2f} "
+                        f"img/s, single {level.raw_single_ms:.0f} ms; service/raw {level.ratio:.0%}",
                         file=sys.stderr,
                         flush=True,
                     )
