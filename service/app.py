@@ -41,7 +41,11 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads is not None:
             torch.set_num_threads(settings.torch_threads)  # process-wide, see Settings.torch_threads
-        runtime = await asyncio.to_thread(ModelRuntime.load, settings, predict=predict)
+        try:
+            runtime = await asyncio.to_thread(ModelRuntime.load, settings, predict=predict)
+        except Exception as exc:
+            _log.critical("start-up failed, cannot load the model: %s", exc)
+            raise
         metrics.set_model(
             checkpoint=runtime.identity.name,
             sha256=runtime.identity.sha256,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
-from model.checkpoint import CheckpointError, CheckpointInfo, read_generator
+from model.checkpoint import CheckpointInfo, read_generator
 from model.device import Precision, resolve_device
 from service.settings import PrecisionSetting, Settings
 
@@ -107,11 +107,7 @@ class ModelRuntime:
         precision = resolve_precision(settings.precision, device)
         path = settings.checkpoint or default_checkpoint_path()
         if path is not None:
-            try:
-                net, info = read_generator(path)
-            except CheckpointError as exc:
-                _log.critical("cannot load the checkpoint: %s", exc)
-                raise
+            net, info = read_generator(path)  # CheckpointError names the file and the problem
             identity = ModelIdentity(info.name, info.sha256, info.source_format, _json_safe(info.metadata))
         else:
             _log.warning(
