@@ -116,6 +116,9 @@ class ModelRuntime:
                 settings.fallback_seed,
             )
             net, identity = _fallback_generator(settings.fallback_seed)
+        if device.type == "cuda":
+            # Shapes are few and fixed (warm-up visits each batch size), so cuDNN's autotuner pays off.
+            torch.backends.cudnn.benchmark = True
         colorizer = Colorizer(
             net,
             device=device,
