@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-slow bench clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow bench clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/scgan-serve
 
-test: $(STAMP)
+# The page's browser tests (tests/web) drive Debian's Chromium: installed here when we are root with apt-get.
+browser:
+	@command -v chromium >/dev/null || { \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get update && apt-get install -y --no-install-recommends chromium; \
+		else echo "chromium is missing and cannot be installed here (needs root and apt-get): tests/web will skip"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)

@@ -27,6 +27,7 @@ from service.runtime import ModelRuntime, PredictFn, work_key
 from service.settings import Settings
 from service.state import ServiceState
 from service.version import __version__
+from service.web import router as web_router
 
 _log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     app.state.metrics = metrics
     app.state.service = None
     install_error_handlers(app, retry_after_s=settings.retry_after_s)
-    routers = (colorize_router, model_info_router, health_router)
+    routers = (colorize_router, model_info_router, health_router, web_router)
     for router in routers:
         app.include_router(router)
     known_paths = frozenset(getattr(route, "path", "") for router in routers for route in router.routes)

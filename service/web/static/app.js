@@ -1,0 +1,239 @@
+// scgan-colorize page: upload an image to POST /colorize (and /saliency), show the result.
+// Vanilla JS, same origin only (see the Content-Security-Policy in service/web/router.py).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const fileInput = $("file"), dropzone = $("dropzone"), statusEl = $("status"), errorEl = $("error");
+  const result = $("result"), stage = $("stage"), split = $("split");
+  const beforeImg = $("before-img"), afterImg = $("after-img"), saliencyImg = $("saliency-img");
+  const saliencyBox = $("saliency"), saliencyNote = $("saliency-note");
+  const download = $("download"), dimensions = $("dimensions"), timings = $("timings");
+
+  // Headers set by service/routes/colorize.py; same origin, so fetch can read them all.
+  const TIMING_HEADERS = [
+    ["X-Total-Ms", "Total", "ms"], ["X-Preprocess-Ms", "Pre-processing", "ms"], ["X-Queue-Wait-Ms", "Queue wait", "ms"],
+    ["X-Inference-Ms", "Inference", "ms"], ["X-Postprocess-Ms", "Post-processing", "ms"],
+    ["X-Batch-Size", "Batch size", ""], ["X-Render-Size", "Render size", "px"],
+  ];
+
+  let current = null;     // {blob, name}: the image on display
+  let generation = 0;     // answers to an older upload are dropped
+  let saliencySupported = true;
+  const urls = {before: null, after: null, saliency: null};
+
+  function setUrl(kind, img, blob) {
+    if (urls[kind]) URL.revokeObjectURL(urls[kind]);
+    urls[kind] = blob ? URL.createObjectURL(blob) : null;
+    if (img) { if (urls[kind]) img.src = urls[kind]; else img.removeAttribute("src"); }
+    return urls[kind];
+  }
+
+  function showError(message) {
+    errorEl.textContent = message;
+    errorEl.hidden = !message;
+  }
+
+  // {"error": {"code", "message", "request_id"}} -> one readable line.
+  async function describeError(response) {
+    let code = "", message = "", requestId = response.headers.get("X-Request-ID") || "";
+    try {
+      const body = await response.json();
+      if (body && body.error) {
+        code = body.error.code || ""; message = body.error.message || ""; requestId = body.error.request_id || requestId;
+      }
+    } catch (_) { /* not JSON: a proxy's page, say */ }
+    const what = {
+      400: "The image could not be read", 408: "The upload took too long", 413: "The image is too large",
+      415: "That is not an image the service can read", 422: "Invalid options", 501: "Not available for this model",
+      503: "The service is busy or not ready; try again in a moment", 504: "The service took too long",
+    }[response.status] || "The service answered with an error";
+    let text = `${what} (HTTP ${response.status}${code ? ", " + code : ""})`;
+    if (message) text += `: ${message}`;
+    if (requestId) text += ` [request id ${requestId}]`;
+    return text;
+  }
+
+  async function post(path, blob, name) {
+    const form = new FormData();
+    form.append("file", blob, name);
+    return fetch(path, {method: "POST", body: form});
+  }
+
+  function extensionOf(mediaType) {
+    return {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[mediaType] || "png";
+  }
+
+  function stemOf(name) {
+    const base = (name || "image").replace(/^.*[\\/]/, "");
+    return base.replace(/\.[^.]*$/, "") || "image";
+  }
+
+  function showTimings(headers) {
+    timings.replaceChildren();
+    for (const [header, label, unit] of TIMING_HEADERS) {
+      const value = headers.get(header);
+      if (value === null) continue;
+      const dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = label;
+      dd.textContent = unit ? `${value} ${unit}` : value;
+      dd.dataset.header = header;
+      timings.append(dt, dd);
+    }
+  }
+
+  async function colorize(blob, name) {
+    const mine = ++generation;
+    current = {blob, name};
+    showError("");
+    statusEl.textContent = `Colorizing ${name}…`;
+    result.setAttribute("aria-busy", "true");
+    setUrl("saliency", saliencyImg, null);
+    saliencyImg.hidden = true;
+    let response;
+    try {
+      response = await post("/colorize", blob, name);
+    } catch (err) {
+      if (mine !== generation) return;
+      statusEl.textContent = "";
+      showError(`Could not reach the service: ${err.message}`);
+      result.removeAttribute("aria-busy");
+      return;
+    }
+    if (mine !== generation) return;
+    if (!response.ok) {
+      const message = await describeError(response);
+      if (mine !== generation) return;
+      statusEl.textContent = "";
+      showError(message);
+      result.removeAttribute("aria-busy");
+      return;
+    }
+    const colour = await response.blob();
+    if (mine !== generation) return;
+    setUrl("before", beforeImg, blob);
+    const href = setUrl("after", afterImg, colour);
+    await Promise.all([afterImg.decode().catch(() => {}), beforeImg.decode().catch(() => {})]);
+    if (mine !== generation) return;
+    download.href = href;
+    download.download = `${stemOf(name)}-colorized.${extensionOf(colour.type)}`;
+    showTimings(response.headers);
+    afterImg.alt = `${name}, colorized`;
+    beforeImg.alt = `${name}, original`;
+    result.hidden = false;  // before measuring: hidden images have no layout width
+    dimensions.textContent = `${afterImg.naturalWidth} × ${afterImg.naturalHeight} px` +
+      (afterImg.naturalWidth > beforeImg.clientWidth ? " (preview scaled; the download is full size)" : "");
+    result.removeAttribute("aria-busy");
+    statusEl.textContent = `Done: ${name} colorized in ${response.headers.get("X-Total-Ms") || "?"} ms.`;
+    if (saliencyBox.checked) await showSaliency();
+  }
+
+  function disableSaliency(reason) {
+    saliencySupported = false;
+    saliencyBox.checked = false;
+    saliencyBox.disabled = true;
+    saliencyImg.hidden = true;
+    saliencyNote.textContent = reason;
+  }
+
+  async function showSaliency() {
+    if (!current || !saliencySupported) return;
+    if (urls.saliency) { saliencyImg.hidden = false; return; }
+    const mine = generation;
+    statusEl.textContent = "Computing the saliency map…";
+    let response;
+    try {
+      response = await post("/saliency", current.blob, current.name);
+    } catch (err) {
+      showError(`Could not reach the service: ${err.message}`);
+      return;
+    }
+    if (mine !== generation) return;
+    if (response.status === 501 || response.status === 409) {
+      disableSaliency("This model has no saliency branch, so there is no map to show.");
+      statusEl.textContent = "";
+      return;
+    }
+    if (!response.ok) { showError(await describeError(response)); statusEl.textContent = ""; return; }
+    const map = await response.blob();
+    if (mine !== generation) return;
+    setUrl("saliency", saliencyImg, map);
+    await saliencyImg.decode().catch(() => {});
+    saliencyImg.hidden = !saliencyBox.checked;
+    statusEl.textContent = "Saliency map shown.";
+  }
+
+  function take(file) {
+    if (file) colorize(file, file.name || "pasted-image.png");
+  }
+
+  // Choose, drop, paste.
+  fileInput.addEventListener("change", () => { take(fileInput.files[0]); fileInput.value = ""; });
+  for (const type of ["dragover", "drop"]) document.addEventListener(type, (e) => e.preventDefault());
+  dropzone.addEventListener("dragenter", () => dropzone.classList.add("dragging"));
+  dropzone.addEventListener("dragover", (e) => { e.dataTransfer.dropEffect = "copy"; dropzone.classList.add("dragging"); });
+  dropzone.addEventListener("dragleave", () => dropzone.classList.remove("dragging"));
+  dropzone.addEventListener("drop", (e) => {
+    dropzone.classList.remove("dragging");
+    take(e.dataTransfer && e.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (e) => {
+    const items = e.clipboardData ? Array.from(e.clipboardData.items) : [];
+    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
+    if (item) { e.preventDefault(); take(item.getAsFile()); }
+  });
+
+  // Examples: fetched from this server, then uploaded like any other file.
+  for (const button of document.querySelectorAll(".example")) {
+    button.addEventListener("click", async () => {
+      const src = button.dataset.src;
+      try {
+        const response = await fetch(src);
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        colorize(await response.blob(), src.split("/").pop());
+      } catch (err) {
+        showError(`Could not load the example: ${err.message}`);
+      }
+    });
+  }
+
+  // Before/after: the range input is the keyboard control; pointer drags on the picture move it too.
+  function setSplit(percent) {
+    const value = Math.min(100, Math.max(0, percent));
+    split.value = String(Math.round(value));
+    stage.style.setProperty("--split", `${value}%`);
+    split.setAttribute("aria-valuetext", `${Math.round(value)}% original, ${100 - Math.round(value)}% colorized`);
+  }
+  split.addEventListener("input", () => setSplit(Number(split.value)));
+  let dragging = false;
+  const fromPointer = (e) => {
+    const box = stage.getBoundingClientRect();
+    setSplit(((e.clientX - box.left) / box.width) * 100);
+  };
+  stage.addEventListener("pointerdown", (e) => {
+    if (!stage.classList.contains("slider")) return;
+    dragging = true; stage.setPointerCapture(e.pointerId); fromPointer(e);
+  });
+  stage.addEventListener("pointermove", (e) => { if (dragging) fromPointer(e); });
+  stage.addEventListener("pointerup", () => { dragging = false; });
+  stage.addEventListener("pointercancel", () => { dragging = false; });
+  setSplit(50);
+
+  for (const radio of document.querySelectorAll('input[name="view"]')) {
+    radio.addEventListener("change", () => {
+      stage.classList.toggle("slider", radio.value === "slider" && radio.checked);
+      stage.classList.toggle("side", radio.value === "side" && radio.checked);
+    });
+  }
+
+  saliencyBox.addEventListener("change", () => {
+    if (saliencyBox.checked) showSaliency(); else saliencyImg.hidden = true;
+  });
+
+  // Ask once whether the loaded checkpoint has a saliency branch.
+  fetch("/v1/model").then((r) => (r.ok ? r.json() : null)).then((info) => {
+    if (info && info.has_saliency === false) {
+      disableSaliency("This model has no saliency branch, so there is no map to show.");
+    }
+  }).catch(() => { /* not ready yet: /saliency will say */ });
+})();
