@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         ge=1,
         le=178_956_970,  # 2x Pillow's MAX_IMAGE_PIXELS: past it Pillow refuses to open the file at all
         description="Largest image (width x height); checked from the header before decoding; beyond it: 413. "
-        "Full-resolution post-processing needs roughly 60-80 bytes per pixel.",
+        "Post-processing peaks at about 90 bytes per input pixel.",
     )
 
     # -- process -----------------------------------------------------------------
