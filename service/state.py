@@ -153,7 +153,8 @@ class ServiceState:
         stopped = await asyncio.to_thread(self.batcher.stop, max(0.0, deadline - time.monotonic()))
         if not stopped:
             _log.warning("inference worker still busy at the shutdown deadline; abandoning it")
-        self.pool.shutdown(wait=stopped, cancel_futures=True)
+        # Off the event loop: a pool thread may still be finishing an image when the deadline passed.
+        await asyncio.to_thread(self.pool.shutdown, wait=stopped, cancel_futures=True)
         _log.info("shutdown complete")
 
 
