@@ -2,7 +2,8 @@
 
 Prints a markdown table for the compact and the published widths at 256 px, with the
 published per-process batch sizes (8 for stage 1, 4 for stage 2). Synthetic photos are
-generated into a temporary folder; the first step (allocation, warm-up) is excluded.
+generated into a temporary folder; the time between logged steps is measured inside one run,
+so set-up and the first step (allocation, warm-up) are excluded.
 
     python benchmarks/train_step.py [--widths compact,published] [--steps 3] [--threads N]
 """
@@ -10,9 +11,10 @@ generated into a temporary folder; the first step (allocation, warm-up) is exclu
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +39,18 @@ def _photos(folder: Path, count: int = 16) -> None:
 
 
 def _seconds_per_step(stage: str, width: str, steps: int, root: Path) -> float:
-    """Wall time per step after the first, through ``training.loop.train``."""
-    timings = []
-    for n in (1, 1 + steps):
-        cfg = build_config({
-            "run": {"stage": stage, "out_dir": str(root / f"{stage}-{width}-{n}"), "max_steps": n,
-                    "log_every": 1000, "checkpoint_every": 10**9, "sample_images": 0},
-            "data": {"train_dir": str(root / "photos"), "saliency_cache": str(root / "cache")},
-            "model": WIDTHS[width],
-        })
-        start = time.perf_counter()
-        train(cfg)
-        timings.append(time.perf_counter() - start)
-    return (timings[1] - timings[0]) / steps
+    """Median wall time between consecutive steps of ``training.loop.train``, the first step excluded."""
+    out_dir = root / f"{stage}-{width}"
+    cfg = build_config({
+        "run": {"stage": stage, "out_dir": str(out_dir), "max_steps": steps + 1,
+                "log_every": 1, "checkpoint_every": 10**9, "sample_images": 0},
+        "data": {"train_dir": str(root / "photos"), "saliency_cache": str(root / "cache")},
+        "model": WIDTHS[width],
+    })
+    train(cfg)
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    times = [r["time"] for r in rows if r["kind"] == "train"]
+    return statistics.median(b - a for a, b in zip(times, times[1:]))
 
 
 def main() -> None:
