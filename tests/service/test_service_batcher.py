@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, wait
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.batcher import (
     Batched,
@@ -268,3 +270,37 @@ def test_no_waiting_for_company_that_is_not_coming(recorder: Recorder) -> None:
     second = batcher.submit(3)
     assert first.result(timeout=10).batch_size == second.result(timeout=10).batch_size == 2
     assert batcher.stop(5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    items=st.lists(st.tuples(st.integers(0, 1000), st.sampled_from("abc")), min_size=1, max_size=40),
+    max_batch_size=st.integers(1, 6),
+    cancel_every=st.integers(0, 5),
+)
+def test_every_item_gets_its_own_result_from_a_homogeneous_batch(
+    items: list[tuple[int, str]], max_batch_size: int, cancel_every: int
+) -> None:
+    """Whatever the arrivals, keys and cancellations: each surviving item gets f(its input), from a batch of
+    at most ``max_batch_size`` items that all share its key."""
+    seen: list[list[tuple[int, str]]] = []
+
+    def predict(batch: list[tuple[int, str]]) -> list[int]:
+        seen.append(list(batch))
+        return [value * 10 for value, _ in batch]
+
+    batcher: Batcher[tuple[int, str], int] = Batcher(
+        predict, max_batch_size=max_batch_size, max_wait_s=0.001, capacity=100, key=lambda item: item[1]
+    )
+    futures = [batcher.submit(item) for item in items]
+    cancelled = {i for i, future in enumerate(futures) if cancel_every and i % cancel_every == 0 and future.cancel()}
+    batcher.start()
+    for i, (item, future) in enumerate(zip(items, futures)):
+        if i in cancelled:
+            continue
+        outcome = future.result(timeout=10)
+        assert outcome.value == item[0] * 10
+        assert 1 <= outcome.batch_size <= max_batch_size
+    assert batcher.stop(5)
+    assert all(len(batch) <= max_batch_size and len({key for _, key in batch}) == 1 for batch in seen)
+    assert sum(len(batch) for batch in seen) == len(items) - len(cancelled)
