@@ -177,21 +177,25 @@ def raw_throughput(colorizer: Colorizer, batch_size: int, repeats: int, budget_s
     return batch_size / _median_time(lambda: colorizer.predict(batch), repeats, budget_s)
 
 
-def raw_single_ms(colorizer: Colorizer, upload: bytes, repeats: int, budget_s: float) -> float:
+def raw_single_ms(
+    colorizer: Colorizer, upload: bytes, repeats: int, budget_s: float, output: OutputFormat = OutputFormat.PNG
+) -> float:
     """One request's work without the service: decode, prepare, forward, finish, encode (ms)."""
 
     def once() -> None:
         decoded = decode_image(upload, max_pixels=1 << 30)
         prepared = colorizer.prepare(decoded.image)
         rgb, _ = colorizer.predict(prepared.model_input[None])
-        encode_image(colorizer.finish(prepared, rgb[0]), OutputFormat.PNG)
+        encode_image(colorizer.finish(prepared, rgb[0]), output)
 
     once()
     return 1e3 * _median_time(once, repeats, budget_s)
 
 
 # -- the clients ------------------------------------------------------------------------------
-async def drive(url: str, upload: bytes, concurrency: int, requests: int) -> tuple[list[float], int, float]:
+async def drive(
+    url: str, upload: bytes, concurrency: int, requests: int, output: OutputFormat = OutputFormat.PNG
+) -> tuple[list[float], int, float]:
     """``requests`` uploads from ``concurrency`` clients; returns latencies (ms), errors, wall seconds."""
     latencies: list[float] = []
     errors = 0
@@ -205,7 +209,9 @@ async def drive(url: str, upload: bytes, concurrency: int, requests: int) -> tup
             while remaining > 0:
                 remaining -= 1
                 t0 = time.perf_counter()
-                response = await client.post("/colorize", files={"file": ("bench.png", upload, "image/png")})
+                response = await client.post(
+                    "/colorize", params={"format": output.value}, files={"file": ("bench.png", upload, "image/png")}
+                )
                 elapsed = (time.perf_counter() - t0) * 1e3
                 if response.status_code == 200:
                     latencies.append(elapsed)
@@ -236,12 +242,14 @@ def measure_level(
     ratios: list[float] = []
     for _ in range(args.rounds):
         raw = raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget)
-        single = raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget)
+        single = raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget, args.output_format)
         before = _batch_stats(probe)
-        round_latencies, round_errors, round_seconds = asyncio.run(drive(url, upload, concurrency, per_round))
+        round_latencies, round_errors, round_seconds = asyncio.run(
+            drive(url, upload, concurrency, per_round, args.output_format)
+        )
         after = _batch_stats(probe)
         raw = max(raw, raw_throughput(colorizer, raw_batch, args.raw_repeats, args.raw_budget))
-        single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget))
+        single = min(single, raw_single_ms(colorizer, upload, args.raw_repeats, args.raw_budget, args.output_format))
         latencies += round_latencies
         errors += round_errors
         seconds += round_seconds
@@ -315,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--requests", type=int, default=48, help="requests per concurrency level (at least 2x the clients)"
     )
     parser.add_argument("--image-size", type=int, nargs=2, default=[512, 384], metavar=("W", "H"))
+    parser.add_argument("--output-format", default="png", choices=[f.value for f in OutputFormat], help="answer format")
     parser.add_argument(
         "--max-batch-size", type=int, default=4, help="server setting and largest raw batch (on CPUs, 2-4 beat 8)"
     )
@@ -332,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--raw-repeats", type=int, default=3, help="timed calls per raw measurement (median)")
     parser.add_argument("--raw-budget", type=float, default=5.0, help="seconds per raw measurement at most")
     args = parser.parse_args(argv)
+    args.output_format = OutputFormat(args.output_format)
 
     torch.set_num_threads(args.threads)
     upload = _make_upload(*args.image_size)
@@ -373,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {colorizer.device}, "
         f"precision {colorizer.precision}, torch threads {args.threads}; generator "
         f"start/latent/global = {config.start_channels}/{config.latent_channels}/{config.global_channels}, "
-        f"render {colorizer.render_size}px; upload {args.image_size[0]}x{args.image_size[1]} gray PNG, answer PNG; "
+        f"render {colorizer.render_size}px; upload {args.image_size[0]}x{args.image_size[1]} gray PNG, answer {args.output_format.value}; "
         f"max batch {args.max_batch_size}, max delay {args.max_batch_delay_ms:g} ms.\n"
     )
     print(_table(levels))
