@@ -14,10 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.checkpoint import CheckpointError
 from model.cli.colorize import iter_inputs
-from model.pipeline import Colorizer
-from model.weights import default_checkpoint_path
+from model.cli.common import open_colorizer
 from training.evaluate import evaluate, write_report
 
 log = logging.getLogger("scgan.evaluate")
@@ -60,17 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.images.is_dir():
         log.error("%s is not a folder", args.images)
         return 2
-    checkpoint = args.checkpoint or default_checkpoint_path()
-    if checkpoint is None:
-        log.error("no --checkpoint given and no bundled starter checkpoint is installed; pass --checkpoint CKPT")
-        return 2
-    try:
-        colorizer = Colorizer.from_checkpoint(
-            checkpoint, device=args.device, precision=args.precision,
-            render_size=args.render_size, batch_size=args.batch_size,
-        )
-    except (CheckpointError, ValueError) as exc:
-        log.error("%s", exc)
+    colorizer = open_colorizer(args, log)
+    if colorizer is None:
         return 2
 
     found = list(iter_inputs([args.images]))

@@ -77,7 +77,7 @@ class OptimConfig:
     momentum: float = 0.9  # pretrain-global (SGD)
     lr_decay_every: float = 10.0  # epochs
     lr_decay_gamma: float = 0.5
-    n_critic: int = 1
+    n_critic: int = 1  # critic updates per generator update (stage 2)
     grad_clip: float = 0.0
 
 
@@ -275,8 +275,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
 
 def _validate(cfg: TrainConfig) -> None:
     problems = []
-    if cfg.optim.batch_size < 1 or cfg.optim.grad_accum < 1:
-        problems.append("optim.batch_size and optim.grad_accum must be >= 1")
+    if cfg.optim.batch_size < 1 or cfg.optim.grad_accum < 1 or cfg.optim.n_critic < 1:
+        problems.append("optim.batch_size, optim.grad_accum and optim.n_critic must be >= 1")
     if cfg.data.crop_size % 256:
         problems.append("data.crop_size must be a multiple of 256 (the generator halves its input 8 times)")
     if not 0.0 <= cfg.data.val_fraction < 1.0:

@@ -205,15 +205,17 @@ class Trainer:
         if objective.uses_critic and critic is not None:
             critic.train()
             assert self.opt_critic is not None
-            self.opt_critic.zero_grad(set_to_none=True)
-            for i, (batch, out) in enumerate(zip(micro, outputs)):
-                with self._sync(critic, i == accum - 1), autocast(self.device, self.precision):  # type: ignore[arg-type]
-                    loss_d, d_logs = objective.critic_loss(critic, batch, out)
-                self.scaler_critic.scale(loss_d / accum).backward()
-                for k, v in d_logs.items():
-                    logs[k] = logs.get(k, 0.0) + v / accum
-            self._apply(self.opt_critic, self.scaler_critic, critic)
-            objective.after_critic_step(_unwrap(critic))  # type: ignore[arg-type]
+            n_critic = self.cfg.optim.n_critic
+            for _ in range(n_critic):  # critic updates per generator update, on the same batch
+                self.opt_critic.zero_grad(set_to_none=True)
+                for i, (batch, out) in enumerate(zip(micro, outputs)):
+                    with self._sync(critic, i == accum - 1), autocast(self.device, self.precision):  # type: ignore[arg-type]
+                        loss_d, d_logs = objective.critic_loss(critic, batch, out)
+                    self.scaler_critic.scale(loss_d / accum).backward()
+                    for k, v in d_logs.items():
+                        logs[k] = logs.get(k, 0.0) + v / (accum * n_critic)
+                self._apply(self.opt_critic, self.scaler_critic, critic)
+                objective.after_critic_step(_unwrap(critic))  # type: ignore[arg-type]
         self.opt_main.zero_grad(set_to_none=True)
         for batch, out in zip(micro, outputs):
             # The critic's gradients from this pass are discarded: skip their all-reduce.

@@ -11,9 +11,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError
-from model.pipeline import Colorizer
-from model.weights import default_checkpoint_path
+from model.cli.common import open_colorizer
 
 log = logging.getLogger("scgan.colorize")
 
@@ -76,20 +74,11 @@ def _save(image: Image.Image, dest: Path, fmt: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    checkpoint = args.checkpoint or default_checkpoint_path()
-    if checkpoint is None:
-        log.error("no --checkpoint given and no bundled starter checkpoint is installed")
-        return 2
-    try:
-        colorizer = Colorizer.from_checkpoint(
-            checkpoint, device=args.device, precision=args.precision,
-            render_size=args.render_size, batch_size=args.batch_size,
-        )
-    except (CheckpointError, ValueError) as exc:
-        log.error("%s", exc)
+    colorizer = open_colorizer(args, log)
+    if colorizer is None:
         return 2
     if args.saliency and not colorizer.has_saliency:
-        log.error("checkpoint %s has no saliency branch; drop --saliency", checkpoint)
+        log.error("the checkpoint has no saliency branch; drop --saliency")
         return 2
 
     inputs = list(iter_inputs(args.inputs))

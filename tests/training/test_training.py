@@ -38,6 +38,8 @@ def _train_rows(out_dir: Path) -> list[dict]:
         ("stage2", {"loss": {"gan": "wgan-gp"}}),
         ("stage2", {"loss": {"gan": "wgan"}}),
         ("stage2", {"loss": {"gan": "lsgan"}}),
+        ("stage2", {"loss": {"gan": "wgan-gp"}, "optim": {"n_critic": 2, "grad_accum": 2, "batch_size": 1}}),
+        ("stage1", {"optim": {"grad_accum": 2, "batch_size": 1}}),
     ],
 )
 def test_colorization_stages_run_with_finite_losses(tmp_path: Path, photos: Path, stage: str, extra: dict) -> None:

@@ -1,0 +1,32 @@
+"""What the command-line tools share: opening the checkpoint the user asked for (or the bundled one)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from model.checkpoint import CheckpointError
+from model.pipeline import Colorizer
+from model.weights import default_checkpoint_path
+
+
+def open_colorizer(args: argparse.Namespace, log: logging.Logger) -> Colorizer | None:
+    """A ``Colorizer`` from ``--checkpoint`` (default: the bundled one), or None after logging why not.
+
+    ``args`` carries ``checkpoint``, ``device``, ``precision``, ``render_size`` and ``batch_size``.
+    """
+    checkpoint = args.checkpoint or default_checkpoint_path()
+    if checkpoint is None:
+        log.error("no --checkpoint given and no bundled starter checkpoint is installed; pass --checkpoint CKPT")
+        return None
+    try:
+        return Colorizer.from_checkpoint(
+            checkpoint, device=args.device, precision=args.precision,
+            render_size=args.render_size, batch_size=args.batch_size,
+        )
+    except (CheckpointError, ValueError) as exc:
+        log.error("%s", exc)
+        return None
+
+
+__all__ = ["open_colorizer"]
