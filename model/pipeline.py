@@ -26,7 +26,7 @@ from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma
 from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, check_precision, resolve_device
 from model.generator import Generator
-from model.images import ImagePlanes, to_planes
+from model.images import to_planes
 
 
 def check_render_size(render_size: int) -> int:
@@ -40,16 +40,21 @@ def check_render_size(render_size: int) -> int:
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """One image ready for the generator: full-resolution luma, alpha, and the model input."""
+    """One image ready for the generator: full-resolution luma, alpha, and the model input.
+
+    Only what :meth:`Colorizer.finish` needs is kept (not the decoded colour planes),
+    so an image waiting in a queue holds about 4 bytes per input pixel plus its alpha.
+    """
 
     luma: torch.Tensor  # 1 x H x W, float32, CPU
-    planes: ImagePlanes
+    alpha: Image.Image | None
     model_input: torch.Tensor  # C_in x R x R, float32, CPU
     render_size: int
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.planes.size
+        """(width, height), as PIL reports sizes."""
+        return self.luma.shape[-1], self.luma.shape[-2]
 
 
 def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -124,7 +129,7 @@ class Colorizer:
             luma = pixels
         source = luma if self.in_channels == 1 else (pixels if pixels.shape[0] == 3 else pixels.expand(3, -1, -1))
         model_input = _resize(source, (size, size)).contiguous()
-        return PreparedImage(luma=luma, planes=planes, model_input=model_input, render_size=size)
+        return PreparedImage(luma=luma.contiguous(), alpha=planes.alpha, model_input=model_input, render_size=size)
 
     # -- stage 2: device ---------------------------------------------------------
     @torch.inference_mode()
@@ -148,8 +153,8 @@ class Colorizer:
         else:
             out = _resize(rgb.float(), (height, width)).clamp(0.0, 1.0)
         result = Image.fromarray(_to_uint8(out), "RGB")
-        if prepared.planes.alpha is not None:
-            result.putalpha(prepared.planes.alpha)
+        if prepared.alpha is not None:
+            result.putalpha(prepared.alpha)
         return result
 
     def finish_saliency(self, prepared: PreparedImage, saliency: torch.Tensor) -> Image.Image:

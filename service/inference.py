@@ -12,7 +12,6 @@ whichever comes first cancels the queued item, so it is never computed.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import struct
 import time
@@ -22,11 +21,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
 
-import numpy as np
 import torch
 
 from model import Colorizer, PreparedImage
-from model.images import ImagePlanes
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DecodedImage, decode_image
 from service.encoding import Encoded, OutputFormat, encode_image
@@ -86,18 +83,6 @@ class PreparedUpload:
     prepared: PreparedImage
 
 
-def _slim(prepared: PreparedImage) -> PreparedImage:
-    """Drop the full-resolution float planes, which finish() never reads, while the item waits in the queue.
-
-    ``finish`` needs the luma, the alpha and the size; ``PreparedImage`` keeps the
-    whole H x W x C float32 array too (12 bytes per pixel for RGB input), so it is
-    replaced by a zero-copy stand-in of the same shape.
-    """
-    pixels = prepared.planes.pixels
-    stand_in = np.broadcast_to(np.zeros((1, 1, 1), dtype=np.float32), pixels.shape)
-    return dataclasses.replace(prepared, planes=ImagePlanes(stand_in, prepared.planes.alpha))
-
-
 def decode_and_prepare(
     source: bytes | IO[bytes], *, colorizer: Colorizer, render_size: int, max_pixels: int
 ) -> PreparedUpload:
@@ -109,7 +94,7 @@ def decode_and_prepare(
         raise CorruptImage(f"the {decoded.format.upper()} image cannot be read: {exc}") from exc
     finally:
         decoded.image.close()
-    return PreparedUpload(decoded.format, decoded.icc_profile, decoded.dpi, _slim(prepared))
+    return PreparedUpload(decoded.format, decoded.icc_profile, decoded.dpi, prepared)
 
 
 def _finish_color(
