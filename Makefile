@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser serve test test-slow bench clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow bench bench-load clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_forward.py
+
+# Service (batched, unbatched), a naive FastAPI server and the raw model under a concurrency sweep, plus a
+# memory soak; ~10 min on 2 cores, run it on a quiet machine. Tables and plot in benchmarks/results/.
+# BENCH_LOAD_ARGS=--quick for a smoke run; e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/load.py $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import os
 import platform
 import statistics
@@ -43,8 +44,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import Generator, GeneratorConfig, fold_spectral_norm  # noqa: E402
-from model.layers import SpectralNorm  # noqa: E402
+from model import Generator, GeneratorConfig, fold_spectral_norm
+from model.layers import SpectralNorm, fuse_batch_norm
 
 WIDTHS: dict[str, GeneratorConfig] = {
     "published": GeneratorConfig(),
@@ -59,19 +60,38 @@ class Variant:
     unfolded: bool = False  # time the spectral-norm network with a power iteration per call
     channels_last: bool = False
     autocast: torch.dtype | None = None
+    fused: bool = False  # BatchNorm folded into the convolutions (model.layers.fuse_batch_norm)
+    engine: str = "eager"  # eager | torchscript (freeze + optimize_for_inference) | inductor (torch.compile)
+
+    @property
+    def peak_dtype(self) -> str:
+        return "bf16" if self.autocast is torch.bfloat16 else "fp16" if self.autocast is torch.float16 else "fp32"
 
 
+BASELINE = "fp32 eager"
+SERVICE_CPU = "fp32 BN-fused, channels_last"
 CPU_VARIANTS = (
-    Variant("fp32 (folded)"),
+    Variant(BASELINE),
     Variant("fp32 channels_last", channels_last=True),
-    Variant("bf16 autocast", autocast=torch.bfloat16),
+    Variant(SERVICE_CPU, channels_last=True, fused=True),
+    Variant("bf16 autocast, BN-fused, channels_last", channels_last=True, autocast=torch.bfloat16, fused=True),
+    Variant("fp32 TorchScript freeze + oneDNN", channels_last=True, fused=True, engine="torchscript"),
+    Variant("fp32 torch.compile (inductor, freezing)", channels_last=True, fused=True, engine="inductor"),
+    Variant(
+        "bf16 torch.compile (inductor, freezing)",
+        channels_last=True,
+        fused=True,
+        engine="inductor",
+        autocast=torch.bfloat16,
+    ),
     Variant("fp32 unfolded SN, power iteration per call", unfolded=True),
 )
 CUDA_VARIANTS = (
-    Variant("fp32 (folded)"),
+    Variant(BASELINE),
     Variant("fp32 channels_last", channels_last=True),
-    Variant("fp16 autocast, channels_last", channels_last=True, autocast=torch.float16),
-    Variant("bf16 autocast, channels_last", channels_last=True, autocast=torch.bfloat16),
+    Variant("fp16 autocast, BN-fused, channels_last", channels_last=True, autocast=torch.float16, fused=True),
+    Variant("bf16 autocast, BN-fused, channels_last", channels_last=True, autocast=torch.bfloat16, fused=True),
+    Variant("fp16 torch.compile (inductor)", channels_last=True, fused=True, engine="inductor", autocast=torch.float16),
     Variant("fp32 unfolded SN, power iteration per call", unfolded=True),
 )
 
@@ -80,12 +100,13 @@ CUDA_VARIANTS = (
 class Cell:
     width: str
     device: str
-    variant: str
+    variant: Variant
     batch: int
     seconds: float  # median per call
     runs: int
     gflop_per_image: float
     max_abs_diff: float | None
+    min_psnr: float | None  # worst real photo, output against the fp32 eager output (dB)
 
     @property
     def ms_per_image(self) -> float:
@@ -108,15 +129,80 @@ def gflop_per_image(config: GeneratorConfig) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def build_networks(config: GeneratorConfig, device: torch.device) -> tuple[Generator, Generator]:
-    """(folded inference net, unfolded net with spectral-norm modules in training mode, BN in eval)."""
+def peak_matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
+    """The physical ceiling: GFLOP/s of a large square ``torch.mm`` (2 n^3 FLOPs) on this device and dtype."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.mm(a, b)
+    _sync(device)
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        calls += 1
+    _sync(device)
+    return 2.0 * n**3 * calls / (time.perf_counter() - start) / 1e9
+
+
+def build_networks(
+    config: GeneratorConfig, device: torch.device, state: dict[str, torch.Tensor] | None = None
+) -> tuple[Generator, Generator]:
+    """(folded inference net, unfolded net with spectral-norm modules in training mode, BN in eval).
+
+    ``state``: the folded weights of a real checkpoint, loaded into the folded network
+    (the unfolded one then keeps random weights: it is only timed).
+    """
     torch.manual_seed(0)
     unfolded = Generator(config, with_saliency=False, spectral_norm=True).eval()
     folded = fold_spectral_norm(copy.deepcopy(unfolded))
+    if state is not None:
+        folded.load_state_dict(state, strict=False)
     for module in unfolded.modules():
         if isinstance(module, SpectralNorm):
             module.train()  # one power iteration per call, stored, as the reference does in every mode
     return folded.to(device), unfolded.to(device)
+
+
+class _Predict(torch.nn.Module):
+    """``Generator.predict`` as ``forward``, for tracing."""
+
+    def __init__(self, net: Generator) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.predict(x)
+
+
+def make_call(
+    v: Variant, folded: Generator, unfolded: Generator, example: torch.Tensor, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The variant's forward: its own copy of the network, prepared as the variant says."""
+    if v.unfolded:
+        net: torch.nn.Module = unfolded
+    else:
+        net = copy.deepcopy(folded)
+        if v.fused:
+            fuse_batch_norm(net)
+        if v.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+    forward: Callable[[torch.Tensor], torch.Tensor] = _Predict(net).eval()  # type: ignore[assignment]
+    if v.engine == "torchscript":
+        with torch.inference_mode(), _mode(v, device):
+            traced = torch.jit.trace(forward, example, check_trace=False)  # type: ignore[arg-type]
+            forward = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+    elif v.engine == "inductor":
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # constant-fold the weights, prepack them for oneDNN
+        forward = torch.compile(forward, dynamic=False)
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        if v.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _mode(v, device):
+            return forward(x)
+
+    return call
 
 
 def _sync(device: torch.device) -> None:
@@ -143,6 +229,36 @@ def _timed(call: Callable[[], torch.Tensor], device: torch.device) -> tuple[floa
     return time.perf_counter() - start, out
 
 
+def load_photos(folder: Path, count: int, config: GeneratorConfig) -> torch.Tensor | None:
+    """Model inputs (N x C x 256 x 256) of the first ``count`` photos of ``folder``, as the service prepares them."""
+    from PIL import Image
+
+    from model import Colorizer
+
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})[:count]
+    if not paths:
+        return None
+    colorizer = Colorizer(Generator(config, with_saliency=False, spectral_norm=False), device="cpu")
+    inputs = []
+    for path in paths:
+        with Image.open(path) as image:
+            inputs.append(colorizer.prepare(image, SIZE).model_input)
+    return torch.stack(inputs)
+
+
+def psnr(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of RGB in [0, 1]."""
+    mse = (output.float().clamp(0, 1) - reference.float().clamp(0, 1)).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+def _load_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    from model import load_generator
+
+    net = load_generator(path, device="cpu")
+    return net.config, {k: v for k, v in net.state_dict().items() if not k.startswith("saliency")}
+
+
 def run(args: argparse.Namespace) -> list[Cell]:
     """Time every variant at every batch size.
 
@@ -150,50 +266,58 @@ def run(args: argparse.Namespace) -> list[Cell]:
     that a change in load on a shared machine hits all of them alike.
     """
     device = torch.device(args.device)
-    variants = CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS
+    variants = [
+        v
+        for v in (CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS)
+        if (args.compile or v.engine != "inductor") and (args.torchscript or v.engine != "torchscript")
+    ]
     cells: list[Cell] = []
     for width in args.widths:
-        config = WIDTHS[width]
+        state = None
+        if width == "checkpoint":
+            config, state = _load_checkpoint(args.checkpoint)
+        else:
+            config = WIDTHS[width]
         gflop = gflop_per_image(config)
-        folded, unfolded = build_networks(config, device)
-        nets = {
-            v.name: (
-                unfolded if v.unfolded
-                else copy.deepcopy(folded).to(memory_format=torch.channels_last) if v.channels_last
-                else folded
-            )
-            for v in variants
-        }
+        folded, unfolded = build_networks(config, device, state)
+        photos = load_photos(args.photos, args.photo_count, config) if state is not None and args.photos else None
         per_image: dict[str, float] = {}  # from the previous batch size, to skip needless warm-ups
-        reference: torch.Tensor | None = None  # fp32 folded output at the first batch size
+        reference: torch.Tensor | None = None  # fp32 eager output at the first batch size
         for batch in args.batch_sizes:
             active = [v for v in variants if not v.unfolded or args.sn_all_batches or batch == args.batch_sizes[0]]
             x = torch.rand(batch, config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(batch))
             x = x.to(device)
-            calls: dict[str, Callable[[], torch.Tensor]] = {}
+            calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
             for v in active:
-                xv = x.contiguous(memory_format=torch.channels_last) if v.channels_last else x
-
-                def call(net: Generator = nets[v.name], xv: torch.Tensor = xv, v: Variant = v) -> torch.Tensor:
-                    with _mode(v, device):
-                        return net.predict(xv)
-
-                calls[v.name] = call
+                print(f"  {width:10s} {v.name:44s} b={batch}: preparing", file=sys.stderr)
+                calls[v.name] = make_call(v, folded, unfolded, x, device)
             outputs: dict[str, torch.Tensor] = {}
             for v in active:
-                # A warm-up call that would take longer than the budget is skipped (see the module docstring).
-                if v.name not in per_image or per_image[v.name] * batch <= args.budget:
-                    for _ in range(args.warmup):
-                        outputs.setdefault(v.name, calls[v.name]())
+                # A warm-up call that would take longer than the budget is skipped (see the module docstring),
+                # except for compiled engines, whose first call compiles.
+                if v.engine != "eager" or v.name not in per_image or per_image[v.name] * batch <= args.budget:
+                    for _ in range(max(args.warmup, 1 if v.engine != "eager" else 0)):
+                        outputs.setdefault(v.name, calls[v.name](x))
                         _sync(device)
             times: dict[str, list[float]] = {v.name: [] for v in active}
             for _ in range(args.repeats):
                 for v in active:
                     if times[v.name] and sum(times[v.name]) >= args.budget:
                         continue
-                    seconds, out = _timed(calls[v.name], device)
+                    seconds, out = _timed(functools.partial(calls[v.name], x), device)
                     times[v.name].append(seconds)
                     outputs.setdefault(v.name, out)
+            fidelity: dict[str, float] = {}
+            if photos is not None and batch == args.batch_sizes[-1]:
+                chunks = {v.name: [] for v in active}
+                for start in range(0, len(photos), batch):
+                    chunk = photos[start : start + batch].to(device)
+                    if len(chunk) < batch:  # compiled engines were built for this batch size
+                        chunk = torch.cat([chunk, chunk[-1:].expand(batch - len(chunk), -1, -1, -1)])
+                    for v in active:
+                        chunks[v.name].append(calls[v.name](chunk).float().cpu())
+                outs = {name: torch.cat(parts)[: len(photos)] for name, parts in chunks.items()}
+                fidelity = {name: float(psnr(out, outs[BASELINE]).min()) for name, out in outs.items()}
             for v in active:
                 seconds = statistics.median(times[v.name])
                 per_image[v.name] = seconds / batch
@@ -203,36 +327,65 @@ def run(args: argparse.Namespace) -> list[Cell]:
                     if reference is None:
                         reference = out
                     diff = float((out - reference).abs().max())
-                cells.append(Cell(width, device.type, v.name, batch, seconds, len(times[v.name]), gflop, diff))
-                print(f"  {width:9s} {v.name:44s} b={batch}: {1000 * seconds / batch:9.1f} ms/image", file=sys.stderr)
-        del folded, unfolded, nets
+                cells.append(
+                    Cell(width, device.type, v, batch, seconds, len(times[v.name]), gflop, diff, fidelity.get(v.name))
+                )
+                print(f"  {width:10s} {v.name:44s} b={batch}: {1000 * seconds / batch:9.1f} ms/image", file=sys.stderr)
+        del folded, unfolded
     return cells
 
 
-def render(cells: Sequence[Cell], args: argparse.Namespace) -> str:
+def render(cells: Sequence[Cell], peaks: dict[str, float], args: argparse.Namespace) -> str:
     cpu = platform.processor() or platform.machine()
+    baseline = {(c.width, c.batch): c.seconds for c in cells if c.variant.name == BASELINE}
     lines = [
-        f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} CPUs ({cpu}), load average at start {args.load_at_start}",
+        (
+            f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
+            f"{os.cpu_count()} CPUs ({cpu}), load average at start {args.load_at_start}"
+        ),
         "",
         "GFLOP per 256x256 image (inference path, convolutions): "
         + ", ".join(f"{w} {c.gflop_per_image:.2f}" for w, c in {c.width: c for c in cells}.items()),
         "",
-        "| width | device | variant | batch | ms/image (median) | images/s | GFLOP/s | runs | max abs diff vs fp32 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        f"Peak matrix multiply ({args.peak_size}x{args.peak_size} torch.mm, same threads): "
+        + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peaks.items()),
+        "",
+        "| width | device | variant | batch | ms/image (median) | images/s | speed-up vs fp32 eager | GFLOP/s | "
+        + "% of peak | runs | max abs diff vs fp32 | worst photo PSNR vs fp32 (dB) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         diff = "" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e}"
+        fid = "" if c.min_psnr is None else ("exact" if c.min_psnr >= 119 else f"{c.min_psnr:.1f}")
+        peak = peaks.get(c.variant.peak_dtype)
+        share = "" if not peak else f"{100 * c.gflops / peak:.1f}%"
+        base = baseline.get((c.width, c.batch))
+        speedup = "" if base is None else f"{base / c.seconds:.2f}x"
         lines.append(
-            f"| {c.width} | {c.device} | {c.variant} | {c.batch} | {c.ms_per_image:.1f} | "
-            f"{1000.0 / c.ms_per_image:.2f} | {c.gflops:.1f} | {c.runs} | {diff} |"
+            f"| {c.width} | {c.device} | {c.variant.name} | {c.batch} | {c.ms_per_image:.1f} | "
+            f"{1000.0 / c.ms_per_image:.2f} | {speedup} | {c.gflops:.1f} | {share} | {c.runs} | {diff} | {fid} |"
         )
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from model.weights import default_checkpoint_path
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--widths", nargs="+", choices=tuple(WIDTHS), default=list(WIDTHS))
+    p.add_argument("--widths", nargs="+", choices=(*WIDTHS, "checkpoint"), default=list(WIDTHS))
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=default_checkpoint_path(),
+        help="checkpoint timed as width 'checkpoint' (default: the bundled starter checkpoint)",
+    )
+    p.add_argument(
+        "--photos",
+        type=Path,
+        default=None,
+        help="folder of real photos: each variant's output on them is compared with fp32 (PSNR)",
+    )
+    p.add_argument("--photo-count", type=int, default=16)
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     p.add_argument("--repeats", type=int, default=3, help="timed calls per cell at most (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per cell")
@@ -240,9 +393,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="cpu, cuda[:N] or auto (CUDA when present)")
     p.add_argument("--sn-all-batches", action="store_true", help="time the unfolded network at every batch size")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include torch.compile variants (a C++ compiler is needed on CPU; compiling takes minutes)",
+    )
+    p.add_argument(
+        "--torchscript",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the TorchScript freeze variant",
+    )
+    p.add_argument("--peak-size", type=int, default=2048, help="matrix size of the peak matmul measurement")
+    p.add_argument("--peak-seconds", type=float, default=2.0)
     args = p.parse_args(argv)
     if any(b < 1 for b in args.batch_sizes) or args.repeats < 1 or args.warmup < 0 or args.budget <= 0:
         p.error("batch sizes and repeats must be >= 1, warmup >= 0, budget > 0")
+    if "checkpoint" in args.widths and (args.checkpoint is None or not args.checkpoint.is_file()):
+        p.error("width 'checkpoint' needs --checkpoint (no bundled starter checkpoint was found)")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -255,8 +424,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.load_at_start = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    device = torch.device(args.device)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16
+    peaks = {
+        name: peak_matmul_gflops(device, dtype, args.peak_size, args.peak_seconds) for name, dtype in dtypes.items()
+    }
     cells = run(args)
-    print(render(cells, args))
+    print(render(cells, peaks, args))
     return 0
 
 

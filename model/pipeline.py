@@ -12,6 +12,7 @@ Three stages, so that a server can batch the middle one across requests:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, check_precision, resolve_device
 from model.generator import Generator
 from model.images import to_planes
+from model.layers import fold_spectral_norm, fuse_batch_norm
 
 
 def check_render_size(render_size: int) -> int:
@@ -98,8 +100,11 @@ class Colorizer:
             raise ValueError("a gray->rgb task needs a generator with in_channels=1")
         if self.task is Task.NCHANNEL_TO_RGB and generator.config.in_channels not in (1, 3):
             raise ValueError("images can feed generators of 1 or 3 input channels only")
-        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
-        self.generator = generator.eval().to(self.device)
+        self.channels_last = True if channels_last is None else channels_last
+        # A private copy, so that a network still being trained is never touched: spectral norm
+        # folded, BatchNorm fused into the convolutions (benchmarks/model_forward.py).
+        inference_net = copy.deepcopy(generator).eval()
+        self.generator = fuse_batch_norm(fold_spectral_norm(inference_net)).to(self.device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
 

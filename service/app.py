@@ -76,8 +76,8 @@ def _lifespan(
             yield
         finally:
             await state.shutdown(settings.shutdown_timeout_s)
-            if not warm_up.done():  # a warm-up forward cannot be interrupted; let it end
-                await asyncio.wait({warm_up}, timeout=settings.shutdown_timeout_s)
+            if not warm_up.done():  # a warm-up forward cannot be interrupted; let it end, within the same deadline
+                await asyncio.wait({warm_up}, timeout=state.drain_remaining_s())
             app.state.service = None
 
     return lifespan

@@ -13,7 +13,8 @@ decoded); when it says none, a batch leaves without waiting for company that is
 not coming, so a lone request pays no ``max_wait_s``.
 
 Items whose future was cancelled (the client gave up) or whose deadline passed
-are dropped before compute. An exception in ``predict`` fails only that group's
+are dropped before compute; a cancelled item leaves the queue at once, so it
+never holds a slot of ``capacity`` while the worker is busy elsewhere. An exception in ``predict`` fails only that group's
 futures; the worker carries on. Shutdown appends a sentinel, so everything queued
 before it is still computed. Deadlines use :func:`time.monotonic`. The module
 knows nothing of HTTP, asyncio or Prometheus.
@@ -129,6 +130,7 @@ class Batcher(Generic[T, R]):
         self._cv = threading.Condition()
         self._closed = False
         self._in_progress: list[_Pending[T, R]] = []
+        self._forward_started: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
 
@@ -150,6 +152,11 @@ class Batcher(Generic[T, R]):
     def depth(self) -> int:
         """Items waiting for the worker (not counting the batch being computed)."""
         return self._depth
+
+    def busy_for(self) -> float:
+        """Seconds the forward running now has taken so far (0.0 when none is running)."""
+        started = self._forward_started
+        return 0.0 if started is None else max(0.0, self._clock() - started)
 
     def stop(self, timeout_s: float | None = None) -> bool:
         """Stop accepting, let the worker finish everything queued, and wait up to ``timeout_s``.
@@ -190,7 +197,20 @@ class Batcher(Generic[T, R]):
             self._queue.append(pending)
             self._depth += 1
             self._cv.notify()
+        future.add_done_callback(lambda _: self._forget_cancelled(pending))
         return future
+
+    def _forget_cancelled(self, pending: _Pending[T, R]) -> None:
+        """Take a cancelled item out of the queue at once (one the worker already took is its business)."""
+        if not pending.future.cancelled():
+            return
+        with self._cv:
+            try:
+                self._queue.remove(pending)
+            except ValueError:
+                return
+            self._depth -= 1
+        self._notify_drop("cancelled")
 
     # -- worker ------------------------------------------------------------------
     def _run(self) -> None:
@@ -256,8 +276,8 @@ class Batcher(Generic[T, R]):
                         break
                     self._cv.wait(remaining)
         for pending in dropped:
-            pending.future.set_exception(DeadlineExceeded("deadline passed while waiting in the queue"))
             self._notify_drop("expired")
+            pending.future.set_exception(DeadlineExceeded("deadline passed while waiting in the queue"))
         return batch, stop
 
     def _process(self, batch: list[_Pending[T, R]]) -> None:
@@ -272,23 +292,27 @@ class Batcher(Generic[T, R]):
     def _run_group(self, group: list[_Pending[T, R]]) -> None:
         start = self._clock()
         waits = [start - p.enqueued_at for p in group]
+        self._forward_started = start
         try:
             values = self._predict([p.item for p in group])
             if len(values) != len(group):
                 raise RuntimeError(f"predict returned {len(values)} results for a batch of {len(group)}")
         except Exception as exc:  # noqa: BLE001 - any failure of predict fails this group only
+            self._forward_started = None
             elapsed = self._clock() - start
             _log.error("batch of %d failed after %.1f ms", len(group), elapsed * 1e3, exc_info=True)
+            # Observed before anyone is answered, so a scrape after the last answer always counts this batch.
+            self._notify_batch(len(group), elapsed, waits, failed=True)
             for pending in group:
                 failure = BatchFailed(f"{type(exc).__name__}: {exc}")
                 failure.__cause__ = exc
                 pending.future.set_exception(failure)
-            self._notify_batch(len(group), elapsed, waits, failed=True)
             return
+        self._forward_started = None
         elapsed = self._clock() - start
+        self._notify_batch(len(group), elapsed, waits, failed=False)
         for pending, value, wait in zip(group, values, waits):
             pending.future.set_result(Batched(value, len(group), wait, elapsed))
-        self._notify_batch(len(group), elapsed, waits, failed=False)
 
     # -- helpers -----------------------------------------------------------------
     def _fail_queued(self, reason: str) -> None:

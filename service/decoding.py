@@ -38,6 +38,29 @@ _FORMAT_NAMES = {
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
 
+#: Leading bytes of each readable format: a file that starts like one of them but cannot be
+#: opened is a damaged image of that format (400), not an unknown format (415).
+_SIGNATURES: tuple[tuple[str, tuple[bytes, ...]], ...] = (
+    ("PNG", (b"\x89PNG\r\n\x1a\n",)),
+    ("JPEG", (b"\xff\xd8\xff",)),
+    ("GIF", (b"GIF87a", b"GIF89a")),
+    ("TIFF", (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")),
+)
+#: Sizes of the BMP info headers Pillow knows (bytes 14-17 of the file).
+_BMP_INFO_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+
+
+def _claimed_format(prefix: bytes) -> str | None:
+    """The readable format whose signature ``prefix`` starts with, if any (a sniff, not a validation)."""
+    for name, signatures in _SIGNATURES:
+        if prefix.startswith(signatures):
+            return name
+    if prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP":
+        return "WEBP"
+    if prefix[:2] == b"BM" and (len(prefix) < 18 or struct.unpack("<I", prefix[14:18])[0] in _BMP_INFO_SIZES):
+        return "BMP"
+    return None
+
 
 @dataclass(frozen=True)
 class DecodedImage:
@@ -85,12 +108,18 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
     with warnings.catch_warnings(record=True) as caught:
         # Recorded, not printed: our own pixel limit supersedes Pillow's bomb warning, and a
         # "Truncated File Read" warning (TIFF) means corrupt data, reported as such below.
+        # The same warning while a JPEG, PNG or WebP is opened is about its EXIF block (a
+        # TIFF structure too): damaged metadata, readable pixels, so it does not count.
         warnings.simplefilter("always")
         try:
             image = Image.open(fp, formats=list(READABLE_FORMATS))
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
         except UnidentifiedImageError as exc:
+            fp.seek(0)
+            claimed = _claimed_format(fp.read(32))
+            if claimed is not None:  # Pillow's plugin refused a file of a format we read: it is damaged
+                raise CorruptImage(f"the file starts like a {claimed} image but its header cannot be read") from exc
             raise UnsupportedImage("not an image, or not a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
         except _DECODE_ERRORS as exc:
             raise CorruptImage(f"the image header cannot be read: {exc}") from exc
@@ -100,13 +129,14 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
         if width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
         fmt = _FORMAT_NAMES[image.format or "PNG"]
+        metadata_warnings = 0 if fmt == "tiff" else len(caught)
         try:
             image.load()
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
         except _DECODE_ERRORS as exc:
             raise CorruptImage(f"the {fmt.upper()} data is corrupt or truncated: {exc}") from exc
-    for warning in caught:
+    for warning in caught[metadata_warnings:]:
         if "truncated" in str(warning.message).lower():
             raise CorruptImage(f"the {fmt.upper()} data is truncated: {warning.message}")
     return DecodedImage(image=image, format=fmt, icc_profile=_rgb_icc(image), dpi=_dpi(image))

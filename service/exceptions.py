@@ -19,6 +19,10 @@ class UploadTooLarge(ServiceError):
     """The request body exceeds ``max_upload_bytes``."""
 
 
+class HeadersTooLarge(ServiceError):
+    """The request line and headers exceed :data:`service.middleware.MAX_HEADER_BYTES`."""
+
+
 class UploadTimedOut(ServiceError):
     """The body did not arrive within the request timeout (a stalled or deliberately slow client)."""
 
@@ -63,6 +67,7 @@ __all__ = [
     "ClientDisconnected",
     "CorruptImage",
     "EmptyUpload",
+    "HeadersTooLarge",
     "ImageTooLarge",
     "InferenceFailed",
     "InvalidOptions",

@@ -5,8 +5,9 @@
 3. :meth:`~model.Colorizer.finish` (chroma recombined at full resolution) and
    encoding on the CPU pool.
 
-Waiting for stage 2 races the request's deadline and the client's disconnect:
-whichever comes first cancels the queued item, so it is never computed.
+Waiting for stage 2 races the request's deadline, the client's disconnect and
+the shutdown deadline: whichever comes first cancels the queued item, so it is
+never computed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from model import Colorizer, PreparedImage
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DecodedImage, decode_image
 from service.encoding import Encoded, OutputFormat, encode_image
-from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, SaliencyUnavailable
+from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, SaliencyUnavailable, ShuttingDown
 from service.logging_setup import request_id_var
 from service.runtime import WorkItem
 from service.schemas import ColorizeOptions, RenderOptions
@@ -118,10 +119,11 @@ async def _await_result(
     deadline: float,
     disconnected: Callable[[], Awaitable[None]],
 ) -> Batched[torch.Tensor]:
-    """Wait for a queued item's result, its deadline or the client's disconnect, whichever comes first."""
+    """Wait for a queued item's result, its deadline, the client's disconnect or the shutdown deadline."""
     result = asyncio.wrap_future(future)
     watcher = asyncio.ensure_future(disconnected())
-    waiters: set[asyncio.Future[Any]] = {result, watcher}
+    drained = asyncio.ensure_future(state.drain_expired())
+    waiters: set[asyncio.Future[Any]] = {result, watcher, drained}
     try:
         done, _ = await asyncio.wait(
             waiters, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
@@ -131,6 +133,8 @@ async def _await_result(
         future.cancel()  # dropped before compute unless its batch already started
         if watcher in done:
             raise ClientDisconnected("the client disconnected before its result was ready")
+        if drained in done:  # answered before uvicorn cuts the connection at the same deadline
+            raise ShuttingDown("the service shut down before this request was computed; retry")
         raise DeadlineExceeded(
             f"no result within the request timeout of {state.settings.request_timeout_s:g} s; the image was not computed"
         )
@@ -138,6 +142,7 @@ async def _await_result(
         if not result.done():
             result.cancel()
         watcher.cancel()
+        drained.cancel()
 
 
 def _check_render_size(state: ServiceState, options: RenderOptions) -> int:

@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import exception_response
-from service.exceptions import UploadTooLarge
+from service.exceptions import HeadersTooLarge, UploadTooLarge
 from service.logging_setup import request_id_var
 from service.metrics import ServiceMetrics
 
@@ -27,6 +27,16 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 #: Probes and scrapes are logged at DEBUG, so the access log shows traffic, not health checks.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+#: Most bytes of request line and headers a request may have; larger ones get 431. ``python -m service``
+#: also caps uvicorn's header buffering at this (h11), so a client cannot make it hold more in memory.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def header_bytes(scope: Scope) -> int:
+    """Size of the request's target and headers as they came on the wire (give or take separators)."""
+    target = len(scope.get("raw_path") or scope.get("path", "").encode()) + len(scope.get("query_string", b""))
+    return target + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
 
 
 def request_id_from(headers: Headers) -> str:
@@ -52,12 +62,19 @@ class RequestContextMiddleware:
     """Assigns the request id, times the request, records metrics, writes the access log, catches the unexpected."""
 
     def __init__(
-        self, app: ASGIApp, *, metrics: ServiceMetrics, known_paths: frozenset[str], retry_after_s: int
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ServiceMetrics,
+        known_paths: frozenset[str],
+        retry_after_s: int,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.known_paths = known_paths
         self.retry_after_s = retry_after_s
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,6 +99,8 @@ class RequestContextMiddleware:
 
         self.metrics.in_flight.inc()
         try:
+            if header_bytes(scope) > self.max_header_bytes:
+                raise HeadersTooLarge(f"the request line and headers exceed the limit of {self.max_header_bytes} bytes")
             await self.app(scope, receive, send_with_id)
         except Exception as exc:  # noqa: BLE001 - anything unmapped: a JSON 500, never a bare traceback
             if response_started:
@@ -146,4 +165,11 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware", "request_id_from", "route_label"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "BodyLimitMiddleware",
+    "RequestContextMiddleware",
+    "header_bytes",
+    "request_id_from",
+    "route_label",
+]

@@ -19,15 +19,11 @@ class RenderOptions(BaseModel):
 
     render_size: int | None = Field(
         default=None,
-        description=f"Working resolution of the generator, a multiple of {SIZE_MULTIPLE} (default: the model's).",
+        ge=SIZE_MULTIPLE,
+        multiple_of=SIZE_MULTIPLE,
+        description=f"Working resolution of the generator, a multiple of {SIZE_MULTIPLE} (default: the model's), "
+        "at most the deployment's `limits.max_render_size` (GET /v1/model); larger: 422.",
     )
-
-    @field_validator("render_size")
-    @classmethod
-    def _check_render_size(cls, value: int | None) -> int | None:
-        if value is not None and (value < SIZE_MULTIPLE or value % SIZE_MULTIPLE):
-            raise ValueError(f"render_size must be a positive multiple of {SIZE_MULTIPLE}")
-        return value
 
 
 class ColorizeOptions(RenderOptions):
@@ -71,6 +67,9 @@ class Readiness(BaseModel):
     model_loaded: bool
     warmed_up: bool
     worker_running: bool
+    worker_stalled: bool = Field(
+        default=False, description="One forward has run longer than request_timeout_s (ready again when it returns)."
+    )
     draining: bool
 
 

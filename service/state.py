@@ -2,7 +2,14 @@
 
 Created by the lifespan in :mod:`service.app`, reached by routes through
 :mod:`service.deps`. Readiness is a property computed from the facts (warmed,
-worker alive, not draining), never a flag someone must remember to reset.
+worker alive and not stuck, not draining), never a flag someone must remember
+to reset: a forward that hangs longer than ``request_timeout_s`` makes the
+service unready, and it is ready again as soon as that forward returns.
+
+Shutdown has one clock: :meth:`ServiceState.begin_drain` starts it (at the
+signal, see :mod:`service.__main__`), and everything after -- uvicorn's wait
+for open connections, then :meth:`ServiceState.shutdown` -- shares that one
+``shutdown_timeout_s``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class ServiceState:
         self.pool = pool
         self.warmed = False
         self.draining = False
+        self._drain_deadline: float | None = None
         self.started_at = time.time()
         #: Largest render size a client may request (never below the model's own default).
         self.max_render_size = max(settings.max_render_size, runtime.render_size)
@@ -59,18 +67,27 @@ class ServiceState:
         self.preparing = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Set at the shutdown deadline: requests still waiting for the model then get a 503, not a cut connection.
+        self._drain_expired = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # built by the lifespan, on the serving loop
 
     # -- readiness -------------------------------------------------------------------
     @property
+    def stalled(self) -> bool:
+        """The forward running now has taken longer than a request may wait: whatever is queued will time out."""
+        return self.batcher.busy_for() > self.settings.request_timeout_s
+
+    @property
     def ready(self) -> bool:
-        """Warmed up, inference worker alive, not draining."""
-        return self.warmed and self.batcher.running and not self.draining
+        """Warmed up, inference worker alive and not stuck, not draining."""
+        return self.warmed and self.batcher.running and not self.stalled and not self.draining
 
     def readiness_detail(self) -> dict[str, bool]:
         return {
             "model_loaded": True,
             "warmed_up": self.warmed,
             "worker_running": self.batcher.running,
+            "worker_stalled": self.stalled,
             "draining": self.draining,
         }
 
@@ -89,11 +106,23 @@ class ServiceState:
 
     # -- admission ---------------------------------------------------------------------
     def ensure_accepting(self) -> None:
-        """Raise the 503 to give when new work cannot be accepted now (checked again at admission)."""
+        """Raise the 503 to give when a new request cannot be accepted now."""
         if self.draining:
             raise ShuttingDown("the service is shutting down")
-        if not self.ready:
-            raise NotReady("the model is not ready yet" if not self.warmed else "the inference worker is not running")
+        self._ensure_capacity()
+
+    def _ensure_capacity(self) -> None:
+        """Raise the 503 to give when the model cannot take one more image now (draining aside)."""
+        if not self.warmed:
+            raise NotReady("the model is not ready yet")
+        if not self.batcher.running:
+            if self.draining:
+                raise ShuttingDown("the service shut down before this request could be computed")
+            raise NotReady("the inference worker is not running")
+        if self.stalled:
+            raise NotReady(
+                f"the inference worker has been stuck in one forward for over {self.settings.request_timeout_s:g} s"
+            )
         if self._admitted >= self._admission_limit or self.batcher.depth >= self.batcher.capacity:
             raise QueueFull(f"the request queue is full ({self.settings.queue_capacity} waiting); retry later")
 
@@ -102,9 +131,11 @@ class ServiceState:
         """Admit one image request, or refuse at once (503) when not ready or when the pipeline is full.
 
         Admitted = decoding, queued or computing; bounding it also bounds the
-        memory that decoded uploads can take.
+        memory that decoded uploads can take. A request that was accepted
+        before the drain began (still uploading at SIGTERM) is admitted and
+        finished: shutdown waits for it.
         """
-        self.ensure_accepting()
+        self._ensure_capacity()
         self._admitted += 1
         try:
             yield
@@ -135,21 +166,47 @@ class ServiceState:
         return await future
 
     # -- shutdown ----------------------------------------------------------------------
-    async def shutdown(self, timeout_s: float) -> None:
-        """Stop accepting, let running and queued requests finish within ``timeout_s``, then stop the worker.
+    def begin_drain(self, timeout_s: float | None = None) -> float:
+        """Refuse new requests, drop readiness and start the shutdown clock (``shutdown_timeout_s`` by default).
 
+        Idempotent: the first call sets the deadline (returned, monotonic).
+        Only assigns attributes, so it may be called from a signal handler.
+        """
+        if self._drain_deadline is None:
+            budget = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
+            self._drain_deadline = time.monotonic() + budget
+            self._loop.call_soon_threadsafe(self._arm_drain_timer)  # signal-safe hand-over to the loop
+        self.draining = True
+        return self._drain_deadline
+
+    def _arm_drain_timer(self) -> None:
+        self._loop.call_later(self.drain_remaining_s(), self._drain_expired.set)
+
+    async def drain_expired(self) -> None:
+        """Return once the shutdown deadline has passed."""
+        await self._drain_expired.wait()
+
+    def drain_remaining_s(self) -> float:
+        """Seconds left until the shutdown deadline (0.0 once it passed or when no drain began)."""
+        return 0.0 if self._drain_deadline is None else max(0.0, self._drain_deadline - time.monotonic())
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, let running and queued requests finish by the deadline, then stop the worker.
+
+        The deadline is ``timeout_s`` after :meth:`begin_drain` (called here if
+        nobody called it earlier), so time already spent draining counts.
         Order matters: (1) refuse new work and drop readiness, (2) wait for the
         requests already admitted (their batches still run, their post-processing
         still needs the pool), (3) stop the batcher with a sentinel, failing what
         is left when the deadline passed, (4) close the CPU pool.
         """
-        deadline = time.monotonic() + timeout_s
-        self.draining = True
+        deadline = self.begin_drain(timeout_s)
         _log.info("shutting down: %d requests in progress, %d queued", self._active, self.batcher.depth)
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            _log.warning("shutdown deadline passed with %d requests still in progress", self._active)
+        if self._active:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                _log.warning("shutdown deadline passed with %d requests still in progress", self._active)
         stopped = await asyncio.to_thread(self.batcher.stop, max(0.0, deadline - time.monotonic()))
         if not stopped:
             _log.warning("inference worker still busy at the shutdown deadline; abandoning it")

@@ -8,11 +8,12 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from service.deps import StateDep
 from service.encoding import OutputFormat
 from service.errors import validation_message
-from service.exceptions import InvalidOptions, SaliencyUnavailable, UploadTimedOut
+from service.exceptions import ClientDisconnected, InvalidOptions, SaliencyUnavailable, UploadTimedOut
 from service.inference import Rendered, run_image_request
 from service.schemas import ERROR_RESPONSES, ColorizeOptions, ErrorResponse, RenderOptions
 from service.state import ServiceState
@@ -23,11 +24,42 @@ router = APIRouter(tags=["images"])
 O = TypeVar("O", bound=RenderOptions)
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/X"}`` replaced by ``defs["X"]`` (openapi_extra is not re-referenced)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline_refs(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(value, defs) for value in node]
+    return node
+
+
+def _form_field_schema(field: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A form field's schema: the query parameter's, without ``null`` (an absent field is the default)."""
+    field = _inline_refs(field, defs)
+    variants = [v for v in field.pop("anyOf", []) if v.get("type") != "null"]
+    field.pop("default", None)
+    if len(variants) == 1:
+        field.update(variants[0])
+    elif variants:
+        field["anyOf"] = variants
+    return field
+
+
 def _request_body(options: type[RenderOptions]) -> dict[str, Any]:
-    """OpenAPI for the body the routes parse themselves (multipart ``file`` + option fields, or a raw image)."""
+    """OpenAPI for the body the routes parse themselves (multipart ``file`` + option fields, or a raw image).
+
+    The option fields carry the same constraints as the query parameters, so the
+    schema says exactly which form values are accepted (others are 422).
+    """
+    model_schema = options.model_json_schema()
+    defs: dict[str, Any] = model_schema.get("$defs", {})
     properties: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description": "The image."}}
-    for name, info in options.model_fields.items():
-        properties[name] = {"type": "string", "description": f"Same as the query parameter. {info.description or ''}"}
+    for name, field in model_schema["properties"].items():
+        properties[name] = _form_field_schema(field, defs)
+        properties[name]["description"] = f"Same as the query parameter. {field.get('description', '')}".strip()
     return {
         "requestBody": {
             "required": True,
@@ -100,6 +132,8 @@ async def _handle(request: Request, state: ServiceState, query: O, *, saliency: 
             raise UploadTimedOut(
                 f"the upload did not arrive within the request timeout of {state.settings.request_timeout_s:g} s"
             ) from exc
+        except ClientDisconnect as exc:  # the client went away mid-upload: its doing (499), not a server error
+            raise ClientDisconnected("the client disconnected before its upload was complete") from exc
         try:
             options = _merge_options(query, upload.fields)
             rendered = await run_image_request(

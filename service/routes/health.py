@@ -30,7 +30,12 @@ async def readyz(state: OptionalStateDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"description": "The metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)
 

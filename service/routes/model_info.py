@@ -8,13 +8,24 @@ import torch
 from fastapi import APIRouter
 
 from service.deps import StateDep
-from service.schemas import BatchingDescription, CheckpointDescription, LimitsDescription, ModelDescription
+from service.schemas import (
+    BatchingDescription,
+    CheckpointDescription,
+    ErrorResponse,
+    LimitsDescription,
+    ModelDescription,
+)
 from service.version import __version__
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/v1/model", response_model=ModelDescription, summary="The loaded model, device, precision and batching")
+@router.get(
+    "/v1/model",
+    response_model=ModelDescription,
+    summary="The loaded model, device, precision and batching",
+    responses={503: {"model": ErrorResponse, "description": "The model is still loading."}},
+)
 async def model_info(state: StateDep) -> ModelDescription:
     runtime, settings = state.runtime, state.settings
     identity = runtime.identity

@@ -22,8 +22,13 @@ def test_benchmark_runs_and_prints_a_table(
 
     assert module.gflop_per_image(module.WIDTHS["published"]) == pytest.approx(106.4, abs=0.1)
     args = ["--widths", "compact", "--batch-sizes", "1", "--repeats", "1", "--warmup", "0", "--device", "cpu"]
+    args += ["--no-compile", "--no-torchscript", "--peak-size", "256", "--peak-seconds", "0.05"]
     assert module.main(args) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| compact |")]
-    assert len(rows) == 4  # fp32, channels_last, bf16, unfolded spectral norm
+    # fp32 eager, channels_last, BN-fused channels_last (the service's CPU path), bf16, unfolded spectral norm
+    assert len(rows) == 5
     assert "unfolded SN" in out and "GFLOP per 256x256 image" in out
+    assert "Peak matrix multiply" in out and "| 1.00x |" in rows[0]
+    # The BN-fused path computes what fp32 eager computes.
+    assert float(rows[2].split("|")[11]) < 1e-4

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from model import Generator, GeneratorConfig, PatchDiscriminator70, PerceptualNet
-from model.layers import SpectralNorm
+from model.layers import SpectralNorm, fold_spectral_norm, fuse_batch_norm
 
 from model_test_helpers import COMPACT, TINY_RGB_IN, make_generator
 
@@ -136,3 +138,18 @@ def test_perceptual_net_shape_and_frozen(perceptual_net: PerceptualNet) -> None:
     # conv3_3 before its ReLU: the last module is the convolution, so negatives survive.
     assert isinstance(net.features[-1], torch.nn.Conv2d)
     assert (out < 0).any()
+
+
+def test_fused_batch_norm_computes_the_same_and_leaves_training_networks_alone() -> None:
+    net = fold_spectral_norm(make_generator(seed=3))
+    x = torch.rand(2, 1, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        rgb, sal = net(x, return_saliency=True)
+        fused = fuse_batch_norm(copy.deepcopy(net))
+        fused_rgb, fused_sal = fused(x, return_saliency=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(fused_rgb, rgb, atol=1e-5)
+    assert sal is not None and fused_sal is not None and torch.allclose(fused_sal, sal, atol=1e-5)
+    # Training-mode BatchNorm (batch statistics) and spectral-norm convolutions are not fused.
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fuse_batch_norm(make_generator(seed=3).train()).modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fuse_batch_norm(make_generator(seed=3)).modules())

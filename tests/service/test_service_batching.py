@@ -116,6 +116,7 @@ async def test_requests_past_their_timeout_get_504_and_are_not_computed(
         assert (await first).status_code == 504  # its forward is stuck past the deadline too
         gated.open()
         await wait_until(lambda: svc.metric("scgan_queue_dropped_total", {"reason": "cancelled"}) == 1)
+        await wait_until(lambda: svc.state.ready, what="the stuck forward to end")  # stalled until then
         assert gated.calls == [1]  # only the forward that had started; the queued one never ran
         assert (
             await svc.client.post("/colorize", files={"file": ("x.png", image_bytes(gray_image(), "PNG"))})

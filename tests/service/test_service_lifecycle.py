@@ -33,6 +33,7 @@ async def test_not_ready_until_warmed_up(make_settings: Callable[..., Settings],
             "model_loaded": True,
             "warmed_up": False,
             "worker_running": False,
+            "worker_stalled": False,
             "draining": False,
         }
         early = await svc.client.post("/colorize", files=files())

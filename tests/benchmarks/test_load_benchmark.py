@@ -1,0 +1,73 @@
+"""Smoke test of benchmarks/load.py in --quick mode on a tiny generator: every configuration gets its rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from model import Generator, GeneratorConfig, save_checkpoint
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("load_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_load_benchmark_reports_every_configuration(
+    load_benchmark: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    tiny = Generator(GeneratorConfig(start_channels=4, latent_channels=4, global_channels=4), spectral_norm=False)
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", tiny.eval(), working_resolution=256)
+    out = tmp_path / "results"
+    args = [
+        "--quick",
+        "--checkpoint", str(checkpoint),
+        "--out-dir", str(out),
+        "--device", "cpu",
+        "--torch-threads", "1",  # no OpenMP stalls when the test shares the cores with other work
+        "--max-batch-size", "2",
+        "--concurrency", "1", "2",
+        "--duration", "0.3",
+        "--warmup", "0.1",
+        "--min-answers", "2",
+        "--soak-requests", "8",
+        "--soak-concurrency", "2",
+        "--raw-budget", "0.2",
+    ]  # fmt: skip
+    assert load_benchmark.main(args) == 0
+
+    report = (out / "load.md").read_text()
+    assert report in capsys.readouterr().out
+    labels = list(load_benchmark.MODES.values())
+    summary = [line for line in report.splitlines() if line.startswith("| ") and "|---" not in line]
+    for label in labels:
+        assert sum(line.startswith(f"| {label} | ") for line in summary) == 3  # summary row + one per concurrency
+    assert any(line.startswith("| raw model (`Colorizer.predict`") for line in summary)
+    assert "**Memory soak**" in report and "peak RSS" in report
+
+    results = json.loads((out / "load.json").read_text())
+    points = results["points"]
+    assert [(p["mode"], p["concurrency"]) for p in points] == [
+        (mode, n) for mode in load_benchmark.MODES for n in (1, 2)
+    ]
+    assert all(p["ok"] >= 2 and p["errors"] == 0 and p["timeouts"] == 0 for p in points)
+    assert results["raw_ceiling_img_per_s"] > 0
+    assert set(results["raw_img_per_s"]["before"]) == {"1", "2"}
+    assert results["soak"]["ok"] == 8 and results["soak"]["rss_start"] > 0
+    assert all(results["peak_rss_bytes"][mode] > 0 for mode in load_benchmark.MODES)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
