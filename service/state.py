@@ -55,6 +55,7 @@ class ServiceState:
         self.pool = pool
         self.warmed = False
         self.draining = False
+        self._drain_started: float | None = None
         self._drain_deadline: float | None = None
         self.started_at = time.time()
         #: Largest render size a client may request (never below the model's own default).
@@ -105,9 +106,14 @@ class ServiceState:
             _log.critical("warm-up failed; the service stays NOT ready", exc_info=True)
 
     # -- admission ---------------------------------------------------------------------
-    def ensure_accepting(self) -> None:
-        """Raise the 503 to give when a new request cannot be accepted now."""
-        if self.draining:
+    def ensure_accepting(self, arrived_at: float | None = None) -> None:
+        """Raise the 503 to give when a request that arrived at ``arrived_at`` (monotonic) cannot be accepted now.
+
+        A request that arrived before the drain began was in flight at the
+        signal: it is served, shutdown waits for it. Without ``arrived_at``,
+        the request is taken to arrive now.
+        """
+        if self.draining and (arrived_at is None or self._drain_started is None or arrived_at >= self._drain_started):
             raise ShuttingDown("the service is shutting down")
         self._ensure_capacity()
 
@@ -174,7 +180,8 @@ class ServiceState:
         """
         if self._drain_deadline is None:
             budget = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
-            self._drain_deadline = time.monotonic() + budget
+            self._drain_started = time.monotonic()
+            self._drain_deadline = self._drain_started + budget
             self._loop.call_soon_threadsafe(self._arm_drain_timer)  # signal-safe hand-over to the loop
         self.draining = True
         return self._drain_deadline

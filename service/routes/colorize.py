@@ -120,10 +120,10 @@ def _image_response(rendered: Rendered, stem: str) -> Response:
 
 async def _handle(request: Request, state: ServiceState, query: O, *, saliency: bool) -> Response:
     with state.active():
-        state.ensure_accepting()
+        started_at: float = getattr(request.state, "started_at", time.monotonic())
+        state.ensure_accepting(arrived_at=started_at)  # in flight at SIGTERM = arrived before it: served
         if saliency and not state.runtime.has_saliency:
             raise SaliencyUnavailable("the loaded checkpoint has no saliency branch; POST /colorize still works")
-        started_at: float = getattr(request.state, "started_at", time.monotonic())
         budget = started_at + state.settings.request_timeout_s - time.monotonic()
         try:
             async with asyncio.timeout(budget):

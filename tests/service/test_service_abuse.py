@@ -25,6 +25,7 @@ from service_test_helpers import GatedPredict, RunningApp, gray_image, image_byt
 from model import Colorizer
 from service import Settings, create_app
 from service.__main__ import main
+from service.exceptions import ShuttingDown
 
 pytestmark = pytest.mark.anyio
 
@@ -399,6 +400,20 @@ async def test_a_request_already_uploading_when_the_drain_begins_is_finished(
         release.set()
         response = await asyncio.wait_for(uploading, 10)
         assert response.status_code == 200
+
+
+async def test_what_arrived_before_the_drain_is_served_and_what_arrives_after_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with run_app(make_settings()) as svc:
+        before = time.monotonic()  # counted in flight by the middleware, not yet at its route when SIGTERM lands
+        svc.state.begin_drain()
+        svc.state.ensure_accepting(arrived_at=before)  # no exception: it was in flight
+        with pytest.raises(ShuttingDown):
+            svc.state.ensure_accepting(arrived_at=time.monotonic())
+        with pytest.raises(ShuttingDown):
+            svc.state.ensure_accepting()
+        assert (await svc.client.get("/readyz")).json()["draining"] is True
 
 
 async def test_shutdown_counts_its_deadline_from_the_start_of_the_drain(
