@@ -75,9 +75,12 @@ RUN groupadd --system --gid 10001 scgan \
 COPY --from=builder /opt/venv /opt/venv
 COPY configs /opt/scgan/configs
 COPY docker/healthcheck.py /opt/scgan/healthcheck.py
+# The bundled checkpoint's card and licence notes travel with it (MODEL_CARD.md, "Licences").
+COPY MODEL_CARD.md LICENSE /opt/scgan/
 # SCGAN_* are the service's settings (service/settings.py); everything else can be overridden
 # the same way (docker run -e, compose .env, the Kubernetes ConfigMap).
-#   device auto + precision auto: CUDA with fp16 when a GPU is visible, else CPU with fp32.
+#   device auto + precision auto: CUDA with fp16 when a GPU is visible, else CPU with bf16 (native
+#   bf16 CPUs) or fp32.
 #   SCGAN_CHECKPOINT unset: the bundled starter checkpoint; set it to a mounted file to override.
 # Caches go to /tmp so the root filesystem can be mounted read-only.
 ENV PATH=/opt/venv/bin:$PATH \

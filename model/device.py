@@ -25,8 +25,28 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def check_precision(precision: str) -> Precision:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
     return precision  # type: ignore[return-value]
+
+
+def cpu_runs_bf16_natively() -> bool:
+    """True when oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 or AMX); emulated bf16 is slow."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """An explicit precision, or for ``"auto"`` the fastest one whose output stays within 40 dB PSNR of fp32.
+
+    Chosen with ``benchmarks/model_forward.py`` (results in ``benchmarks/results/``): fp16
+    autocast on CUDA; on CPU, bf16 autocast where the CPU runs bf16 natively, else fp32.
+    """
+    if precision != "auto":
+        return check_precision(precision)
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and cpu_runs_bf16_natively():
+        return "bf16"
+    return "fp32"
 
 
 @contextlib.contextmanager
@@ -39,4 +59,12 @@ def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
         yield
 
 
-__all__ = ["PRECISIONS", "Precision", "autocast", "check_precision", "resolve_device"]
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "autocast",
+    "check_precision",
+    "cpu_runs_bf16_natively",
+    "resolve_device",
+    "resolve_precision",
+]

@@ -25,7 +25,7 @@ from PIL import Image
 from model.checkpoint import CheckpointInfo, Task, default_task, load_generator
 from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma
 from model.config import SIZE_MULTIPLE
-from model.device import Precision, autocast, check_precision, resolve_device
+from model.device import Precision, autocast, resolve_device, resolve_precision
 from model.generator import Generator
 from model.images import to_planes
 from model.layers import fold_spectral_norm, fuse_batch_norm
@@ -80,13 +80,13 @@ class Colorizer:
         generator: Generator,
         *,
         device: str | torch.device | None = None,
-        precision: Precision | str = "fp32",
+        precision: Precision | str = "auto",
         render_size: int | None = None,
         channels_last: bool | None = None,
         batch_size: int = 8,
     ) -> None:
         self.device = resolve_device(device)
-        self.precision: Precision = check_precision(precision)
+        self.precision: Precision = resolve_precision(precision, self.device)
         info: CheckpointInfo | None = getattr(generator, "checkpoint_info", None)
         self.checkpoint_info = info
         self.task = info.task if info else default_task(generator.config)

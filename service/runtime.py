@@ -22,14 +22,14 @@ import torch
 from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
 from model.checkpoint import CheckpointInfo, read_generator
 from model.device import Precision, resolve_device
-from service.settings import PrecisionSetting, Settings
+from service.settings import Settings
 
 _log = logging.getLogger(__name__)
 
 #: (batch B x C x R x R on the CPU, want saliency) -> (RGB B x 3 x R x R, saliency B x 1 x R x R or None), on the CPU.
 PredictFn = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
 
-#: The compact generator used while no starter checkpoint ships (see model/weights).
+#: The compact generator used when the bundled starter checkpoint is missing (a stripped install).
 FALLBACK_CONFIG = GeneratorConfig(start_channels=16, latent_channels=32, global_channels=16)
 
 
@@ -56,13 +56,6 @@ class ModelIdentity:
     sha256: str
     source_format: str
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_precision(precision: PrecisionSetting, device: torch.device) -> Precision:
-    """'auto' is fp16 on CUDA (tensor cores, half the memory traffic) and fp32 elsewhere."""
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return precision
 
 
 def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +97,6 @@ class ModelRuntime:
     def load(cls, settings: Settings, *, predict: PredictFn | None = None) -> ModelRuntime:
         """Load the configured checkpoint (or the bundled one, or a loudly logged random fallback)."""
         device = resolve_device(settings.device)
-        precision = resolve_precision(settings.precision, device)
         path = settings.checkpoint or default_checkpoint_path()
         if path is not None:
             net, info = read_generator(path)  # CheckpointError names the file and the problem
@@ -122,7 +114,7 @@ class ModelRuntime:
         colorizer = Colorizer(
             net,
             device=device,
-            precision=precision,
+            precision=settings.precision,
             render_size=settings.render_size,
             batch_size=settings.max_batch_size,
         )
@@ -199,6 +191,5 @@ __all__ = [
     "ModelRuntime",
     "PredictFn",
     "WorkItem",
-    "resolve_precision",
     "work_key",
 ]

@@ -44,7 +44,7 @@ class ColorizeOptions(RenderOptions):
         if isinstance(value, str):
             value = value.strip().lower()
             value = value.removeprefix("image/")
-            return _FORMAT_ALIASES.get(value, value) or None
+            return _FORMAT_ALIASES.get(value, value)  # "" stays invalid: the schema's enum has no empty value
         return value
 
 

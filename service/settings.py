@@ -35,12 +35,14 @@ class Settings(BaseSettings):
     # -- model -------------------------------------------------------------------
     checkpoint: Path | None = Field(
         default=None,
-        description="Generator checkpoint (ours or the authors'). Unset: the bundled starter checkpoint, or, "
-        "while none ships, a seeded random compact generator (logged as a WARNING).",
+        description="Generator checkpoint (ours or the authors'). Unset: the bundled starter checkpoint "
+        "(MODEL_CARD.md), or, in an install stripped of it, a seeded random compact generator (logged as a WARNING).",
     )
     device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1'.")
     precision: PrecisionSetting = Field(
-        default="auto", description="Inference precision; 'auto' is fp16 on CUDA and fp32 elsewhere."
+        default="auto",
+        description="Inference precision; 'auto' is fp16 on CUDA, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), "
+        "else fp32 (benchmarks/model_forward.py).",
     )
     render_size: int | None = Field(
         default=None,

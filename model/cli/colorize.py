@@ -56,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled starter)")
     p.add_argument("--render-size", type=int, default=None, help="working resolution, a multiple of 256")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 (as the service)",
+    )
     p.add_argument("--format", default="png", choices=tuple(_FORMATS))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--saliency", action="store_true", help="also write each image's saliency map")

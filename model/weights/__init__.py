@@ -9,7 +9,7 @@ DEFAULT_CHECKPOINT_NAME = "scgan-starter.pt"
 
 
 def default_checkpoint_path() -> Path | None:
-    """Path of the bundled starter checkpoint, or ``None`` while none has been trained and shipped."""
+    """Path of the bundled starter checkpoint, or ``None`` in an install stripped of it."""
     path = Path(__file__).with_name(DEFAULT_CHECKPOINT_NAME)
     return path if path.is_file() else None
 

@@ -264,7 +264,7 @@ def test_saliency_needs_the_branch(tmp_path: Path) -> None:
 
 
 def test_nchannel_checkpoint_returns_the_network_rgb(nchannel_checkpoint: Path) -> None:
-    colorizer = Colorizer.from_checkpoint(nchannel_checkpoint, device="cpu")
+    colorizer = Colorizer.from_checkpoint(nchannel_checkpoint, device="cpu", precision="fp32")
     assert colorizer.task is Task.NCHANNEL_TO_RGB and colorizer.in_channels == 3
     image = _rgb(256, 256, seed=9)  # at the working resolution: no resampling on the way in or out
     result = np.asarray(colorizer.colorize_one(image), dtype=np.int16)

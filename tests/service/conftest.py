@@ -49,7 +49,7 @@ def tiny_checkpoint_no_saliency(tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="session")
 def reference(tiny_checkpoint: Path) -> Colorizer:
     """The same checkpoint loaded directly through the model API: the expected outputs."""
-    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu")
+    return Colorizer.from_checkpoint(tiny_checkpoint, device="cpu", precision="fp32")
 
 
 @pytest.fixture()
