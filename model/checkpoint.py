@@ -126,6 +126,10 @@ def save_checkpoint(
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        # mkstemp creates 0600; a checkpoint is meant to be shared (e.g. read by a non-root service user).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -230,6 +230,9 @@ def test_image_copies_what_it_runs() -> None:
         assert needed in copied, f"the image never copies {needed}"
     # The bundled checkpoint ships as package data, so `pip install .` puts it beside model/weights/__init__.py.
     assert "weights/*.pt" in PYPROJECT["tool"]["setuptools"]["package-data"]["model"]
+    # ... with the card and the training photos' sources and licences that must travel with it.
+    assert "weights/*.tsv" in PYPROJECT["tool"]["setuptools"]["package-data"]["model"]
+    assert "MODEL_CARD.md" in copied and not ignored("MODEL_CARD.md")
     assert re.search(r"pip install --no-deps \.", DOCKERFILE), "the project is installed, not run from /src"
 
 

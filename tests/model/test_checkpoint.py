@@ -312,3 +312,16 @@ def test_official_discriminator_is_not_a_generator(tmp_path: Path) -> None:
     path = tmp_path / "D.pth"
     torch.save(official_state_dict("PatchDiscriminator70"), path)
     _expect_error(path, "neither")
+
+
+def test_saved_checkpoints_are_readable_by_other_users(tmp_path: Path, trained_like: torch.nn.Module) -> None:
+    """Written atomically, yet with the umask's usual mode (not mkstemp's 0600): a non-root server must read it."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "shared.pt", trained_like)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
