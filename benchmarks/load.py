@@ -3,7 +3,7 @@
 One run measures, over a concurrency sweep (default 1, 2, 4, 8, 16, 32 closed-loop clients):
 
 * **batched** -- the service (``python -m service``) with its default settings (dynamic
-  batching, ``--max-batch-size``, default 8);
+  batching, ``--max-batch-size``, default the service's: 8 with CUDA, else 4);
 * **unbatched** -- the same service with ``SCGAN_MAX_BATCH_SIZE=1``;
 * **naive** -- ``benchmarks/naive_app.py``: a minimal FastAPI app that decodes,
   ``colorize_one``-s and encodes inside an ``async def`` handler, one forward per request,
@@ -948,7 +948,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--soak-requests", type=int, help="requests of the memory soak, 0: none (2000 [40])")
     parser.add_argument("--soak-concurrency", type=int, help="clients of the soak (default: --max-batch-size)")
-    parser.add_argument("--max-batch-size", type=int, default=8, help="the batched service's max batch (8)")
+    parser.add_argument(
+        "--max-batch-size", type=int, default=None, help="the batched service's max batch (default: the service's)"
+    )
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="servers to measure")
     parser.add_argument(
         "--naive-handler",
@@ -975,6 +977,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key, value in PRESETS["quick" if args.quick else "full"].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.max_batch_size is None:
+        from service.settings import Settings
+
+        args.max_batch_size = Settings.model_fields["max_batch_size"].get_default(call_default_factory=True)
     if args.soak_concurrency is None:
         args.soak_concurrency = args.max_batch_size
     return args

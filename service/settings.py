@@ -55,7 +55,13 @@ class Settings(BaseSettings):
     warmup: bool = Field(default=True, description="Run one forward per batch size before reporting ready.")
 
     # -- batching ----------------------------------------------------------------
-    max_batch_size: int = Field(default=8, ge=1, le=256, description="Most images in one forward.")
+    max_batch_size: int = Field(
+        default_factory=lambda: 8 if torch.cuda.is_available() else 4,
+        ge=1,
+        le=256,
+        description="Most images in one forward. Default: 8 where CUDA is available; 4 on CPUs, whose per-image "
+        "cost rises again past batch 4 (benchmarks/results/load.md).",
+    )
     max_batch_delay_ms: float = Field(
         default=5.0, ge=0.0, le=1000.0, description="Longest a batch waits for company after its first request."
     )

@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_test_helpers import make_generator
 from PIL import Image
+from scgan_reference import official_state_dict
 
+import model.cli.common
 from model import load_generator, read_generator, save_checkpoint
 from model.checkpoint import FORMAT_NAME
 from model.cli import colorize as colorize_cli
 from model.cli import convert as convert_cli
 from model.weights import default_checkpoint_path
-from model_test_helpers import make_generator
-from scgan_reference import official_state_dict
 
 SIZES = {"a.png": (40, 30), "b.jpg": (64, 48), "sub/c.png": (33, 57)}
 
@@ -119,10 +120,18 @@ def test_bad_checkpoint_and_bad_settings(good_folder: Path, tmp_path: Path, comp
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
-def test_missing_default_checkpoint(good_folder: Path, tmp_path: Path) -> None:
-    if default_checkpoint_path() is not None:
-        pytest.skip("a starter checkpoint is bundled")
+def test_missing_default_checkpoint(good_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install stripped of the bundled checkpoint, with none given: exit 2, nothing written."""
+    monkeypatch.setattr(model.cli.common, "default_checkpoint_path", lambda: None)
     assert _run(good_folder, "-o", tmp_path / "out") == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_bundled_checkpoint_is_used_by_default(good_folder: Path, tmp_path: Path) -> None:
+    if default_checkpoint_path() is None:
+        pytest.skip("no starter checkpoint is bundled")
+    assert _run(good_folder, "-o", tmp_path / "out", "--device", "cpu") == 0
+    assert any((tmp_path / "out").iterdir())
 
 
 def test_real_subprocess(mixed_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:

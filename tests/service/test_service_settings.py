@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from service import Settings
@@ -15,7 +16,7 @@ def test_defaults_are_safe() -> None:
     assert settings.checkpoint is None
     assert settings.device == "auto" and settings.precision == "auto"
     assert settings.host == "127.0.0.1"  # loopback unless an operator opens it up
-    assert settings.max_batch_size == 8 and settings.queue_capacity == 64
+    assert settings.max_batch_size == (8 if torch.cuda.is_available() else 4) and settings.queue_capacity == 64
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert settings.max_pixels == 4096 * 4096
     assert settings.cpu_threads >= 1
