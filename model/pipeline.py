@@ -12,9 +12,10 @@ Three stages, so that a server can batch the middle one across requests:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from PIL import Image
 
 from model.checkpoint import CheckpointInfo, Task, default_task, load_generator
 from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma
+from model.compiled import CompiledForwards, CompiledShape, CompileReport
 from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, resolve_device, resolve_precision
 from model.generator import Generator
@@ -107,6 +109,7 @@ class Colorizer:
         self.generator = fuse_batch_norm(fold_spectral_norm(inference_net)).to(self.device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
+        self._forwards = CompiledForwards(self._eager_forward, generator.config.in_channels)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: object) -> Colorizer:
@@ -137,16 +140,45 @@ class Colorizer:
         return PreparedImage(luma=luma.contiguous(), alpha=planes.alpha, model_input=model_input, render_size=size)
 
     # -- stage 2: device ---------------------------------------------------------
-    @torch.inference_mode()
+    def _eager_forward(self, x: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.generator(x, return_saliency=saliency)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def _forward_context(self) -> Iterator[None]:
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            yield
+
+    def compile(
+        self, batch_sizes: Iterable[int], render_size: int | None = None, *, saliency: bool = False
+    ) -> CompileReport:
+        """``torch.compile`` the forward for these batch sizes at one render size (default: this one's).
+
+        Takes seconds to a minute per shape; afterwards :meth:`predict` pads a batch up to the
+        nearest compiled size and runs that graph; other shapes, and any shape whose compile
+        fails (reported, logged), run eagerly. See :mod:`model.compiled`.
+        """
+        size = check_render_size(self.render_size if render_size is None else render_size)
+        if self.channels_last is False:
+            raise ValueError("compiled forwards are built for channels_last inputs; construct with channels_last=True")
+        return self._forwards.compile(
+            batch_sizes, size, saliency=saliency, device=self.device, context=self._forward_context
+        )
+
+    @property
+    def compiled_shapes(self) -> list[CompiledShape]:
+        """The input shapes that run a compiled graph (empty unless :meth:`compile` was called)."""
+        return self._forwards.shapes
+
     def predict(self, batch: torch.Tensor, *, saliency: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """B x C x R x R -> (RGB in [0, 1], saliency or None), float32 on the CPU."""
         x = batch.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.precision):
-            rgb, sal = self.generator(x, return_saliency=saliency)
-        rgb = rgb.float().clamp(0.0, 1.0).cpu()
-        return rgb, (sal.float().cpu() if sal is not None else None)
+        with self._forward_context():
+            rgb, sal = self._forwards.run(x, saliency)
+            rgb = rgb.float().clamp(0.0, 1.0).cpu()
+            sal = sal.float().cpu() if sal is not None else None
+        return rgb, sal
 
     # -- stage 3: CPU ------------------------------------------------------------
     def finish(self, prepared: PreparedImage, rgb: torch.Tensor) -> Image.Image:

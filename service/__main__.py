@@ -43,6 +43,7 @@ def _parse(argv: Sequence[str] | None) -> dict[str, object]:
     parser.add_argument("--port", type=int, help="port (SCGAN_PORT, default 8000)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (SCGAN_DEVICE)")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), help="SCGAN_PRECISION")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), help="SCGAN_COMPILE")
     parser.add_argument("--max-batch-size", type=int, help="SCGAN_MAX_BATCH_SIZE")
     parser.add_argument("--max-batch-delay-ms", type=float, help="SCGAN_MAX_BATCH_DELAY_MS")
     parser.add_argument("--log-level", help="SCGAN_LOG_LEVEL")

@@ -21,6 +21,7 @@ import torch
 
 from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
 from model.checkpoint import CheckpointInfo, read_generator
+from model.compiled import bucket_batch_sizes, resolve_compile
 from model.device import Precision, resolve_device
 from service.settings import Settings
 
@@ -88,9 +89,17 @@ def _fallback_generator(seed: int) -> tuple[Generator, ModelIdentity]:
 class ModelRuntime:
     """A :class:`~model.Colorizer` plus what the service needs around it."""
 
-    def __init__(self, colorizer: Colorizer, identity: ModelIdentity, *, predict: PredictFn | None = None) -> None:
+    def __init__(
+        self,
+        colorizer: Colorizer,
+        identity: ModelIdentity,
+        *,
+        predict: PredictFn | None = None,
+        compile_forwards: bool = False,
+    ) -> None:
         self.colorizer = colorizer
         self.identity = identity
+        self.compile_forwards = compile_forwards  # warm-up compiles the forward (ModelRuntime.warm_up)
         self._predict: PredictFn = predict or self._model_predict
 
     @classmethod
@@ -118,6 +127,11 @@ class ModelRuntime:
             render_size=settings.render_size,
             batch_size=settings.max_batch_size,
         )
+        compile_forwards, why_not = resolve_compile(
+            settings.compile, colorizer.device
+        )  # 'on' without a compiler raises
+        if not compile_forwards and settings.compile != "off":
+            _log.info("forwards stay eager: %s", why_not)
         _log.info(
             "loaded %s (sha256 %s, %s, saliency=%s) on %s at %s, render size %d",
             identity.name,
@@ -128,7 +142,7 @@ class ModelRuntime:
             colorizer.precision,
             colorizer.render_size,
         )
-        return cls(colorizer, identity, predict=predict)
+        return cls(colorizer, identity, predict=predict, compile_forwards=compile_forwards)
 
     # -- properties the service reports -----------------------------------------------
     @property
@@ -151,6 +165,11 @@ class ModelRuntime:
     def precision(self) -> Precision:
         return self.colorizer.precision
 
+    @property
+    def compiled_batch_sizes(self) -> list[int]:
+        """Batch sizes at the default render size that run a compiled graph (empty: all eager)."""
+        return [s.batch_size for s in self.colorizer.compiled_shapes if s.render_size == self.render_size]
+
     # -- inference ---------------------------------------------------------------------
     def _model_predict(self, batch: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.colorizer.predict(batch, saliency=saliency)
@@ -170,10 +189,24 @@ class ModelRuntime:
         return list(out.unbind(0))
 
     def warm_up(self, max_batch_size: int) -> float:
-        """One forward per batch size the batcher can form (and one saliency forward); returns seconds spent."""
+        """Compile (when enabled), then one forward per batch size the batcher can form and one saliency forward.
+
+        Returns the seconds spent. Compiling builds one graph per batch size in
+        :func:`~model.compiled.bucket_batch_sizes`; a shape that fails to compile is logged and runs eagerly.
+        """
         start = time.perf_counter()
         size = self.render_size
         channels = self.colorizer.in_channels
+        if self.compile_forwards:
+            report = self.colorizer.compile(bucket_batch_sizes(max_batch_size), size)
+            _log.info(
+                "compiled batch sizes %s at %dx%d in %.1f s%s",
+                [s.batch_size for s in report.compiled],
+                size,
+                size,
+                report.seconds,
+                f"; eager for {[s.batch_size for s in report.failed]}" if report.failed else "",
+            )
         for batch_size in range(1, max_batch_size + 1):
             self._predict(torch.zeros(batch_size, channels, size, size), False)
         if self.has_saliency:

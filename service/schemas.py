@@ -102,6 +102,10 @@ class ModelDescription(BaseModel):
     has_saliency: bool
     device: str
     precision: str
+    compiled_batch_sizes: list[int] = Field(
+        description="Batch sizes at render_size that run a torch.compile'd graph (a smaller batch is padded up to "
+        "the next); empty: every forward is eager (SCGAN_COMPILE)."
+    )
     working_resolution: int
     render_size: int
     batching: BatchingDescription

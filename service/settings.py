@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model.config import SIZE_MULTIPLE
 
 PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
+CompileSetting = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -51,8 +52,17 @@ class Settings(BaseSettings):
     max_render_size: int = Field(
         default=1024, description="Largest render_size a client may ask for (bounds per-request compute)."
     )
+    compile: CompileSetting = Field(
+        default="auto",
+        description="torch.compile the forward at warm-up, one graph per batch size in {1, 2, 4, ..., max_batch_size} "
+        "at render_size (smaller batches are zero-padded up; other shapes run eagerly). 'auto': on for CPUs with a C++ "
+        "compiler (2.5-4.4x faster there, benchmarks/results/model_forward.md; costs 15-35 s of start-up per batch size "
+        "on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
+    )
     fallback_seed: int = Field(default=0, description="Seed of the random generator used when no checkpoint exists.")
-    warmup: bool = Field(default=True, description="Run one forward per batch size before reporting ready.")
+    warmup: bool = Field(
+        default=True, description="Compile (see compile), then run one forward per batch size, before reporting ready."
+    )
 
     # -- batching ----------------------------------------------------------------
     max_batch_size: int = Field(
@@ -145,4 +155,4 @@ class Settings(BaseSettings):
         return self.max_batch_delay_ms / 1000.0
 
 
-__all__ = ["LogFormat", "LogLevel", "PrecisionSetting", "Settings"]
+__all__ = ["CompileSetting", "LogFormat", "LogLevel", "PrecisionSetting", "Settings"]

@@ -42,6 +42,7 @@ async def model_info(state: StateDep) -> ModelDescription:
         has_saliency=runtime.has_saliency,
         device=str(runtime.device),
         precision=runtime.precision,
+        compiled_batch_sizes=runtime.compiled_batch_sizes,
         working_resolution=info.working_resolution if info else runtime.render_size,
         render_size=runtime.render_size,
         batching=BatchingDescription(

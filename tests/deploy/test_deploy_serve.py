@@ -38,6 +38,7 @@ def test_pod_command_and_settings_serve_the_probes() -> None:
     settings = one(docs, "ConfigMap", main["envFrom"][0]["configMapRef"]["name"])["data"]
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
+    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
     env.update(settings)
     env.update(SCGAN_HOST="127.0.0.1", SCGAN_PORT=str(port), SCGAN_LOG_FORMAT="json")
     command = [str(Path(sys.executable).parent / main["args"][0]), *main["args"][1:]]

@@ -69,6 +69,7 @@ def make_settings(tiny_checkpoint: Path) -> Callable[..., Settings]:
             "shutdown_timeout_s": 10.0,
             # One intra-op thread: on 2 shared cores, torch's spinning worker threads slow everything down.
             "torch_threads": 1,
+            "compile": "off",  # see tests/conftest.py
         }
         values.update(overrides)
         return Settings(**values)
@@ -92,9 +93,10 @@ def _restore_torch_threads() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SCGAN_* variables of the developer's shell must not leak into the tests' settings."""
+    """SCGAN_* variables of the developer's shell must not leak into the tests' settings; forwards stay eager."""
     import os
 
     for name in list(os.environ):
         if name.startswith("SCGAN_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("SCGAN_COMPILE", "off")

@@ -62,6 +62,7 @@ def free_port() -> int:
 
 def server_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
+    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
     env.update(
         SCGAN_TORCH_THREADS="1",
         SCGAN_CPU_THREADS="1",

@@ -210,7 +210,7 @@ async def test_model_info(api: RunningApp, tiny_checkpoint: Path) -> None:
     assert body["checkpoint"]["sha256"] == hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
     assert body["config"]["start_channels"] == 4
     assert body["task"] == "gray->rgb"
-    assert body["device"] == "cpu" and body["precision"] == "fp32"
+    assert body["device"] == "cpu" and body["precision"] == "fp32" and body["compiled_batch_sizes"] == []
     assert body["working_resolution"] == 256 and body["render_size"] == 256
     assert body["batching"]["max_batch_size"] == 2
     assert body["limits"]["max_pixels"] == 4096 * 4096

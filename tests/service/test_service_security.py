@@ -431,6 +431,7 @@ def real_server(tiny_checkpoint: Path) -> Iterator[tuple[str, int]]:
     """``python -m service`` on a loopback port, exactly as deployed (its uvicorn configuration)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
+    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
     env.update(
         SCGAN_TORCH_THREADS="1",
         SCGAN_CPU_THREADS="1",

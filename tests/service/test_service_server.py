@@ -47,6 +47,7 @@ def test_invalid_configuration_exits_with_2(monkeypatch: pytest.MonkeyPatch) -> 
 def test_serves_over_real_http_and_stops_on_sigterm(tiny_checkpoint: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
+    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
     env.update(SCGAN_TORCH_THREADS="1", SCGAN_CPU_THREADS="1", SCGAN_LOG_FORMAT="json", SCGAN_MAX_BATCH_SIZE="2")
     command = [sys.executable, "-m", "service", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

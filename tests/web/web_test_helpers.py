@@ -43,6 +43,7 @@ class Server:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
+        env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
         # One torch and one CPU thread: the machine is shared.
         env.update(SCGAN_TORCH_THREADS="1", SCGAN_CPU_THREADS="1", SCGAN_MAX_BATCH_SIZE="2", SCGAN_DEVICE="cpu")
         command = [sys.executable, "-m", "service", "--checkpoint", str(checkpoint), "--port", str(self.port)]

@@ -1,0 +1,48 @@
+"""The service with compiled forwards (SCGAN_COMPILE=on): warm-up compiles, answers match the eager model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+from service_test_helpers import decode, gray_image, image_bytes, max_abs_diff, run_app
+
+from model import Colorizer
+from model.compiled import compiler_available
+from service import Settings
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.skipif(not compiler_available(torch.device("cpu"))[0], reason="no C++ compiler for inductor"),
+]
+
+
+async def test_warm_up_compiles_each_bucket_and_answers_match_eager(
+    tiny_checkpoint: Path, reference: Colorizer
+) -> None:
+    settings = Settings(
+        checkpoint=tiny_checkpoint,
+        device="cpu",
+        precision="fp32",
+        compile="on",
+        max_batch_size=2,
+        max_batch_delay_ms=200.0,  # so that two concurrent uploads share one forward
+        cpu_threads=2,
+        torch_threads=1,
+    )
+    async with run_app(settings) as running:
+        assert (await running.client.get("/v1/model")).json()["compiled_batch_sizes"] == [1, 2]
+        images = [gray_image(80, 60, seed=s) for s in range(3)]
+        uploads = [image_bytes(img, "PNG") for img in images]
+        responses = await asyncio.gather(
+            *(running.client.post("/colorize", files={"file": ("x.png", data, "image/png")}) for data in uploads)
+        )
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        sizes = [r.headers["x-batch-size"] for r in responses]
+        assert "2" in sizes and set(sizes) <= {"1", "2"}, sizes
+        for image, response in zip(images, responses, strict=True):
+            # fp32 kernels of another order of summation: at most one level of rounding apart
+            assert max_abs_diff(decode(response.content), reference.colorize_one(image)) <= 1
