@@ -360,6 +360,7 @@ def _raw_main(args: argparse.Namespace) -> int:
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
     runtime = ModelRuntime.load(settings)
+    runtime.warm_up(settings.max_batch_size)  # compiles, as the service's warm-up does (SCGAN_COMPILE)
     colorizer = runtime.colorizer
     upload = Path(args.upload).read_bytes()
     fmt = OutputFormat(args.output_format)
@@ -413,6 +414,7 @@ def _raw_main(args: argparse.Namespace) -> int:
                 "source_format": runtime.identity.source_format,
                 "device": str(colorizer.device),
                 "precision": colorizer.precision,
+                "compiled_batch_sizes": runtime.compiled_batch_sizes,
                 "render_size": size,
                 "torch_threads": torch.get_num_threads(),
                 "torch": torch.__version__,
@@ -670,7 +672,8 @@ def report(
         "",
         (
             f"{context['date']} — {context['cpu']}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {info['torch']}; device {info['device']}, precision {info['precision']}, torch threads "
+            f"torch {info['torch']}; device {info['device']}, precision {info['precision']}, compiled batch sizes "
+            f"{info['compiled_batch_sizes'] or 'none (eager)'} (SCGAN_COMPILE={args.compile}), torch threads "
             f"{info['torch_threads']}; checkpoint `{info['checkpoint']}` ({info['source_format']}; generator "
             f"{info['generator']}), render size {info['render_size']} px. Upload: {args.image_size[0]}x"
             f"{args.image_size[1]} synthetic gray {args.upload_format.upper()} ({context['upload_bytes'] / 1024:.0f} KiB, "
@@ -822,6 +825,7 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
         env["SCGAN_DEVICE"] = args.device
     if args.torch_threads:
         env["SCGAN_TORCH_THREADS"] = str(args.torch_threads)
+    env["SCGAN_COMPILE"] = args.compile
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
@@ -965,6 +969,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--device", help="SCGAN_DEVICE for every server and the raw model (default: auto)")
     parser.add_argument("--torch-threads", type=int, help="SCGAN_TORCH_THREADS (default: torch's own)")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="SCGAN_COMPILE of the services and the raw model (default: the service's default, auto); "
+        "the naive server always runs eagerly, as demos do",
+    )
     parser.add_argument("--image-size", type=int, nargs=2, default=[512, 384], metavar=("W", "H"))
     parser.add_argument("--upload-format", choices=("jpeg", "png"), default="jpeg")
     parser.add_argument("--output-format", choices=("jpeg", "png", "webp"), default="jpeg")

@@ -33,9 +33,9 @@ def rgb_to_chroma(rgb: torch.Tensor) -> torch.Tensor:
 def _chroma_offsets(chroma: torch.Tensor) -> torch.Tensor:
     """(Cb, Cr) -> the (R-Y, G-Y, B-Y) offsets they imply; their luma-weighted sum is 0."""
     cb, cr = chroma.unbind(-3)
-    dr = cr / CR_SCALE
-    db = cb / CB_SCALE
-    dg = -(_KR * dr + _KB * db) / _KG
+    dr = cr * (1.0 / CR_SCALE)
+    db = cb * (1.0 / CB_SCALE)
+    dg = dr * (-_KR / _KG) + db * (-_KB / _KG)
     return torch.stack((dr, dg, db), dim=-3)
 
 
@@ -44,16 +44,18 @@ def combine_luma_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tenso
 
     Where ``luma + chroma`` would leave the RGB cube, the chroma of that pixel is
     scaled towards gray just enough to fit, instead of clipping channels (which
-    would change the pixel's brightness).
+    would change the pixel's brightness). The largest offset bounds the room above
+    ``luma`` and the most negative one the room below; offsets sum to zero under the
+    luma weights, so a pixel with no positive (or no negative) offset has none at all.
+    Written with few full-resolution temporaries: it runs once per output pixel.
     """
     offsets = _chroma_offsets(chroma)  # ... x 3 x H x W
     y = luma.clamp(0.0, 1.0)
     tiny = torch.finfo(offsets.dtype).tiny
-    room_up = (1.0 - y) / offsets.clamp_min(tiny)
-    room_down = y / (-offsets).clamp_min(tiny)
-    room = torch.where(offsets > 0, room_up, torch.where(offsets < 0, room_down, torch.ones_like(offsets)))
-    scale = room.amin(dim=-3, keepdim=True).clamp(0.0, 1.0)
-    return (y + scale * offsets).clamp(0.0, 1.0)
+    room_up = (1.0 - y).div_(offsets.amax(dim=-3, keepdim=True).clamp_min_(tiny))
+    room_down = y.div(offsets.amin(dim=-3, keepdim=True).neg_().clamp_min_(tiny))
+    scale = torch.minimum(room_up, room_down).clamp_(0.0, 1.0)
+    return offsets.mul_(scale).add_(y).clamp_(0.0, 1.0)
 
 
 __all__ = [

@@ -71,7 +71,8 @@ def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
     """C x H x W float in [0, 1] -> H x W x C uint8."""
-    return (t.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    scaled = t.mul(255.0).add_(0.5).clamp_(0.0, 255.0)  # + 0.5 then truncation: rounding, half up
+    return scaled.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
 class Colorizer:

@@ -39,6 +39,7 @@ def test_quick_load_benchmark_reports_every_configuration(
         "--out-dir", str(out),
         "--device", "cpu",
         "--torch-threads", "1",  # no OpenMP stalls when the test shares the cores with other work
+        "--compile", "off",  # compiling costs a minute (tests/conftest.py)
         "--max-batch-size", "2",
         "--concurrency", "1", "2",
         "--duration", "0.3",
@@ -58,6 +59,7 @@ def test_quick_load_benchmark_reports_every_configuration(
         assert sum(line.startswith(f"| {label} | ") for line in summary) == 3  # summary row + one per concurrency
     assert any(line.startswith("| raw model (`Colorizer.predict`") for line in summary)
     assert "**Memory soak**" in report and "peak RSS" in report
+    assert "compiled batch sizes none (eager) (SCGAN_COMPILE=off)" in report
 
     results = json.loads((out / "load.json").read_text())
     points = results["points"]
