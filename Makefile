@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# jemalloc, when this machine has it (Debian/Ubuntu: apt-get install libjemalloc2): with glibc's malloc
+# the service's RSS keeps growing under load (README, "Performance"). The Docker image always preloads it.
+JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 
 .PHONY: install browser serve test test-slow bench bench-load clean test-container clean-container image image-cpu
 
@@ -17,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/scgan-serve
+	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) )$(BIN)/scgan-serve
 
 # The page's browser tests (tests/web) drive Debian's Chromium: installed here when we are root with apt-get.
 browser:
@@ -39,7 +42,7 @@ bench: $(STAMP)
 # memory soak; ~10 min on 2 cores, run it on a quiet machine. Tables and plot in benchmarks/results/.
 # BENCH_LOAD_ARGS=--quick for a smoke run; e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
 bench-load: $(STAMP)
-	$(BIN)/python benchmarks/load.py $(BENCH_LOAD_ARGS)
+	$(BIN)/python benchmarks/load.py $(if $(JEMALLOC),--malloc $(JEMALLOC)) $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
@@ -53,7 +56,8 @@ image:
 
 image-cpu:
 	$(CONTAINER_ENGINE) build -t $(IMAGE)-cpu --build-arg BASE_IMAGE=ubuntu:24.04 \
-		--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .
+		--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu \
+		--build-arg RUNTIME_APT_PACKAGES="g++ python3-dev" .
 
 # Builds the Dockerfile with podman against a bootstrapped Debian base, runs and checks the
 # container and the compose file on 127.0.0.1 (slow: tens of minutes; needs root and apt).

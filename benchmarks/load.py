@@ -11,8 +11,9 @@ One run measures, over a concurrency sweep (default 1, 2, 4, 8, 16, 32 closed-lo
   FastAPI's thread pool instead);
 * **raw model** -- ``Colorizer.predict`` in a tight loop on pre-made inputs, no HTTP and no
   pre/post-processing, at every batch size up to the largest, on a dedicated thread as the
-  service's inference worker runs it; the best is the ceiling. It is measured before and
-  after the sweeps (full run); the better of the two counts. The same process also times one
+  service's inference worker runs it, with the service's compiled graphs when it compiles
+  (``--compile``); the best is the ceiling. It is measured before the sweeps and after each
+  server's (full run); the best of these counts. The same process also times one
   request's stages without the service (decode, prepare, forward, finish, encode).
 
 Every server runs in its own process on 127.0.0.1 (an ephemeral port), all started in
@@ -545,6 +546,7 @@ class Soak:
     rss_start: int
     rss_max: int
     rss_end: int
+    rss_quarters: list[int]  # RSS at 0, 25, 50, 75 and 100% of the soak's duration: plateau or leak?
 
     @property
     def growth(self) -> float:
@@ -625,6 +627,7 @@ def soak(client: Worker, server: Server, args: argparse.Namespace) -> Soak:
         rss_start=rss_start,
         rss_max=max([*samples, rss_end]),
         rss_end=rss_end,
+        rss_quarters=[samples[round(i * (len(samples) - 1) / 4)] for i in range(4)] + [rss_end],
     )
 
 
@@ -665,7 +668,7 @@ def report(
     args: argparse.Namespace,
     context: dict[str, Any],
 ) -> str:
-    best_raw = {b: max(raw["before"].get(b, 0.0), raw["after"].get(b, 0.0)) for b in raw["before"]}
+    best_raw = {b: max(run.get(b, 0.0) for run in raw.values()) for b in raw["before"]}
     ceiling_batch, ceiling = max(best_raw.items(), key=lambda kv: kv[1])
     lines = [
         "# Load benchmark: service vs naive server vs raw model",
@@ -673,7 +676,8 @@ def report(
         (
             f"{context['date']} — {context['cpu']}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"torch {info['torch']}; device {info['device']}, precision {info['precision']}, compiled batch sizes "
-            f"{info['compiled_batch_sizes'] or 'none (eager)'} (SCGAN_COMPILE={args.compile}), torch threads "
+            f"{info['compiled_batch_sizes'] or 'none (eager)'} (SCGAN_COMPILE={args.compile}), allocator "
+            f"{args.malloc.name if args.malloc else 'glibc malloc'}, torch threads "
             f"{info['torch_threads']}; checkpoint `{info['checkpoint']}` ({info['source_format']}; generator "
             f"{info['generator']}), render size {info['render_size']} px. Upload: {args.image_size[0]}x"
             f"{args.image_size[1]} synthetic gray {args.upload_format.upper()} ({context['upload_bytes'] / 1024:.0f} KiB, "
@@ -724,7 +728,8 @@ def report(
                 f"{soaked.seconds:.0f} s ({soaked.ok} ok, {soaked.errors} errors, {soaked.timeouts} timeouts); RSS "
                 f"{_mib(soaked.rss_start)} MiB after a warm-up, {_mib(soaked.rss_max)} MiB at most, "
                 f"{_mib(soaked.rss_end)} MiB at the end: **{soaked.growth:+.1%}** ({verdict} the "
-                f"< {TARGET_GROWTH:.0%} target)."
+                f"< {TARGET_GROWTH:.0%} target). RSS at each quarter of the soak (MiB): "
+                f"{' -> '.join(_mib(rss) for rss in soaked.rss_quarters)}."
             ),
         ]
     lines += [
@@ -759,12 +764,16 @@ def report(
         "",
         "## Raw model",
         "",
-        "| batch | img/s before the sweeps | img/s after | ms per image (best) |",
-        "|---:|---:|---:|---:|",
+        "| batch | " + " | ".join(f"img/s {when}" for when in raw) + " | ms per image (best) |",
+        "|---:|" + "---:|" * len(raw) + "---:|",
     ]
     for b in raw["before"]:
-        lines.append(f"| {b} | {raw['before'][b]:.2f} | {_fmt(raw['after'].get(b), '.2f')} | {1e3 / best_raw[b]:.1f} |")
+        runs = " | ".join(_fmt(run.get(b), ".2f") for run in raw.values())
+        lines.append(f"| {b} | {runs} | {1e3 / best_raw[b]:.1f} |")
     lines += [
+        "",
+        "The raw model is timed before the sweeps and after each server's (`--raw-after`): this shared CPU's "
+        "speed drifts by tens of percent within minutes, so the best of these is the ceiling.",
         "",
         "One request's work without the service (median ms, one thread): "
         + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
@@ -826,6 +835,8 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
     if args.torch_threads:
         env["SCGAN_TORCH_THREADS"] = str(args.torch_threads)
     env["SCGAN_COMPILE"] = args.compile
+    if args.malloc:
+        env["LD_PRELOAD"] = str(args.malloc)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
@@ -890,11 +901,10 @@ def run(args: argparse.Namespace) -> int:
                         raise server.fail(f"exited with status {server.process.returncode}")
                 peaks[server.mode] = process_memory(server.process.pid)[1]
                 server.stop()
-            raw["after"] = (
-                raw_worker.request(what="throughput", batch_sizes=sizes, budget_s=args.raw_budget)
-                if args.raw_after
-                else {}
-            )
+                if args.raw_after:
+                    raw[f"after {server.mode}"] = raw_worker.request(
+                        what="throughput", batch_sizes=sizes, budget_s=args.raw_budget
+                    )
         finally:
             for server in servers:
                 server.stop()
@@ -905,7 +915,7 @@ def run(args: argparse.Namespace) -> int:
 
     text = report(points, raw, stages, info, peaks, soaked, args, context)
     (out_dir / "load.md").write_text(text)
-    ceiling = max(max(raw["before"].values()), max(raw["after"].values(), default=0.0))
+    ceiling = max(max(run.values(), default=0.0) for run in raw.values())
     (out_dir / "load.json").write_text(
         json.dumps(
             {
@@ -965,10 +975,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--raw-budget", type=float, help="seconds per raw batch size (3 [0.5])")
     parser.add_argument("--raw-batch-sizes", type=int, nargs="+", help="(powers of 2 up to max batch [1, max])")
     parser.add_argument(
-        "--raw-after", action=argparse.BooleanOptionalAction, help="time the raw model after the sweeps too (yes [no])"
+        "--raw-after", action=argparse.BooleanOptionalAction, help="time the raw model after each server's sweep too (yes [no])"
     )
     parser.add_argument("--device", help="SCGAN_DEVICE for every server and the raw model (default: auto)")
     parser.add_argument("--torch-threads", type=int, help="SCGAN_TORCH_THREADS (default: torch's own)")
+    parser.add_argument(
+        "--malloc",
+        type=Path,
+        help="an allocator every server and the raw model preload (LD_PRELOAD), e.g. jemalloc as the Docker image "
+        "runs: /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (default: the C library's malloc)",
+    )
     parser.add_argument(
         "--compile",
         choices=("auto", "on", "off"),
@@ -994,6 +1010,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.max_batch_size = Settings.model_fields["max_batch_size"].get_default(call_default_factory=True)
     if args.soak_concurrency is None:
         args.soak_concurrency = args.max_batch_size
+    if args.malloc is not None and not args.malloc.is_file():
+        parser.error(f"--malloc: no such file {args.malloc}")
     return args
 
 

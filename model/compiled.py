@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sysconfig
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -36,10 +38,12 @@ def compiler_available(device: torch.device) -> tuple[bool, str]:
         import torch._inductor.config as inductor_config
 
         cxx = inductor_config.cpp.cxx[-1] if inductor_config.cpp.cxx else None
-        for candidate in (cxx, "g++", "c++", "clang++"):
-            if candidate and shutil.which(candidate):
-                return True, ""
-        return False, "no C++ compiler on PATH (inductor needs one for CPU kernels)"
+        if not any(candidate and shutil.which(candidate) for candidate in (cxx, "g++", "c++", "clang++")):
+            return False, "no C++ compiler on PATH (inductor needs one for CPU kernels)"
+        headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+        if not headers.is_file():
+            return False, f"no Python headers ({headers}; e.g. the python3-dev package), which inductor's kernels include"
+        return True, ""
     if device.type == "cuda":
         from torch.utils._triton import has_triton
 

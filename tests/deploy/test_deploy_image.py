@@ -119,6 +119,21 @@ def test_environment_defaults() -> None:
     assert env["PATH"].startswith("/opt/venv/bin:")
     # Caches under /tmp: the root filesystem may be read-only (Kubernetes mounts an emptyDir there).
     assert env["XDG_CACHE_HOME"].startswith("/tmp/")
+    assert env["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/")
+
+
+def test_jemalloc_is_installed_and_preloaded() -> None:
+    """glibc's malloc let RSS grow 14-20% over a 2,000-request soak, jemalloc 4.5% (benchmarks/results)."""
+    env = {
+        key: value
+        for word, args in final_stage()
+        if word == "ENV"
+        for key, _, value in (item.partition("=") for item in shlex.split(args))
+    }
+    runs = " ".join(args for word, args in final_stage() if word == "RUN")
+    assert "libjemalloc2" in runs
+    link = env["LD_PRELOAD"]
+    assert link == "/usr/local/lib/libjemalloc.so.2" and "ln -s" in runs and link in runs
 
 
 def test_healthcheck_probes_healthz(route_table: set[tuple[str, str]]) -> None:

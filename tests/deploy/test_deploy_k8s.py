@@ -83,7 +83,7 @@ def test_gpu_overlays_ask_for_one_gpu_on_gpu_nodes(overlay: str) -> None:
 def test_cpu_overlays_have_no_gpu(overlay: str) -> None:
     assert "nvidia" not in yaml.safe_dump(deployment(overlay))
     settings = config(overlay)
-    assert settings["SCGAN_DEVICE"] == "cpu" and settings["SCGAN_PRECISION"] == "fp32"
+    assert settings["SCGAN_DEVICE"] == "cpu" and settings["SCGAN_PRECISION"] == "auto"
     assert ":" in container(overlay)["image"] and container(overlay)["image"].split(":")[-1] != "latest"
 
 

@@ -8,6 +8,7 @@ colorizer, compiled once for batch size 2.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,6 +53,12 @@ def test_compile_on_without_a_compiler_is_an_error(monkeypatch: pytest.MonkeyPat
     assert resolve_compile("auto", CPU)[0] is False
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         resolve_compile("on", CPU)
+
+
+def test_compile_needs_python_headers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(compiled.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    available, why = compiler_available(CPU)
+    assert not available and "python3-dev" in why
 
 
 def _colorizer(precision: str = "fp32") -> Colorizer:
