@@ -156,6 +156,22 @@ def metadata_bomb(kind: bytes) -> bytes:
     return base[:33] + png_chunk(kind, payload) + base[33:]  # after the signature and IHDR
 
 
+def png_with_chunks(chunks: bytes) -> bytes:
+    """A valid 32 x 32 PNG with ``chunks`` inserted after its IHDR."""
+    base = image_bytes(gray_image(32, 32), "PNG")
+    return base[:33] + chunks + base[33:]
+
+
+def png_split_idat(count: int) -> bytes:
+    """A valid PNG whose image data is split across ``count`` IDAT chunks (legal, and what some encoders do)."""
+    image = gray_image(96, 64)
+    raw = b"".join(b"\0" + image.tobytes()[y * 96 : (y + 1) * 96] for y in range(64))
+    stream = zlib.compress(raw)
+    step = -(-len(stream) // count)
+    idat = b"".join(png_chunk(b"IDAT", stream[i : i + step]) for i in range(0, len(stream), step))
+    return png(96, 64, b"", extra=b"")[:33] + idat + png_chunk(b"IEND", b"")
+
+
 # -- refused uploads ---------------------------------------------------------------------------------
 
 
@@ -192,6 +208,9 @@ REFUSED: list[Refused] = [
     Refused("tiff-100000x100000", tiff_claiming(100_000, 100_000), 413, "image_too_large"),
     Refused("png-ztxt-bomb", metadata_bomb(b"zTXt"), 400, "corrupt_image"),
     Refused("png-iccp-bomb", metadata_bomb(b"iCCP"), 400, "corrupt_image"),
+    # Pillow parses chunks in Python: 100,000 of them cost about a second of CPU before this limit.
+    Refused("png-100k-text-chunks", png_with_chunks(png_chunk(b"tEXt", b"k\0v") * 100_000), 413, "image_too_large"),
+    Refused("png-100k-empty-idat", png_with_chunks(png_chunk(b"IDAT", b"") * 100_000), 413, "image_too_large"),
     Refused("over-max-upload", _SIGNATURES["PNG"] + b"\0" * MAX_UPLOAD, 413, "upload_too_large"),
 ]
 
@@ -273,6 +292,8 @@ AWKWARD: dict[str, bytes] = {
     "jpeg-cmyk": image_bytes(rgb_image(40, 30).convert("CMYK"), "JPEG"),
     "tiff-cmyk": image_bytes(rgb_image(40, 30).convert("CMYK"), "TIFF"),
     "gif-zero-screen-size": gif_claiming(0, 0),  # the frame's own descriptor says 8 x 8
+    "png-1000-text-chunks": png_with_chunks(png_chunk(b"tEXt", b"k\0v") * 1000),  # under the limit
+    "png-data-in-3000-idat-chunks": png_split_idat(3000),
 }
 
 
