@@ -69,10 +69,16 @@ def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False, antialias=shrinking)[0]
 
 
-def _to_uint8(t: torch.Tensor) -> np.ndarray:
-    """C x H x W float in [0, 1] -> H x W x C uint8."""
-    scaled = t.mul(255.0).add_(0.5).clamp_(0.0, 255.0)  # + 0.5 then truncation: rounding, half up
-    return scaled.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+def _to_image(t: torch.Tensor) -> Image.Image:
+    """1 or 3 x H x W float in [0, 1] -> an L or RGB image.
+
+    Planes are merged by Pillow rather than transposed to H x W x C by torch: half the
+    cost of the full-resolution output (2.3 -> 1.0 ms at 512 x 384).
+    """
+    planes = t.mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()  # + 0.5, truncated: rounding
+    if planes.shape[0] == 1:
+        return Image.fromarray(planes[0], "L")
+    return Image.merge("RGB", [Image.fromarray(plane, "L") for plane in planes])
 
 
 class Colorizer:
@@ -190,7 +196,7 @@ class Colorizer:
             out = combine_luma_chroma(prepared.luma, chroma)
         else:
             out = _resize(rgb.float(), (height, width)).clamp(0.0, 1.0)
-        result = Image.fromarray(_to_uint8(out), "RGB")
+        result = _to_image(out)
         if prepared.alpha is not None:
             result.putalpha(prepared.alpha)
         return result
@@ -198,7 +204,7 @@ class Colorizer:
     def finish_saliency(self, prepared: PreparedImage, saliency: torch.Tensor) -> Image.Image:
         """Grayscale saliency map of the input's size from one predicted 1 x R x R map."""
         width, height = prepared.size
-        return Image.fromarray(_to_uint8(_resize(saliency.float(), (height, width)))[..., 0], "L")
+        return _to_image(_resize(saliency.float(), (height, width)))
 
     # -- conveniences ----------------------------------------------------------------
     def colorize_with_saliency(
