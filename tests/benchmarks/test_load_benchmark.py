@@ -67,6 +67,7 @@ def test_quick_load_benchmark_reports_every_configuration(
         (mode, n) for mode in load_benchmark.MODES for n in (1, 2)
     ]
     assert all(p["ok"] >= 2 and p["errors"] == 0 and p["timeouts"] == 0 for p in points)
+    assert all(p["raw_now"] > 0 for p in points)
     assert results["raw_ceiling_img_per_s"] > 0
     assert set(results["raw_img_per_s"]["before"]) == {"1", "2"}
     assert results["soak"]["ok"] == 8 and results["soak"]["rss_start"] > 0
