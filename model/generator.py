@@ -11,6 +11,7 @@ from torch import nn
 
 from model.config import SIZE_MULTIPLE, GeneratorConfig
 from model.layers import ConvBlock, UpBlock
+from model.lite0_global import Lite0GlobalNetwork
 
 
 class GlobalFeatureNetwork(nn.Module):
@@ -65,6 +66,13 @@ class GlobalFeatureNetwork(nn.Module):
         raise ValueError(f"no layer named {until!r} in the global feature network")
 
 
+def build_global_network(config: GeneratorConfig, *, spectral_norm: bool = True) -> nn.Module:
+    """The global feature network ``config.global_net`` names: C_in x H x W -> 8g x H/32 x W/32."""
+    if config.global_net == "efficientnet-lite0":
+        return Lite0GlobalNetwork(config, spectral_norm=spectral_norm)
+    return GlobalFeatureNetwork(config, spectral_norm=spectral_norm)
+
+
 class AttentionPredictionNetwork(nn.Module):
     """Saliency branch fed by decoder features at H/8, H/4 and H/2; outputs B x 1 x H x W in [0, 1]."""
 
@@ -110,7 +118,7 @@ class Generator(nn.Module):
         kw = dict(pad_mode=cfg.padding, norm=cfg.norm, spectral_norm=spectral_norm)
         no_norm = dict(pad_mode=cfg.padding, norm="none", spectral_norm=spectral_norm)
 
-        self.global_feature_network = GlobalFeatureNetwork(cfg, spectral_norm=spectral_norm)
+        self.global_feature_network = build_global_network(cfg, spectral_norm=spectral_norm)
         g_out = self.global_feature_network.out_channels
         if with_saliency:
             self.attention_prediction_network = AttentionPredictionNetwork(cfg, spectral_norm=spectral_norm)
@@ -157,7 +165,7 @@ class Generator(nn.Module):
         if x.shape[-2] % SIZE_MULTIPLE or x.shape[-1] % SIZE_MULTIPLE:
             raise ValueError(f"height and width must be multiples of {SIZE_MULTIPLE}, got {tuple(x.shape[-2:])}")
 
-        global_features = self.global_feature_network(x)  # 8g x H/32
+        global_features = self.global_feature_network(x)  # 8g x H/32 (either global network)
         d1 = self.down1(x)  # c x H
         d2 = self.down2(d1)  # 2c x H/2
         d3 = self.down3(d2)  # 4c x H/4
@@ -184,4 +192,4 @@ class Generator(nn.Module):
         return self.forward(x, return_saliency=False)[0]
 
 
-__all__ = ["AttentionPredictionNetwork", "Generator", "GlobalFeatureNetwork"]
+__all__ = ["AttentionPredictionNetwork", "Generator", "GlobalFeatureNetwork", "build_global_network"]

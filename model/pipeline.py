@@ -24,13 +24,26 @@ import torch.nn.functional as F
 from PIL import Image
 
 from model.checkpoint import CheckpointInfo, Task, default_task, load_generator
-from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma
+from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma, rgb_to_gray
 from model.compiled import CompiledForwards, CompiledShape, CompileReport
 from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, resolve_device, resolve_precision
 from model.generator import Generator
 from model.images import to_planes
 from model.layers import fold_spectral_norm, fuse_batch_norm
+
+
+#: The range of ``chroma_gain``: 0 gives the gray image, 1 the model's colours, 2 twice their saturation.
+CHROMA_GAIN_MIN, CHROMA_GAIN_MAX = 0.0, 2.0
+
+
+def check_chroma_gain(chroma_gain: float) -> float:
+    """A vividness factor for the predicted chroma, in [0, 2]."""
+    if isinstance(chroma_gain, bool) or not isinstance(chroma_gain, int | float) or not (
+        CHROMA_GAIN_MIN <= chroma_gain <= CHROMA_GAIN_MAX
+    ):
+        raise ValueError(f"chroma_gain must be a number in [{CHROMA_GAIN_MIN:g}, {CHROMA_GAIN_MAX:g}], got {chroma_gain!r}")
+    return float(chroma_gain)
 
 
 def check_render_size(render_size: int) -> int:
@@ -188,14 +201,21 @@ class Colorizer:
         return rgb, sal
 
     # -- stage 3: CPU ------------------------------------------------------------
-    def finish(self, prepared: PreparedImage, rgb: torch.Tensor) -> Image.Image:
-        """Full-resolution colour image from one predicted 3 x R x R RGB."""
+    def finish(self, prepared: PreparedImage, rgb: torch.Tensor, chroma_gain: float = 1.0) -> Image.Image:
+        """Full-resolution colour image from one predicted 3 x R x R RGB.
+
+        ``chroma_gain`` scales the predicted chroma (0: the gray input back, 2: twice as vivid); pixels
+        that would leave the RGB cube are desaturated just enough to fit, never clipped.
+        """
+        gain = check_chroma_gain(chroma_gain)
         width, height = prepared.size
         if self.task is Task.GRAY_TO_RGB:
             chroma = _resize(rgb_to_chroma(rgb.float()), (height, width))
-            out = combine_luma_chroma(prepared.luma, chroma)
+            out = combine_luma_chroma(prepared.luma, chroma.mul_(gain) if gain != 1.0 else chroma)
         else:
             out = _resize(rgb.float(), (height, width)).clamp(0.0, 1.0)
+            if gain != 1.0:
+                out = combine_luma_chroma(rgb_to_gray(out), rgb_to_chroma(out).mul_(gain))
         result = _to_image(out)
         if prepared.alpha is not None:
             result.putalpha(prepared.alpha)
@@ -208,26 +228,37 @@ class Colorizer:
 
     # -- conveniences ----------------------------------------------------------------
     def colorize_with_saliency(
-        self, images: Sequence[Image.Image], render_size: int | None = None, *, saliency: bool = False
+        self,
+        images: Sequence[Image.Image],
+        render_size: int | None = None,
+        *,
+        saliency: bool = False,
+        chroma_gain: float = 1.0,
     ) -> list[tuple[Image.Image, Image.Image | None]]:
         """(colour image, saliency map or None) per image, ``batch_size`` at a time, one forward per batch."""
         if saliency and not self.has_saliency:
             raise ValueError("the loaded generator has no saliency branch")
+        check_chroma_gain(chroma_gain)
         prepared = [self.prepare(img, render_size) for img in images]
         results: list[tuple[Image.Image, Image.Image | None]] = []
         for start in range(0, len(prepared), self.batch_size):
             chunk = prepared[start : start + self.batch_size]
             rgb, sal = self.predict(torch.stack([p.model_input for p in chunk]), saliency=saliency)
             for i, p in enumerate(chunk):
-                results.append((self.finish(p, rgb[i]), self.finish_saliency(p, sal[i]) if sal is not None else None))
+                color = self.finish(p, rgb[i], chroma_gain)
+                results.append((color, self.finish_saliency(p, sal[i]) if sal is not None else None))
         return results
 
-    def colorize(self, images: Sequence[Image.Image], render_size: int | None = None) -> list[Image.Image]:
+    def colorize(
+        self, images: Sequence[Image.Image], render_size: int | None = None, *, chroma_gain: float = 1.0
+    ) -> list[Image.Image]:
         """Colorize several images, ``batch_size`` at a time."""
-        return [color for color, _ in self.colorize_with_saliency(images, render_size)]
+        return [color for color, _ in self.colorize_with_saliency(images, render_size, chroma_gain=chroma_gain)]
 
-    def colorize_one(self, image: Image.Image, render_size: int | None = None) -> Image.Image:
-        return self.colorize([image], render_size)[0]
+    def colorize_one(
+        self, image: Image.Image, render_size: int | None = None, *, chroma_gain: float = 1.0
+    ) -> Image.Image:
+        return self.colorize([image], render_size, chroma_gain=chroma_gain)[0]
 
     def saliency(self, images: Sequence[Image.Image], render_size: int | None = None) -> list[Image.Image]:
         """Predicted saliency maps, one per image, at each image's size."""
@@ -235,4 +266,11 @@ class Colorizer:
         return [sal for _, sal in pairs if sal is not None]
 
 
-__all__ = ["Colorizer", "PreparedImage", "check_render_size"]
+__all__ = [
+    "CHROMA_GAIN_MAX",
+    "CHROMA_GAIN_MIN",
+    "Colorizer",
+    "PreparedImage",
+    "check_chroma_gain",
+    "check_render_size",
+]

@@ -99,10 +99,10 @@ def decode_and_prepare(
 
 
 def _finish_color(
-    colorizer: Colorizer, item: PreparedUpload, rgb: torch.Tensor, fmt: OutputFormat, quality: int | None
+    colorizer: Colorizer, item: PreparedUpload, rgb: torch.Tensor, output: ColorizeOptions, fmt: OutputFormat
 ) -> Encoded:
-    image = colorizer.finish(item.prepared, rgb)
-    return encode_image(image, fmt, quality=quality, icc_profile=item.icc_profile, dpi=item.dpi)
+    image = colorizer.finish(item.prepared, rgb, output.chroma_gain)
+    return encode_image(image, fmt, quality=output.quality, icc_profile=item.icc_profile, dpi=item.dpi)
 
 
 def _finish_saliency(colorizer: Colorizer, item: PreparedUpload, saliency: torch.Tensor) -> Encoded:
@@ -191,7 +191,7 @@ async def run_image_request(
     else:
         output = options if isinstance(options, ColorizeOptions) else ColorizeOptions()
         fmt = _output_format(output, item.decoded_format)
-        encoded = await state.run_cpu(_finish_color, colorizer, item, batched.value, fmt, output.quality)
+        encoded = await state.run_cpu(_finish_color, colorizer, item, batched.value, output, fmt)
     t2 = time.monotonic()
     state.metrics.stage_duration.labels("postprocess").observe(t2 - t1)
     state.metrics.images.labels("saliency" if saliency else "colorize").inc()

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model.config import SIZE_MULTIPLE
+from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN
 from service.encoding import OutputFormat
 
 _FORMAT_ALIASES = {"jpg": "jpeg", "jpe": "jpeg"}
@@ -36,6 +37,15 @@ class ColorizeOptions(RenderOptions):
     )
     quality: int | None = Field(
         default=None, ge=1, le=100, description="JPEG/WebP quality (default 90; WebP 100 = lossless); PNG ignores it."
+    )
+    chroma_gain: float = Field(
+        default=1.0,
+        ge=CHROMA_GAIN_MIN,
+        le=CHROMA_GAIN_MAX,
+        allow_inf_nan=False,
+        description="Vividness: the predicted chroma times this factor. 0 returns the gray input, 1 (default) the "
+        "model's colours, 2 twice their saturation (pixels that would leave the RGB range are desaturated "
+        "just enough to fit). Outside [0, 2]: 422.",
     )
 
     @field_validator("format", mode="before")

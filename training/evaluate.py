@@ -37,6 +37,7 @@ from model.checkpoint import CheckpointInfo
 from model.color import rgb_to_gray
 from model.pipeline import Colorizer
 from training.metrics import CCI_OPTIMUM, image_scores, no_reference_scores
+from training.vividness import MatchedColorfulness, matched_colorfulness
 
 log = logging.getLogger("scgan.evaluate")
 
@@ -121,6 +122,7 @@ class EvaluationResult:
     samples: tuple[SampleRow, ...] = ()
     checkpoint: CheckpointInfo | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    matched: MatchedColorfulness | None = None  # PSNR at matched colourfulness (training.vividness)
 
     @property
     def count(self) -> int:
@@ -143,6 +145,10 @@ class EvaluationResult:
         worst = min(self.images, key=lambda r: r.psnr_delta)
         return worst.psnr_delta, worst.name
 
+    def share_below_gray(self, margin_db: float = 3.0) -> float:
+        """Share of photos whose PSNR is more than ``margin_db`` below their own gray image's."""
+        return _mean([float(r.psnr_delta < -margin_db) for r in self.images])
+
     @property
     def colorfulness_ratio(self) -> float:
         """Mean model colourfulness / mean colourfulness of the originals (NaN when the originals have none)."""
@@ -160,8 +166,16 @@ class EvaluationResult:
             "colorfulness_ratio": self.colorfulness_ratio,
             "cci_optimum_share": self.mean("cci_optimum"),
             "cni": self.mean("cni"),
+            "psnr_delta_matched": self.psnr_delta_matched,
+            "matched_k": self.matched.k if self.matched else math.nan,
+            "share_3db_below_gray": self.share_below_gray(3.0),
             "count": float(self.count),
         }
+
+    @property
+    def psnr_delta_matched(self) -> float:
+        """Mean PSNR gain over gray with every output's chroma scaled to 60% of the originals' colourfulness."""
+        return self.matched.psnr_delta if self.matched else math.nan
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary: means, PSNR deltas, colourfulness, CCI optimum share, checkpoint, settings."""
@@ -189,11 +203,17 @@ class EvaluationResult:
                 "worst_delta_vs_gray": worst,
                 "worst_delta_image": worst_name,
             },
+            "below_gray": {"margin_db": 3.0, "share": self.share_below_gray(3.0)},
             "colorfulness": {
                 "variant": COLORFULNESS_VARIANT,
                 "mean": self.mean("colorfulness"),
                 "mean_original": self.mean("colorfulness", "original"),
                 "ratio_model_to_original": self.colorfulness_ratio,
+            },
+            "matched_colorfulness": {
+                "target_ratio": self.matched.target_ratio if self.matched else None,
+                "k": self.matched.k if self.matched else None,
+                "mean_psnr_delta_vs_gray": self.psnr_delta_matched,
             },
             "cci": {
                 "optimum_range": list(CCI_OPTIMUM),
@@ -296,6 +316,8 @@ def evaluate(
     results: list[ImageResult] = []
     skipped: list[tuple[str, str]] = []
     samples: list[SampleRow] = []
+    # 8-bit (original, output, gray) per photo for the matched-colourfulness metric: 9 bytes a pixel.
+    pixels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     step = colorizer.batch_size
     for start in tqdm(range(0, len(items), step), desc="evaluating", unit="batch", disable=not progress):
         batch: list[tuple[int, Image.Image, Image.Image]] = []  # (index, original, gray)
@@ -323,6 +345,7 @@ def evaluate(
                 model=image_scores(original, colored), gray=image_scores(original, gray_rgb),
                 original=no_reference_scores(original),
             ))
+            pixels.append((np.asarray(original), np.asarray(colored), np.asarray(gray_rgb)))
             if index in keep:
                 samples.append(SampleRow(labels[index], _tile(gray_rgb), _tile(colored), _tile(original)))
     settings = {
@@ -333,9 +356,10 @@ def evaluate(
         "max_side": max_side,
         "limit": limit,
     }
+    matched = matched_colorfulness(*zip(*pixels)) if pixels else None
     return EvaluationResult(
         images=tuple(results), skipped=tuple(skipped), samples=tuple(samples),
-        checkpoint=colorizer.checkpoint_info, settings=settings,
+        checkpoint=colorizer.checkpoint_info, settings=settings, matched=matched,
     )
 
 
@@ -377,6 +401,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def _markdown(result: EvaluationResult, summary: dict[str, Any], grid: str | None) -> str:
     means, psnr, cci = summary["means"], summary["psnr"], summary["cci"]
+    matched = summary["matched_colorfulness"]
     ckpt = summary["checkpoint"]
     lines = ["# Colorization evaluation", ""]
     if ckpt:
@@ -395,7 +420,11 @@ def _markdown(result: EvaluationResult, summary: dict[str, Any], grid: str | Non
         "",
         f"PSNR vs gray: mean delta {_fmt(psnr['mean_delta_vs_gray'])} dB; worst "
         f"{_fmt(psnr['worst_delta_vs_gray'])} dB (`{psnr['worst_delta_image']}`).",
+        f"Share of photos more than 3 dB below their gray: {_fmt(summary['below_gray']['share'])}.",
         f"Colourfulness ratio model/originals: {_fmt(summary['colorfulness']['ratio_model_to_original'])}.",
+        f"At matched colourfulness (every output's chroma scaled by one k = {_fmt(matched['k'])} to "
+        f"{_fmt(matched['target_ratio'])} of the originals' mean colourfulness): mean PSNR delta vs gray "
+        f"{_fmt(matched['mean_psnr_delta_vs_gray'])} dB.",
         f"CCI in the optimum range [{cci['optimum_range'][0]:g}, {cci['optimum_range'][1]:g}]: "
         f"model {_fmt(cci['optimum_share'])}, originals {_fmt(cci['optimum_share_original'])}.",
         "",

@@ -8,7 +8,6 @@ stage 1 is the same objective with no adversary and no perceptual term.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from torch import nn
 
 from model.color import rgb_to_chroma
 from model.discriminator import PerceptualNet
-from model.generator import GlobalFeatureNetwork
+from model.efficientnet_lite import STAGE_END_BLOCKS, EfficientNetLite0, load_imagenet_weights, normalize_input
 from training.config import LossConfig
+from training.projected import ProjectedHinge
 
 Logs = dict[str, float]
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -118,6 +118,8 @@ class LeastSquares:
 def make_adversary(cfg: LossConfig) -> Adversary | None:
     if cfg.gan == "none":
         return None
+    if cfg.gan == "projected":
+        return ProjectedHinge()
     if cfg.gan == "wgan-gp":
         return WassersteinGP(cfg.gradient_penalty)
     if cfg.gan == "wgan":
@@ -125,50 +127,54 @@ def make_adversary(cfg: LossConfig) -> Adversary | None:
     return LeastSquares()
 
 
-class PerceptualLoss(nn.Module):
-    """L1 between feature maps of a frozen network.
+#: EfficientNet-Lite0 perceptual taps: the last block of the stages at strides 4, 8 and 16.
+LITE0_PERCEPTUAL_BLOCKS: tuple[int, ...] = (STAGE_END_BLOCKS[1], STAGE_END_BLOCKS[2], STAGE_END_BLOCKS[4])
 
-    With a torchvision ``vgg16`` state dict: VGG-16 conv3_3 before its ReLU, as
-    published (inputs normalised with ImageNet statistics, as those weights expect).
-    Without one (nothing is ever downloaded): the FALLBACK is a frozen copy of the
-    generator's own global feature network, applied to R, G and B separately, up to
-    conv3_3; ``source`` says which one is in use and is recorded in checkpoints.
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+class PerceptualLoss(nn.Module):
+    """L1 between feature maps of a frozen ImageNet network on the RGB output.
+
+    With a torchvision ``vgg16`` state dict: VGG-16 conv3_3 before its ReLU, as published (inputs
+    normalised with ImageNet statistics, as those weights expect). Without one (nothing is ever
+    downloaded): EfficientNet-Lite0, the ImageNet classifier the ``train`` extra installs, at strides
+    4, 8 and 16 (the mean of the three L1s), on its own input normalisation. ``source`` says which
+    network and file are in use; it is recorded in training states and exported checkpoints.
     """
 
-    def __init__(self, vgg16_weights: str, global_network: GlobalFeatureNetwork | None) -> None:
+    def __init__(self, vgg16_weights: str = "", lite0_weights: str = "") -> None:
         super().__init__()
+        self.vgg: PerceptualNet | None = None
+        self.lite0: EfficientNetLite0 | None = None
         if vgg16_weights:
             path = Path(vgg16_weights)
             state = torch.load(path, map_location="cpu", weights_only=True)
             net = PerceptualNet()
             net.load_torchvision_vgg16(state)
-            self.vgg: PerceptualNet | None = net.eval()
-            self.global_net: GlobalFeatureNetwork | None = None
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-            self.source = f"vgg16-conv3_3:{path.name}:{digest}"
+            self.vgg = net.eval()
+            self.source = f"vgg16-conv3_3:{path.name}:{_file_digest(path)}"
             self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
         else:
-            if global_network is None:
-                raise ValueError("the perceptual fallback needs the generator's global feature network")
-            self.vgg = None
-            self.global_net = copy.deepcopy(global_network).eval()
-            self.source = "fallback:global-feature-network-conv3_3-per-channel"
+            self.lite0 = EfficientNetLite0(with_classifier=False)
+            name = load_imagenet_weights(self.lite0, lite0_weights or None)
+            self.source = f"efficientnet-lite0-blocks{'-'.join(map(str, LITE0_PERCEPTUAL_BLOCKS))}:{name}"
         self.requires_grad_(False)
+        self.train(False)
 
     def train(self, mode: bool = True) -> PerceptualLoss:  # the feature network stays in eval mode
         return super().train(False)
 
-    def features(self, rgb: torch.Tensor) -> torch.Tensor:
-        if self.vgg is not None:
-            return self.vgg((rgb - self.mean) / self.std)
-        assert self.global_net is not None
-        b = rgb.shape[0]
-        per_channel = rgb.reshape(b * 3, 1, *rgb.shape[-2:])
-        return self.global_net.features(per_channel, until="conv3_3")
-
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(self.features(fake), self.features(real))
+        if self.vgg is not None:
+            return F.l1_loss(self.vgg((fake - self.mean) / self.std), self.vgg((real - self.mean) / self.std))
+        assert self.lite0 is not None
+        f = self.lite0.stages(normalize_input(fake), LITE0_PERCEPTUAL_BLOCKS)
+        r = self.lite0.stages(normalize_input(real), LITE0_PERCEPTUAL_BLOCKS)
+        return torch.stack([F.l1_loss(f[b], r[b]) for b in LITE0_PERCEPTUAL_BLOCKS]).mean()
 
 
 Outputs = dict[str, torch.Tensor]

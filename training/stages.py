@@ -18,7 +18,10 @@ from model.layers import init_weights, load_folded_weights
 from training.classifier import GlobalClassifier
 from training.config import TrainConfig
 from training.data import ClassificationDataset, ColorPhotoDataset, CropSpec, PairedDataset, list_images, split_paths
+from model.efficientnet_lite import load_imagenet_weights
+from model.lite0_global import Lite0GlobalNetwork
 from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
+from training.projected import ProjectedDiscriminator
 from training.state import StateError, load_state
 
 log = logging.getLogger("scgan.train")
@@ -58,7 +61,8 @@ def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]
     if d.val_dir:
         val_paths = list_images(d.val_dir)
     train_set = ColorPhotoDataset(d.train_dir, train_paths, crop, max_side=d.max_side,
-                                  saliency_dir=d.saliency_dir, cache_dir=_cache_dir(cfg))
+                                  saliency_dir=d.saliency_dir, cache_dir=_cache_dir(cfg),
+                                  min_colorfulness=d.min_colorfulness)
     description = {
         "mode": "colour photos",
         "train_dir": d.train_dir,
@@ -68,6 +72,8 @@ def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]
         "saliency_targets": d.saliency_dir or "spectral residual (Hou & Zhang 2007), computed and cached",
         "crop_size": d.crop_size,
         "crop_scale": [d.scale_min, d.scale_max],
+        "min_colorfulness": d.min_colorfulness,
+        "dropped_low_colorfulness": [p.name for p in train_set.dropped_low_colorfulness],
     }
     return train_set, val_paths, description
 
@@ -101,6 +107,33 @@ def _load_stage1(generator: Generator, path: str) -> None:
              ", EMA weights" if state.get("ema") else "")
 
 
+def _init_lite0_trunk(generator: Generator, cfg: TrainConfig) -> None:
+    """ImageNet weights into an EfficientNet-Lite0 global network; frozen unless optim.lr_global_scale > 0."""
+    net = generator.global_feature_network
+    if not isinstance(net, Lite0GlobalNetwork):
+        return
+    name = load_imagenet_weights(net.trunk, cfg.loss.lite0_weights or None)
+    frozen = cfg.optim.lr_global_scale == 0
+    net.trunk.requires_grad_(not frozen)
+    log.info("global network: EfficientNet-Lite0 from %s, %s", name,
+             "frozen" if frozen else f"fine-tuned at {cfg.optim.lr_global_scale} x lr_g")
+
+
+def main_param_groups(main: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Optimizer groups of the main network: an EfficientNet-Lite0 trunk at lr_g x lr_global_scale, the rest at lr_g.
+
+    Frozen parameters are left out.
+    """
+    trunk = getattr(getattr(main, "global_feature_network", None), "trunk", None)
+    trunk_ids = {id(p) for p in trunk.parameters()} if isinstance(trunk, nn.Module) else set()
+    rest = [p for p in main.parameters() if p.requires_grad and id(p) not in trunk_ids]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.optim.lr_g}]
+    tuned = [p for p in main.parameters() if p.requires_grad and id(p) in trunk_ids]
+    if tuned:
+        groups.append({"params": tuned, "lr": cfg.optim.lr_g * cfg.optim.lr_global_scale})
+    return groups
+
+
 def build_stage(cfg: TrainConfig) -> StageParts:
     """Networks (initialised as published), objective and data for ``cfg.run.stage``."""
     gen_cfg = cfg.model.generator_config()
@@ -126,6 +159,7 @@ def build_stage(cfg: TrainConfig) -> StageParts:
 
     generator = Generator(gen_cfg, with_saliency=cfg.loss.attention > 0, spectral_norm=True)
     init_weights(generator, cfg.model.init_gain)
+    _init_lite0_trunk(generator, cfg)
     if cfg.run.init_global_from:
         _load_global_features(generator, cfg.run.init_global_from)
     if cfg.run.init_from:
@@ -134,16 +168,19 @@ def build_stage(cfg: TrainConfig) -> StageParts:
         log.warning("stage2 without run.init_from: the generator starts from scratch, not from stage 1")
 
     adversary = make_adversary(cfg.loss)
-    critic = None
-    if adversary is not None:
+    critic: nn.Module | None = None
+    if cfg.loss.gan == "projected":
+        critic = ProjectedDiscriminator(cfg.model.discriminator_channels, weights_path=cfg.loss.lite0_weights)
+    elif adversary is not None:
         critic = PatchDiscriminator70(cfg.model.in_channels, cfg.model.out_channels, cfg.model.discriminator_channels,
                                       padding=cfg.model.padding, norm=cfg.model.norm)
         init_weights(critic, cfg.model.init_gain)
     perceptual = None
     if cfg.loss.perceptual > 0:
-        perceptual = PerceptualLoss(cfg.loss.vgg16_weights, generator.global_feature_network)
+        perceptual = PerceptualLoss(cfg.loss.vgg16_weights, cfg.loss.lite0_weights)
         if perceptual.vgg is None:
-            log.warning("no loss.vgg16_weights given: perceptual loss uses the FALLBACK (%s)", perceptual.source)
+            log.warning("no loss.vgg16_weights given: the perceptual loss uses EfficientNet-Lite0 (%s), "
+                        "not the published VGG-16", perceptual.source)
     train_set, val_paths, description = _colour_data(cfg)
     task = Task.GRAY_TO_RGB if cfg.model.in_channels == 1 and not cfg.data.input_dir else Task.NCHANNEL_TO_RGB
     objective = ColorizationObjective(cfg.loss, adversary, perceptual)
@@ -157,4 +194,4 @@ def move_perceptual(parts: StageParts, device: torch.device) -> None:
         obj.perceptual.to(device)
 
 
-__all__ = ["StageParts", "build_stage", "crop_spec", "move_perceptual"]
+__all__ = ["StageParts", "build_stage", "crop_spec", "main_param_groups", "move_perceptual"]

@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from model.cli.common import open_colorizer
+from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
 
 log = logging.getLogger("scgan.colorize")
 
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png", choices=tuple(_FORMATS))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--saliency", action="store_true", help="also write each image's saliency map")
+    p.add_argument(
+        "--chroma-gain",
+        type=float,
+        default=1.0,
+        help=f"vividness: the predicted chroma times this, {CHROMA_GAIN_MIN:g} (gray) to {CHROMA_GAIN_MAX:g}; default 1",
+    )
     return p
 
 
@@ -77,7 +84,12 @@ def _save(image: Image.Image, dest: Path, fmt: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        check_chroma_gain(args.chroma_gain)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     colorizer = open_colorizer(args, log)
     if colorizer is None:
@@ -103,13 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not batch:
             continue
         try:
-            results = colorizer.colorize_with_saliency([img for _, _, img in batch], saliency=args.saliency)
+            results = colorizer.colorize_with_saliency(
+                [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
+            )
         except (OSError, ValueError, RuntimeError) as exc:
             log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
             results = []
             for path, _, img in batch:
                 try:
-                    results.append(colorizer.colorize_with_saliency([img], saliency=args.saliency)[0])
+                    results.append(
+                        colorizer.colorize_with_saliency([img], saliency=args.saliency, chroma_gain=args.chroma_gain)[0]
+                    )
                 except (OSError, ValueError, RuntimeError) as one_exc:
                     log.warning("skipping %s: %s", path, one_exc)
                     failed += 1

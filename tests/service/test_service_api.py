@@ -237,3 +237,40 @@ async def test_unknown_routes_use_the_error_envelope(api: RunningApp) -> None:
     response = await api.client.get("/colorize")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_chroma_gain_zero_gives_the_gray_image_and_scales_the_colour(
+    api: RunningApp, reference: Colorizer
+) -> None:
+    image = gray_image(80, 60)
+    data = image_bytes(image, "PNG")
+    gray = await api.client.post("/colorize", files={"file": ("g.png", data, "image/png")}, data={"chroma_gain": "0"})
+    assert gray.status_code == 200, gray.text
+    out = np.asarray(decode(gray.content).convert("RGB"), dtype=np.int16)
+    assert np.abs(out - np.asarray(image.convert("RGB"), dtype=np.int16)).max() <= 1  # the luma back, no colour
+    vivid = await api.client.post("/colorize?chroma_gain=1.5", **upload(data, "g.png", "image/png"))
+    assert vivid.status_code == 200, vivid.text
+    assert max_abs_diff(decode(vivid.content), reference.colorize_one(image, chroma_gain=1.5)) == 0
+    assert max_abs_diff(decode(vivid.content), reference.colorize_one(image)) > 0
+
+
+@pytest.mark.parametrize("value", ["-0.1", "2.01", "nan", "inf", "vivid", ""])
+async def test_chroma_gain_outside_its_range_is_422(api: RunningApp, value: str) -> None:
+    data = image_bytes(gray_image(), "PNG")
+    for request in (
+        {"files": {"file": ("g.png", data, "image/png")}, "data": {"chroma_gain": value}},
+        {"params": {"chroma_gain": value}, **upload(data, "g.png", "image/png")},
+    ):
+        response = await api.client.post("/colorize", **request)
+        assert response.status_code == 422, (value, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_options" and "chroma_gain" in error["message"], error
+
+
+async def test_chroma_gain_is_in_the_openapi_schema(api: RunningApp) -> None:
+    schema = (await api.client.get("/openapi.json")).json()
+    operation = schema["paths"]["/colorize"]["post"]
+    query = {p["name"]: p for p in operation["parameters"]}["chroma_gain"]["schema"]
+    assert (query["minimum"], query["maximum"], query["default"]) == (0.0, 2.0, 1.0)
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["chroma_gain"]
+    assert (form["minimum"], form["maximum"]) == (0.0, 2.0)

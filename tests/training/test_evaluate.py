@@ -194,3 +194,19 @@ def test_write_report_with_no_images(tmp_path: Path, colorizer: Colorizer) -> No
     summary = json.loads(paths["json"].read_text())
     assert summary["count"] == 0 and summary["means"]["psnr"] is None
     assert "grid" not in paths
+
+
+def test_summary_reports_matched_colourfulness_and_photos_below_gray(photos: Path, checkpoint: Path,
+                                                                     tmp_path: Path) -> None:
+    from training.cli_eval import main
+
+    out = tmp_path / "report"
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    matched = summary["matched_colorfulness"]
+    assert matched["target_ratio"] == 0.6
+    assert matched["k"] is None or matched["k"] > 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    below = [float(r["psnr_delta"]) < -3.0 for r in rows]
+    assert summary["below_gray"]["share"] == pytest.approx(sum(below) / len(below))
+    assert "matched colourfulness" in (out / "report.md").read_text()

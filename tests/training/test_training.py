@@ -40,6 +40,9 @@ def _train_rows(out_dir: Path) -> list[dict]:
         ("stage2", {"loss": {"gan": "lsgan"}}),
         ("stage2", {"loss": {"gan": "wgan-gp"}, "optim": {"n_critic": 2, "grad_accum": 2, "batch_size": 1}}),
         ("stage1", {"optim": {"grad_accum": 2, "batch_size": 1}}),
+        ("stage2", {"loss": {"gan": "projected"}}),
+        ("stage1", {"model": {"global_net": "efficientnet-lite0"}}),
+        ("stage2", {"model": {"global_net": "efficientnet-lite0"}, "optim": {"lr_global_scale": 0.1}}),
     ],
 )
 def test_colorization_stages_run_with_finite_losses(tmp_path: Path, photos: Path, stage: str, extra: dict) -> None:
@@ -56,7 +59,7 @@ def test_colorization_stages_run_with_finite_losses(tmp_path: Path, photos: Path
     state = load_state(tmp_path / "run" / "ckpt")
     assert state["step"] == 2 and (state["critic"] is not None) == (stage == "stage2")
     if stage == "stage2":
-        assert state["perceptual"].startswith("fallback:")
+        assert state["perceptual"].startswith("efficientnet-lite0")  # no VGG-16 file given
 
 
 @pytest.mark.parametrize("task", ["rotation", "classes"])
@@ -245,3 +248,39 @@ def test_fine_tuning_starts_from_a_serving_checkpoint(tmp_path: Path, photos: Pa
         other = tiny_config(tmp_path / "bad", photos, run={"max_steps": 1, "init_from": str(tmp_path / "serving.pt")},
                             model={"start_channels": 8})
         build_stage(other)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_lite0_trunk_starts_from_imagenet_and_is_frozen_or_fine_tuned(tmp_path: Path, photos: Path,
+                                                                      scale: float) -> None:
+    from model.efficientnet_lite import EfficientNetLite0, load_imagenet_weights
+
+    imagenet = EfficientNetLite0(with_classifier=False)
+    load_imagenet_weights(imagenet)
+    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 2},
+                      model={"global_net": "efficientnet-lite0"}, optim={"lr_global_scale": scale, "lr_g": 1e-2})
+    train(cfg)
+    trunk = {k[len("global_feature_network.trunk."):]: v for k, v in load_state(tmp_path / "run" / "ckpt")["main"].items()
+             if k.startswith("global_feature_network.trunk.")}
+    reference = imagenet.state_dict()
+    assert set(trunk) == set(reference)
+    unchanged = all(torch.equal(trunk[k], reference[k]) for k in reference)
+    assert unchanged == (scale == 0.0)
+    # BatchNorm statistics stay ImageNet's either way.
+    assert all(torch.equal(trunk[k], reference[k]) for k in reference if "running_" in k)
+
+
+def test_near_gray_photos_are_left_out(tmp_path: Path, photos: Path) -> None:
+    from training.metrics import colorfulness
+
+    muted = np.full((72, 96, 3), 120, np.uint8)
+    muted[..., 0] = np.linspace(115, 125, 96, dtype=np.float32)[None].astype(np.uint8)  # a faint tint
+    Image.fromarray(muted).save(photos / "muted.png")
+    assert 0 < colorfulness(muted) < 15
+    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 1}, data={"min_colorfulness": 15.0})
+    from training.stages import build_stage
+
+    parts = build_stage(cfg)
+    assert [p.name for p in parts.train_set.dropped_low_colorfulness] == ["muted.png"]
+    assert parts.data_description["dropped_low_colorfulness"] == ["muted.png"]
+    assert len(parts.train_set) == 6

@@ -9,6 +9,7 @@
   const beforeImg = $("before-img"), afterImg = $("after-img"), saliencyImg = $("saliency-img");
   const saliencyBox = $("saliency"), saliencyNote = $("saliency-note");
   const download = $("download"), dimensions = $("dimensions"), timings = $("timings");
+  const vividness = $("vividness"), vividnessValue = $("vividness-value");
 
   // Headers set by service/routes/colorize.py; same origin, so fetch can read them all.
   const TIMING_HEADERS = [
@@ -57,6 +58,7 @@
   async function post(path, blob, name) {
     const form = new FormData();
     form.append("file", blob, name);
+    if (path === "/colorize") form.append("chroma_gain", vividness.value);
     return fetch(path, {method: "POST", body: form});
   }
 
@@ -225,6 +227,12 @@
       stage.classList.toggle("side", radio.value === "side" && radio.checked);
     });
   }
+
+  // The vividness slider: its value goes with every /colorize; letting go of it re-colorizes the photo.
+  const showVividness = () => { vividnessValue.textContent = Number(vividness.value).toFixed(1); };
+  vividness.addEventListener("input", showVividness);
+  vividness.addEventListener("change", () => { if (current) colorize(current.blob, current.name); });
+  showVividness();
 
   saliencyBox.addEventListener("change", () => {
     if (saliencyBox.checked) showSaliency(); else saliencyImg.hidden = true;
