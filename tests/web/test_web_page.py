@@ -166,3 +166,29 @@ def test_no_saliency_branch_disables_the_toggle(server_no_saliency: Server, page
     _wait_for_result(page)
     assert page.is_disabled("#saliency")
     assert page.eval_on_selector("#error", "e => e.hidden")
+
+
+_CHANNEL_SPREAD_JS = """img => {
+    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data; let m = 0;
+    for (let i = 0; i < d.length; i += 4) m = Math.max(m, Math.abs(d[i] - d[i + 1]), Math.abs(d[i + 1] - d[i + 2]));
+    return m;
+}"""
+
+
+def test_vividness_slider_recolorizes_with_chroma_gain(server: Server, page: Any, tmp_path: Path) -> None:
+    page.goto(server.base_url + "/")
+    page.set_input_files("#file", str(_gray_png(tmp_path / "v.png", 320, 200)))
+    _wait_for_result(page)
+    assert page.eval_on_selector("#after-img", _CHANNEL_SPREAD_JS) > 1  # the model's colours at gain 1
+    first = page.get_attribute("#after-img", "src")
+    page.eval_on_selector(
+        "#vividness",
+        "e => { e.value = '0'; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }",
+    )
+    assert page.text_content("#vividness-value") == "0.0"
+    page.wait_for_function("src => document.getElementById('after-img').src !== src", arg=first)
+    _wait_for_result(page)
+    # chroma_gain 0: the answer is the gray photo, every pixel R = G = B (within rounding).
+    assert page.eval_on_selector("#after-img", _CHANNEL_SPREAD_JS) <= 1
