@@ -7,7 +7,6 @@ import hmac
 import logging
 import os
 import re
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
