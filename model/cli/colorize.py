@@ -167,8 +167,8 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
                 raise
     finally:
         client.close()
-    if run.retried:
-        log.info("%d requests were retried", run.retried)
+    if client.retried:
+        log.info("%d requests were retried", client.retried)
     if run.aborted:
         log.error("stopped: %s", run.aborted)
     return len(run.failed), run.aborted is not None
