@@ -39,13 +39,15 @@ def _free_port() -> int:
 class Server:
     """``python -m service`` on 127.0.0.1, stopped with SIGTERM."""
 
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, **settings: str) -> None:
+        """``settings``: extra SCGAN_* variables, e.g. ``SCGAN_API_KEYS_FILE``."""
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
         env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
         # One torch and one CPU thread: the machine is shared.
         env.update(SCGAN_TORCH_THREADS="1", SCGAN_CPU_THREADS="1", SCGAN_MAX_BATCH_SIZE="2", SCGAN_DEVICE="cpu")
+        env.update(settings)
         command = [sys.executable, "-m", "service", "--checkpoint", str(checkpoint), "--port", str(self.port)]
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
