@@ -24,7 +24,7 @@ from service.auth import ApiKeys, require_api_key
 from service.batcher import Batcher
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.middleware import BodyLimitMiddleware, DocsPolicyMiddleware, RequestContextMiddleware
 from service.routes import colorize_router, health_router, metrics_router, model_info_router
 from service.runtime import ModelRuntime, PredictFn, work_key
 from service.settings import Settings
@@ -55,6 +55,8 @@ CORS_EXPOSED_HEADERS = (
 )
 #: Where the Swagger UI and ReDoc bundles (from the fastapi-offline package) are served; nothing comes from a CDN.
 DOCS_ASSETS_URL = "/docs-assets"
+SWAGGER_UI_URL = "/docs"
+REDOC_URL = "/redoc"
 
 
 def _lifespan(
@@ -123,6 +125,8 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     # FastAPIOffline: FastAPI with /docs (Swagger UI) and /redoc served from the package's own copies of the
     # JS and CSS instead of a CDN, so the documentation works on a network without internet.
     app = FastAPIOffline(
+        docs_url=SWAGGER_UI_URL,
+        redoc_url=REDOC_URL,
         static_url=DOCS_ASSETS_URL,
         favicon_url="/web/favicon.svg",
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
@@ -152,6 +156,7 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     for router, dependencies in routers:
         app.include_router(router, dependencies=dependencies)
     known_paths = frozenset(getattr(route, "path", "") for router, _ in routers for route in router.routes)
+    app.add_middleware(DocsPolicyMiddleware, paths=frozenset({SWAGGER_UI_URL, REDOC_URL}))
     # Added last = outermost: the request context sees (and stamps) even the body limit's early 413s.
     app.add_middleware(
         BodyLimitMiddleware,

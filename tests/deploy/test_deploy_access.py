@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from deploy_helpers import REPO, SERVING_OVERLAYS, compose_config, documents, one
 
 CI_KEY = "scgan-ci-key"  # the key whose SHA-256 k8s/overlays/ci/api-keys.ci holds
@@ -59,5 +58,5 @@ def test_compose_mounts_the_keys_file_as_a_secret() -> None:
     assert not [line for line in source.read_text().splitlines() if line.strip() and not line.startswith("#")]
     # .env.example shows the setting that turns the keys on, pointing at the secret.
     example = (REPO / ".env.example").read_text()
-    assert re.search(rf"^# SCGAN_API_KEYS_FILE={re.escape(target)}$", example, re.M)
-    assert re.search(r"^# API_KEYS_FILE=", example, re.M)
+    assert re.search(rf"^# SCGAN_API_KEYS_FILE={re.escape(target)}$", example, re.MULTILINE)
+    assert re.search(r"^# API_KEYS_FILE=", example, re.MULTILINE)

@@ -10,17 +10,16 @@ import hashlib
 import logging
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from server_process import ServerProcess, free_port
 
 from model.cli import colorize as colorize_cli
 from model.cli.remote import RetryPolicy, check_server_url, parse_retry_after, read_api_key
@@ -30,19 +29,13 @@ REPO = HERE.parents[1]
 API_KEY = "remote-cli-test-key-4f1b"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class FaultyServer:
-    """remote_test_server.py on a loopback port; ``record`` lists "<status> <in-flight>" per upload."""
+class FaultyServer(ServerProcess):
+    """remote_test_server.py on a loopback port; ``uploads()`` lists (status, in-flight) per upload."""
 
     def __init__(self, checkpoint: Path, workdir: Path, *args: str, keys_file: Path | None = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.record = workdir / f"record-{self.port}.txt"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.record = workdir / f"record-{port}.txt"
         self.record.touch()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
         env.update(
@@ -51,35 +44,12 @@ class FaultyServer:
         )
         if keys_file is not None:
             env["SCGAN_API_KEYS_FILE"] = str(keys_file)
-        command = [sys.executable, str(HERE / "remote_test_server.py"), str(self.port), str(self.record), *args]
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the test server never got ready"
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+        command = [sys.executable, str(HERE / "remote_test_server.py"), str(port), str(self.record), *args]
+        super().__init__(command, port=port, env=env, cwd=REPO)
+        self.wait_ready()
 
     def uploads(self) -> list[tuple[int, int]]:
         return [(int(a), int(b)) for a, b in (line.split() for line in self.record.read_text().splitlines())]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
 
 
 def _picture(width: int, height: int, seed: int, mode: str = "L") -> Image.Image:
@@ -206,7 +176,7 @@ def test_unreachable_server_is_one_line_and_exit_2(
     client_key: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = _folder(tmp_path, 1)
-    url = f"http://127.0.0.1:{_free_port()}"  # nobody listens
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens
     with caplog.at_level(logging.INFO):
         assert _run(folder, "-o", tmp_path / "out", "--server", url, "--retries", "1") == 2
     assert f"cannot use {url}" in caplog.text and "ConnectError" in caplog.text
@@ -323,7 +293,7 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
         "print(status, 'httpx' in sys.modules)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.stdout.split() == ["0", "False"], result.stderr

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image
-from web_test_helpers import Server, _free_port, tiny_checkpoint
+from server_process import free_port
+from web_test_helpers import Server, tiny_checkpoint
 
 TIMEOUT_MS = 60_000
 API_KEY = "web-test-key-3c9e7a"
@@ -29,7 +30,7 @@ def _gray_png(path: Path, width: int = 96, height: int = 64) -> Path:
 @pytest.fixture(scope="module")
 def app_origin() -> str:
     """Another origin (a port nobody listens on; the browser gets its page from a Playwright route)."""
-    return f"http://127.0.0.1:{_free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_a_browser_app_on_another_origin_calls_the_api_with_a_key(
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    stranger = f"http://127.0.0.1:{_free_port()}"
+    stranger = f"http://127.0.0.1:{free_port()}"
     for origin in (app_origin, stranger):
         page.route(f"{origin}/**", lambda route: route.fulfill(status=200, content_type="text/html", body="<p>app</p>"))
     try:
