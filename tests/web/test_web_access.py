@@ -6,7 +6,9 @@ import base64
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +16,6 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image
-from server_process import free_port
 from web_test_helpers import Server, tiny_checkpoint
 
 TIMEOUT_MS = 60_000
@@ -27,10 +28,35 @@ def _gray_png(path: Path, width: int = 96, height: int = 64) -> Path:
     return path
 
 
+class _AppPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = b"<!doctype html><title>another app</title><p>app</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+
+def _app_server() -> ThreadingHTTPServer:
+    """A page of another app, served from another loopback port (a page a Playwright route made up would not be
+    on the loopback network, and Chromium's local network checks would then refuse its calls to the service)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AppPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
-def app_origin() -> str:
-    """Another origin (a port nobody listens on; the browser gets its page from a Playwright route)."""
-    return f"http://127.0.0.1:{free_port()}"
+def app_origin() -> Iterator[str]:
+    """The origin of a browser app that SCGAN_CORS_ORIGINS lets in."""
+    server = _app_server()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +154,16 @@ def test_the_page_asks_for_a_key_once_and_keeps_it_in_memory(
         page.wait_for_selector("#key-form:not([hidden])")  # /v1/model answered 401
         assert "needs an API key" in (page.text_content("#key-note") or "")
 
-        # A wrong key: the upload's 401 is shown readably and the form asks again.
-        page.fill("#api-key", "not-the-key")
-        page.click("#key-form button[type=submit]")
+        # An upload without a key: its 401 is shown readably.
         page.set_input_files("#file", str(_gray_png(tmp_path / "a.png")))
         page.wait_for_selector("#error:not([hidden])")
         message = page.text_content("#error") or ""
         assert "API key" in message and "HTTP 401" in message and "unauthorized" in message
-        page.wait_for_selector("#key-form:not([hidden])")
-        assert "not accepted" in (page.text_content("#key-note") or "")
+        # A wrong key: the upload runs again, is refused, and the form says so.
+        page.fill("#api-key", "not-the-key")
+        page.click("#key-form button[type=submit]")
+        page.wait_for_function("() => (document.getElementById('key-note').textContent || '').includes('not accepted')")
+        assert page.is_visible("#key-form") and "HTTP 401" in (page.text_content("#error") or "")
 
         # The right key: the interrupted upload runs again by itself.
         page.fill("#api-key", API_KEY)
@@ -152,7 +179,7 @@ def test_the_page_asks_for_a_key_once_and_keeps_it_in_memory(
         assert page.is_hidden("#key-form")
 
         posts = [(path, auth) for method, path, auth in requests if method == "POST"]
-        assert [auth for _, auth in posts] == ["Bearer not-the-key"] + [f"Bearer {API_KEY}"] * 3, posts
+        assert [auth for _, auth in posts] == [None, "Bearer not-the-key"] + [f"Bearer {API_KEY}"] * 3, posts
         stored = page.evaluate("() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie")
         assert API_KEY not in stored
         # Memory only: a reload forgets it.
@@ -188,9 +215,8 @@ def test_a_browser_app_on_another_origin_calls_the_api_with_a_key(
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    stranger = f"http://127.0.0.1:{free_port()}"
-    for origin in (app_origin, stranger):
-        page.route(f"{origin}/**", lambda route: route.fulfill(status=200, content_type="text/html", body="<p>app</p>"))
+    other = _app_server()
+    stranger = f"http://127.0.0.1:{other.server_address[1]}"
     try:
         page.goto(app_origin + "/app.html")
         # Authorization is not a simple header: Chromium sends a real preflight (OPTIONS, no key) first.
@@ -205,3 +231,4 @@ def test_a_browser_app_on_another_origin_calls_the_api_with_a_key(
         assert "failed" in blocked and "Failed to fetch" in blocked["failed"], blocked
     finally:
         context.close()
+        other.shutdown()

@@ -26,12 +26,15 @@
   // storage or cookies, so it is gone with the tab.
   let apiKey = null;
   let retryAfterKey = null;  // the upload a 401 interrupted, run again once a key is given
+  let modelChecked = false;  // GET /v1/model answered (it needs the key too)
 
   function authHeaders() {
     return apiKey ? {Authorization: `Bearer ${apiKey}`} : {};
   }
 
-  function askForKey(message) {
+  // A 401: the key we sent (if any) was refused; ask for one.
+  function askForKey() {
+    const message = apiKey ? "That key was not accepted; enter another." : "This service needs an API key.";
     apiKey = null;
     keyNote.textContent = message;
     keyForm.hidden = false;
@@ -125,7 +128,7 @@
       result.removeAttribute("aria-busy");
       if (response.status === 401) {
         retryAfterKey = {blob, name};
-        askForKey(apiKey ? "That key was not accepted; enter another." : "This service needs an API key.");
+        askForKey();
       }
       return;
     }
@@ -145,6 +148,7 @@
       (afterImg.naturalWidth > beforeImg.clientWidth ? " (preview scaled; the download is full size)" : "");
     result.removeAttribute("aria-busy");
     statusEl.textContent = `Done: ${name} colorized in ${response.headers.get("X-Total-Ms") || "?"} ms.`;
+    if (!modelChecked) checkModel();
     if (saliencyBox.checked) await showSaliency();
   }
 
@@ -177,7 +181,7 @@
     if (!response.ok) {
       showError(await describeError(response));
       statusEl.textContent = "";
-      if (response.status === 401) askForKey("That key was not accepted; enter another.");
+      if (response.status === 401) askForKey();
       return;
     }
     const map = await response.blob();
@@ -258,7 +262,8 @@
   // Ask once whether the loaded checkpoint has a saliency branch (and whether the service wants a key).
   function checkModel() {
     fetch("/v1/model", {headers: authHeaders()}).then((r) => {
-      if (r.status === 401) askForKey("This service needs an API key.");
+      if (r.status === 401) askForKey();
+      if (r.ok) modelChecked = true;
       return r.ok ? r.json() : null;
     }).then((info) => {
       if (info && info.has_saliency === false) {
@@ -275,10 +280,9 @@
     apiKey = key;
     keyForm.hidden = true;
     showError("");
-    checkModel();
     const pending = retryAfterKey;
     retryAfterKey = null;
-    if (pending) colorize(pending.blob, pending.name);
+    if (pending) colorize(pending.blob, pending.name); else checkModel();
   });
 
   checkModel();
