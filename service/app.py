@@ -16,13 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import torch
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 
+from service.auth import ApiKeys, require_api_key
 from service.batcher import Batcher
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.routes import colorize_router, health_router, model_info_router
+from service.middleware import BodyLimitMiddleware, DocsPolicyMiddleware, RequestContextMiddleware
+from service.routes import colorize_router, health_router, metrics_router, model_info_router
 from service.runtime import ModelRuntime, PredictFn, work_key
 from service.settings import Settings
 from service.state import ServiceState
@@ -34,6 +37,27 @@ _log = logging.getLogger(__name__)
 #: Room for multipart framing and option fields on top of the file itself.
 _MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
+#: Response headers a browser app on another origin may read (SCGAN_CORS_ORIGINS): the timings, the request id,
+#: Retry-After and the file name. tests/service/test_service_access.py checks that every X-* header is here.
+CORS_EXPOSED_HEADERS = (
+    "X-Request-ID",
+    "X-Batch-Size",
+    "X-Render-Size",
+    "X-Preprocess-Ms",
+    "X-Queue-Wait-Ms",
+    "X-Inference-Ms",
+    "X-Postprocess-Ms",
+    "X-Total-Ms",
+    "X-Alpha-Flattened",
+    "Server-Timing",
+    "Retry-After",
+    "Content-Disposition",
+)
+#: Where the Swagger UI and ReDoc bundles (from the fastapi-offline package) are served; nothing comes from a CDN.
+DOCS_ASSETS_URL = "/docs-assets"
+SWAGGER_UI_URL = "/docs"
+REDOC_URL = "/redoc"
+
 
 def _lifespan(
     settings: Settings, metrics: ServiceMetrics, predict: PredictFn | None
@@ -42,6 +66,12 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads is not None:
             torch.set_num_threads(settings.torch_threads)  # process-wide, see Settings.torch_threads
+        if settings.api_keys_file is None:
+            _log.warning("no SCGAN_API_KEYS_FILE: the API is open to anyone who can reach this port")
+        else:
+            protected = "/colorize, /saliency, /v1/model" + (", /metrics" if settings.metrics_auth else "")
+            _log.info("API keys required for %s (%d keys from %s)", protected, len(app.state.api_keys),
+                      settings.api_keys_file)
         try:
             runtime = await asyncio.to_thread(ModelRuntime.load, settings, predict=predict)
         except Exception as exc:
@@ -92,7 +122,14 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     """
     settings = settings or Settings()
     metrics = ServiceMetrics()
-    app = FastAPI(
+    # FastAPIOffline: FastAPI with /docs (Swagger UI) and /redoc served from the package's own copies of the
+    # JS and CSS instead of a CDN, so the documentation works on a network without internet.
+    app = FastAPIOffline(
+        docs_url=SWAGGER_UI_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_ASSETS_URL,
+        favicon_url="/web/favicon.svg",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         title="scgan-colorize",
         version=__version__,
         summary="Saliency-guided GAN colorization with dynamic batching.",
@@ -103,11 +140,23 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = None
+    app.state.api_keys = ApiKeys.from_file(settings.api_keys_file) if settings.api_keys_file else None
     install_error_handlers(app, retry_after_s=settings.retry_after_s)
-    routers = (colorize_router, model_info_router, health_router, web_router)
-    for router in routers:
-        app.include_router(router)
-    known_paths = frozenset(getattr(route, "path", "") for router in routers for route in router.routes)
+    # With API keys, the image routes and /v1/model (and /metrics with SCGAN_METRICS_AUTH) check the bearer key
+    # before anything else; the probes, the page and the documentation stay open. The OpenAPI schema then
+    # declares the bearer scheme (Swagger UI's "Authorize" button).
+    keyed = [Depends(require_api_key)] if app.state.api_keys is not None else []
+    routers = (
+        (colorize_router, keyed),
+        (model_info_router, keyed),
+        (health_router, []),
+        (metrics_router, keyed if settings.metrics_auth else []),
+        (web_router, []),
+    )
+    for router, dependencies in routers:
+        app.include_router(router, dependencies=dependencies)
+    known_paths = frozenset(getattr(route, "path", "") for router, _ in routers for route in router.routes)
+    app.add_middleware(DocsPolicyMiddleware, paths=frozenset({SWAGGER_UI_URL, REDOC_URL}))
     # Added last = outermost: the request context sees (and stamps) even the body limit's early 413s.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -117,7 +166,19 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, known_paths=known_paths, retry_after_s=settings.retry_after_s
     )
+    if settings.cors_origins:
+        # Outermost, so every answer (also the 413s, 431s and 500s of the middleware above) carries the CORS
+        # headers a browser needs to read it. Preflights are answered here, before any key check: a browser
+        # never sends credentials with them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            max_age=600,
+        )
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["CORS_EXPOSED_HEADERS", "DOCS_ASSETS_URL", "create_app"]

@@ -31,6 +31,7 @@ from service.exceptions import (
     NotReady,
     SaliencyUnavailable,
     ShuttingDown,
+    Unauthorized,
     UnsupportedImage,
     UploadTimedOut,
     UploadTooLarge,
@@ -45,6 +46,7 @@ CLIENT_CLOSED_REQUEST = 499
 #: exception class -> (status, code). Looked up along the MRO, so subclasses inherit their parent's mapping.
 _STATUS: dict[type[Exception], tuple[int, str]] = {
     EmptyUpload: (400, "empty_upload"),
+    Unauthorized: (401, "unauthorized"),
     CorruptImage: (400, "corrupt_image"),
     UploadTimedOut: (408, "upload_timeout"),
     UploadTooLarge: (413, "upload_too_large"),
@@ -65,6 +67,8 @@ _STATUS: dict[type[Exception], tuple[int, str]] = {
 
 #: Answers a client may simply retry later get a Retry-After header.
 _RETRYABLE = {503}
+#: RFC 6750: a 401 says which scheme it wants.
+_CHALLENGE = 'Bearer realm="scgan-colorize"'
 
 
 def status_for(exc: BaseException) -> tuple[int, str]:
@@ -93,12 +97,14 @@ def error_response(
     retry_after_s: int | None = None,
     scope: Scope | None = None,
 ) -> JSONResponse:
-    """The JSON error answer; 503s carry Retry-After."""
+    """The JSON error answer; 503s carry Retry-After, 401s ``WWW-Authenticate: Bearer``."""
     if scope is not None:
         record_error(scope, code)
     headers = {}
     if status in _RETRYABLE and retry_after_s is not None:
         headers["Retry-After"] = str(retry_after_s)
+    if status == 401:
+        headers["WWW-Authenticate"] = _CHALLENGE
     return JSONResponse(error_body(status, code, message, request_id), status_code=status, headers=headers)
 
 

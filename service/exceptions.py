@@ -15,6 +15,10 @@ class EmptyUpload(ServiceError):
     """No file part, or a body of zero bytes."""
 
 
+class Unauthorized(ServiceError):
+    """API keys are enabled and the request has no valid ``Authorization: Bearer <key>``."""
+
+
 class UploadTooLarge(ServiceError):
     """The request body exceeds ``max_upload_bytes``."""
 
@@ -75,6 +79,7 @@ __all__ = [
     "SaliencyUnavailable",
     "ServiceError",
     "ShuttingDown",
+    "Unauthorized",
     "UnsupportedImage",
     "UploadTimedOut",
     "UploadTooLarge",

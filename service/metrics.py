@@ -67,6 +67,12 @@ class ServiceMetrics:
             "scgan_images_processed", "Images answered successfully, by endpoint.", ("endpoint",), registry=r
         )
         self.pixels = Counter("scgan_input_pixels", "Input pixels of images answered successfully.", registry=r)
+        self.auth_rejected = Counter(
+            "scgan_auth_rejected",
+            "Requests refused with 401 (API keys enabled), by route and reason (missing, invalid).",
+            ("route", "reason"),
+            registry=r,
+        )
         self.errors = Counter("scgan_errors", "Requests that failed, by error code.", ("kind",), registry=r)
         self.dropped = Counter(
             "scgan_queue_dropped",

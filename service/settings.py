@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import torch
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.config import SIZE_MULTIPLE
+from service.auth import ApiKeys
 
 PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
 CompileSetting = Literal["auto", "on", "off"]
@@ -113,6 +115,22 @@ class Settings(BaseSettings):
         default=None, ge=1, le=256, description="torch intra-op threads (process-wide). Unset: torch's default."
     )
 
+    # -- access ------------------------------------------------------------------
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="File of API keys, one per line: the key, or sha256:<hex digest of the key>; '#' starts a "
+        "comment. Set: /colorize, /saliency and /v1/model need 'Authorization: Bearer <key>' (401 otherwise). "
+        "Unset: no authentication (logged at start-up).",
+    )
+    metrics_auth: bool = Field(
+        default=False, description="Also require an API key for /metrics (needs api_keys_file)."
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Origins (scheme://host[:port], comma-separated, or '*') whose browser apps may call the API. "
+        "Empty: no CORS headers (same origin only).",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -144,10 +162,38 @@ class Settings(BaseSettings):
             raise ValueError(f"checkpoint file {value} does not exist")
         return value
 
+    @field_validator("api_keys_file")
+    @classmethod
+    def _check_api_keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            ApiKeys.from_file(value)  # missing, unreadable, empty or malformed: one line, no key material
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            bad_path = parts.path not in ("", "/") or parts.query or parts.fragment
+            if parts.scheme not in ("http", "https") or not parts.netloc or bad_path:
+                raise ValueError(f"not an origin (scheme://host[:port], no path): {origin!r}")
+        return tuple(origin.rstrip("/") for origin in value)
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.render_size is not None and self.render_size > self.max_render_size:
             raise ValueError(f"render_size {self.render_size} exceeds max_render_size {self.max_render_size}")
+        if self.metrics_auth and self.api_keys_file is None:
+            raise ValueError("SCGAN_METRICS_AUTH=true needs SCGAN_API_KEYS_FILE")
         return self
 
     @property

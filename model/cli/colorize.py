@@ -1,10 +1,13 @@
-"""``scgan-colorize INPUT... -o OUTDIR``: colorize files and folders in batches."""
+"""``scgan-colorize INPUT... -o OUTDIR``: colorize files and folders in batches, here or on a server (``--server``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from model.cli.common import open_colorizer
-from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
+from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, Colorizer, check_chroma_gain
 
 log = logging.getLogger("scgan.colorize")
 
@@ -72,15 +75,126 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help=f"vividness: the predicted chroma times this, {CHROMA_GAIN_MIN:g} (gray) to {CHROMA_GAIN_MAX:g}; default 1",
     )
+    p.add_argument(
+        "--skip-existing", action="store_true", help="leave out (and never upload) files whose output already exists"
+    )
+    remote = p.add_argument_group("remote", "run the model on a running scgan-serve instead of here")
+    remote.add_argument("--server", metavar="URL", help="the service's base URL, e.g. http://scgan.internal:8000")
+    remote.add_argument(
+        "--api-key-file", type=Path, metavar="F", help="file holding the API key (first non-comment line)"
+    )
+    remote.add_argument("--concurrency", type=int, default=4, metavar="N", help="uploads in flight (default 4)")
+    remote.add_argument(
+        "--retries", type=int, default=5, metavar="N",
+        help="per file, retries after a 503 (Retry-After), a 504 or a connection error (default 5)",
+    )
+    remote.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per request (default 120 s)")
     return p
 
 
 def _save(image: Image.Image, dest: Path, fmt: str) -> None:
+    """Write ``image`` to ``dest`` atomically (a temporary file renamed over it): a run that is killed or a server
+    that dies mid-run never leaves a truncated file that ``--skip-existing`` would then keep."""
     pil_format, _ = _FORMATS[fmt]
     if pil_format == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    image.save(dest, pil_format)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False) as tmp:
+        try:
+            image.save(tmp, pil_format)
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, dest)
+
+
+def _saliency_name(dest: Path) -> Path:
+    return dest.with_name(f"{dest.stem}.saliency.png")
+
+
+def _save_result(out_dir: Path, dest: Path, fmt: str, colour: Image.Image, saliency: Image.Image | None) -> None:
+    _save(colour, out_dir / dest, fmt)
+    if saliency is not None:
+        _save(saliency, out_dir / _saliency_name(dest), "png")
+
+
+def _progress(total: int) -> tqdm:
+    """The progress bar of both paths: one step per input file."""
+    return tqdm(total=total, desc="colorizing", unit="image", disable=None)
+
+
+def _check_remote_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.server is None:
+        if args.api_key_file is not None:
+            parser.error("--api-key-file needs --server")
+        return
+    if args.checkpoint is not None:
+        parser.error("--checkpoint cannot be used with --server: the server's checkpoint is used")
+    if args.concurrency < 1 or args.retries < 0 or args.timeout <= 0:
+        parser.error("--concurrency must be at least 1, --retries at least 0, --timeout positive")
+
+
+def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> tuple[int, bool]:
+    """Run ``jobs`` on ``--server``: (files that failed, whether the run was aborted)."""
+    from model.cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
+
+    try:
+        check_server_url(args.server)
+        api_key = read_api_key(args.api_key_file) if args.api_key_file else None
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 0, True
+    stop = threading.Event()
+    client = RemoteColorizer(
+        args.server, api_key=api_key, concurrency=args.concurrency, timeout_s=args.timeout,
+        policy=RetryPolicy(retries=args.retries), render_size=args.render_size, chroma_gain=args.chroma_gain,
+        stop=stop,
+    )
+    try:
+        try:
+            info = client.model_info()
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, or a failing server: one line, exit 2
+            log.error("cannot use %s: %s", args.server, exc)
+            return 0, True
+        if args.saliency and not info.get("has_saliency", False):
+            log.error("the server's checkpoint has no saliency branch; drop --saliency")
+            return 0, True
+        log.info("colorizing %d images on %s (checkpoint %s, %d in flight)", len(jobs), args.server,
+                 info.get("checkpoint", {}).get("name", "?"), args.concurrency)
+        with _progress(len(jobs)) as bar:
+            try:
+                run = run_remote(
+                    client, jobs, concurrency=args.concurrency, saliency=args.saliency,
+                    save=lambda dest, colour, sal: _save_result(args.output, dest, args.format, colour, sal),
+                    progress=bar, stop=stop,
+                )
+            except KeyboardInterrupt:
+                stop.set()
+                raise
+    finally:
+        client.close()
+    if client.retried:
+        log.info("%d requests were retried", client.retried)
+    if run.aborted:
+        log.error("stopped: %s", run.aborted)
+    return len(run.failed), run.aborted is not None
+
+
+def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
+    """(source, destination relative to the output folder) pairs to run, and how many inputs there are in all."""
+    inputs = list(iter_inputs(args.inputs))
+    destinations = output_names([rel for _, rel in inputs], _FORMATS[args.format][1])
+    jobs = [(path, dest) for (path, _), dest in zip(inputs, destinations)]
+    if args.skip_existing:
+        def done(dest: Path) -> bool:
+            return (args.output / dest).is_file() and (not args.saliency or (args.output / _saliency_name(dest)).is_file())
+
+        kept = [(path, dest) for path, dest in jobs if not done(dest)]
+        if len(kept) < len(jobs):
+            log.info("skipping %d of %d images whose output exists", len(jobs) - len(kept), len(jobs))
+        jobs = kept
+    return jobs, len(inputs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_chroma_gain(args.chroma_gain)
     except ValueError as exc:
         parser.error(str(exc))
+    _check_remote_args(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    jobs, total = _jobs(args)
+    if args.server is not None:
+        failed, aborted = _colorize_remote(args, jobs)
+        if aborted:
+            return 2
+        log.info("colorized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+        return 1 if failed or not total else 0
     colorizer = open_colorizer(args, log)
     if colorizer is None:
         return 2
@@ -98,46 +220,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("the checkpoint has no saliency branch; drop --saliency")
         return 2
 
-    inputs = list(iter_inputs(args.inputs))
-    suffix = _FORMATS[args.format][1]
-    destinations = output_names([rel for _, rel in inputs], suffix)
     failed = 0
-    for start in tqdm(range(0, len(inputs), args.batch_size), desc="colorizing", unit="batch", disable=None):
-        batch: list[tuple[Path, Path, Image.Image]] = []
-        for (path, _), dest in zip(inputs[start : start + args.batch_size], destinations[start : start + args.batch_size]):
-            try:
-                with Image.open(path) as img:
-                    img.load()
-                    batch.append((path, dest, img.copy()))
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-                log.warning("skipping %s: %s", path, exc)
-                failed += 1
-        if not batch:
-            continue
+    with _progress(len(jobs)) as bar:
+        for start in range(0, len(jobs), args.batch_size):
+            failed += _colorize_batch(colorizer, args, jobs[start : start + args.batch_size])
+            bar.update(len(jobs[start : start + args.batch_size]))
+    log.info("colorized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+    return 1 if failed or not total else 0
+
+
+def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequence[tuple[Path, Path]]) -> int:
+    """Colorize and save one batch in-process; the number of files that failed."""
+    failed = 0
+    batch: list[tuple[Path, Path, Image.Image]] = []
+    for path, dest in jobs:
         try:
-            results = colorizer.colorize_with_saliency(
-                [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
-            results = []
-            for path, _, img in batch:
-                try:
-                    results.append(
-                        colorizer.colorize_with_saliency([img], saliency=args.saliency, chroma_gain=args.chroma_gain)[0]
-                    )
-                except (OSError, ValueError, RuntimeError) as one_exc:
-                    log.warning("skipping %s: %s", path, one_exc)
-                    failed += 1
-                    results.append((None, None))  # type: ignore[arg-type]
-        for (_, dest, _), (out, sal) in zip(batch, results):
-            if out is None:
-                continue
-            _save(out, args.output / dest, args.format)
-            if sal is not None:
-                sal.save(args.output / dest.with_name(f"{dest.stem}.saliency.png"))
-    log.info("colorized %d of %d images into %s", len(inputs) - failed, len(inputs), args.output)
-    return 1 if failed or not inputs else 0
+            with Image.open(path) as img:
+                img.load()
+                batch.append((path, dest, img.copy()))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            failed += 1
+    if not batch:
+        return failed
+    try:
+        results = colorizer.colorize_with_saliency(
+            [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
+        results = []
+        for path, _, img in batch:
+            try:
+                results.append(
+                    colorizer.colorize_with_saliency([img], saliency=args.saliency, chroma_gain=args.chroma_gain)[0]
+                )
+            except (OSError, ValueError, RuntimeError) as one_exc:
+                log.warning("skipping %s: %s", path, one_exc)
+                failed += 1
+                results.append((None, None))  # type: ignore[arg-type]
+    for (_, dest, _), (out, sal) in zip(batch, results):
+        if out is not None:
+            _save_result(args.output, dest, args.format, out, sal)
+    return failed
 
 
 if __name__ == "__main__":

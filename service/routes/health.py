@@ -1,4 +1,8 @@
-"""Probes and scrapes: GET /healthz (alive), GET /readyz (ready for traffic), GET /metrics (Prometheus)."""
+"""Probes and scrapes: GET /healthz (alive), GET /readyz (ready for traffic), GET /metrics (Prometheus).
+
+Two routers: the probes are always open; /metrics (``metrics_router``) needs an API
+key when ``SCGAN_METRICS_AUTH`` is on (see :func:`service.app.create_app`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from service.deps import MetricsDep, OptionalStateDep
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process and its event loop answer")
@@ -30,7 +35,7 @@ async def readyz(state: OptionalStateDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     summary="Prometheus metrics (text exposition format)",
     response_class=Response,
@@ -40,4 +45,4 @@ async def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)
 
 
-__all__ = ["router"]
+__all__ = ["metrics_router", "router"]

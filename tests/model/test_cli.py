@@ -197,3 +197,17 @@ def test_decompression_bomb_is_skipped_not_fatal(tmp_path: Path, compact_checkpo
     out = tmp_path / "out"
     assert _run(folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 1
     assert _outputs(out) == ["ok.png"]
+
+
+def test_chroma_gain_zero_writes_the_gray_image_and_out_of_range_is_refused(
+    good_folder: Path, tmp_path: Path, compact_checkpoint: Path
+) -> None:
+    out = tmp_path / "out"
+    assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--chroma-gain", "0") == 0
+    with Image.open(out / "b.png") as img, Image.open(good_folder / "b.jpg") as src:
+        colour = np.asarray(img.convert("RGB"), dtype=np.int16)
+        assert np.abs(colour - np.asarray(src.convert("RGB"), dtype=np.int16)).max() <= 1
+    for bad in ("2.5", "-1"):
+        with pytest.raises(SystemExit) as exc:
+            _run(good_folder, "-o", tmp_path / "x", "--chroma-gain", bad)
+        assert exc.value.code == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import struct
 import threading
 import time
@@ -133,6 +134,19 @@ async def wait_ready(client: httpx.AsyncClient, timeout_s: float = READY_TIMEOUT
         if time.monotonic() > deadline:
             raise AssertionError(f"service not ready after {timeout_s} s: {response.text}")
         await asyncio.sleep(0.05)
+
+
+def run_main(argv: list[str]) -> int:
+    """``scgan-serve``'s ``main(argv)`` in-process, with the root logger's handlers and level given back after."""
+    from service.__main__ import main
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return main(argv)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_test_helpers import gray_image, image_bytes
+from service_test_helpers import gray_image, image_bytes, run_main
 
 from service.__main__ import main
 
@@ -35,13 +34,7 @@ def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_invalid_configuration_exits_with_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCGAN_MAX_BATCH_SIZE", "0")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        assert main([]) == 2
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert run_main([]) == 2
 
 
 def test_serves_over_real_http_and_stops_on_sigterm(tiny_checkpoint: Path) -> None:

@@ -10,6 +10,7 @@
   const saliencyBox = $("saliency"), saliencyNote = $("saliency-note");
   const download = $("download"), dimensions = $("dimensions"), timings = $("timings");
   const vividness = $("vividness"), vividnessValue = $("vividness-value");
+  const keyForm = $("key-form"), keyInput = $("api-key"), keyNote = $("key-note");
 
   // Headers set by service/routes/colorize.py; same origin, so fetch can read them all.
   const TIMING_HEADERS = [
@@ -22,6 +23,24 @@
   let generation = 0;     // answers to an older upload are dropped
   let saliencySupported = true;
   const urls = {before: null, after: null, saliency: null};
+  // API key (SCGAN_API_KEYS_FILE): asked for on the first 401, then kept in this variable only -- never in
+  // storage or cookies, so it is gone with the tab.
+  let apiKey = null;
+  let retryAfterKey = null;  // the upload a 401 interrupted, run again once a key is given
+  let modelChecked = false;  // GET /v1/model answered (it needs the key too)
+
+  function authHeaders() {
+    return apiKey ? {Authorization: `Bearer ${apiKey}`} : {};
+  }
+
+  // A 401: the key we sent (if any) was refused; ask for one.
+  function askForKey() {
+    const message = apiKey ? "That key was not accepted; enter another." : "This service needs an API key.";
+    apiKey = null;
+    keyNote.textContent = message;
+    keyForm.hidden = false;
+    keyInput.focus();
+  }
 
   function setUrl(kind, img, blob) {
     if (urls[kind]) URL.revokeObjectURL(urls[kind]);
@@ -45,7 +64,7 @@
       }
     } catch (_) { /* not JSON: a proxy's page, say */ }
     const what = {
-      400: "The image could not be read", 408: "The upload took too long", 413: "The image is too large",
+      400: "The image could not be read", 401: "The API key is missing or was not accepted", 408: "The upload took too long", 413: "The image is too large",
       415: "That is not an image the service can read", 422: "Invalid options", 501: "Not available for this model",
       503: "The service is busy or not ready; try again in a moment", 504: "The service took too long",
     }[response.status] || "The service answered with an error";
@@ -59,7 +78,7 @@
     const form = new FormData();
     form.append("file", blob, name);
     if (path === "/colorize") form.append("chroma_gain", vividness.value);
-    return fetch(path, {method: "POST", body: form});
+    return fetch(path, {method: "POST", body: form, headers: authHeaders()});
   }
 
   function extensionOf(mediaType) {
@@ -109,6 +128,10 @@
       statusEl.textContent = "";
       showError(message);
       result.removeAttribute("aria-busy");
+      if (response.status === 401) {
+        retryAfterKey = {blob, name};
+        askForKey();
+      }
       return;
     }
     const colour = await response.blob();
@@ -127,6 +150,7 @@
       (afterImg.naturalWidth > beforeImg.clientWidth ? " (preview scaled; the download is full size)" : "");
     result.removeAttribute("aria-busy");
     statusEl.textContent = `Done: ${name} colorized in ${response.headers.get("X-Total-Ms") || "?"} ms.`;
+    if (!modelChecked) checkModel();
     if (saliencyBox.checked) await showSaliency();
   }
 
@@ -156,7 +180,12 @@
       statusEl.textContent = "";
       return;
     }
-    if (!response.ok) { showError(await describeError(response)); statusEl.textContent = ""; return; }
+    if (!response.ok) {
+      showError(await describeError(response));
+      statusEl.textContent = "";
+      if (response.status === 401) askForKey();
+      return;
+    }
     const map = await response.blob();
     if (mine !== generation) return;
     setUrl("saliency", saliencyImg, map);
@@ -238,10 +267,31 @@
     if (saliencyBox.checked) showSaliency(); else saliencyImg.hidden = true;
   });
 
-  // Ask once whether the loaded checkpoint has a saliency branch.
-  fetch("/v1/model").then((r) => (r.ok ? r.json() : null)).then((info) => {
-    if (info && info.has_saliency === false) {
-      disableSaliency("This model has no saliency branch, so there is no map to show.");
-    }
-  }).catch(() => { /* not ready yet: /saliency will say */ });
+  // Ask once whether the loaded checkpoint has a saliency branch (and whether the service wants a key).
+  function checkModel() {
+    fetch("/v1/model", {headers: authHeaders()}).then((r) => {
+      if (r.status === 401) askForKey();
+      if (r.ok) modelChecked = true;
+      return r.ok ? r.json() : null;
+    }).then((info) => {
+      if (info && info.has_saliency === false) {
+        disableSaliency("This model has no saliency branch, so there is no map to show.");
+      }
+    }).catch(() => { /* not ready yet: /saliency will say */ });
+  }
+
+  keyForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = keyInput.value.trim();
+    keyInput.value = "";
+    if (!key) return;
+    apiKey = key;
+    keyForm.hidden = true;
+    showError("");
+    const pending = retryAfterKey;
+    retryAfterKey = null;
+    if (pending) colorize(pending.blob, pending.name); else checkModel();
+  });
+
+  checkModel();
 })();
