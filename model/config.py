@@ -1,45 +1,41 @@
-"""Architecture configuration of the SCGAN generator: one frozen, typed record."""
+"""Architecture configuration of the SCGAN generator: one frozen, typed record, validated by pydantic."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from dataclasses import asdict, fields
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 PaddingMode = Literal["reflect", "replicate", "zeros"]
 NormKind = Literal["bn", "in", "none"]
-
-_PADDINGS = ("reflect", "replicate", "zeros")
-_NORMS = ("bn", "in", "none")
+#: A layer width: a positive integer (strictly an ``int``: ``True`` or ``1.5`` are rejected).
+Channels = Annotated[int, Field(ge=1)]
 
 #: The generator halves its input eight times, so sides must be multiples of this.
 SIZE_MULTIPLE = 256
 
+#: Strict types (no ``"8"`` -> 8 or ``True`` -> 1), unknown keys rejected. Shared with configs that extend this one.
+STRICT_CONFIG = ConfigDict(strict=True, extra="forbid")
 
-@dataclass(frozen=True, kw_only=True)
+
+@dataclass(frozen=True, kw_only=True, config=STRICT_CONFIG)
 class GeneratorConfig:
     """Sizes of an SCGAN generator. The defaults are the published ones.
 
     ``global_channels`` is the width of the global feature network's first layer
-    (64 in the paper); its later layers are 2x, 4x and 8x that.
+    (64 in the paper); its later layers are 2x, 4x and 8x that. A bad value
+    raises :class:`pydantic.ValidationError` (a :class:`ValueError`).
     """
 
-    in_channels: int = 1
-    out_channels: int = 3
-    start_channels: int = 64
-    latent_channels: int = 128
-    global_channels: int = 64
+    in_channels: Channels = 1
+    out_channels: Channels = 3
+    start_channels: Channels = 64
+    latent_channels: Channels = 128
+    global_channels: Channels = 64
     padding: PaddingMode = "reflect"
     norm: NormKind = "bn"
-
-    def __post_init__(self) -> None:
-        for name in ("in_channels", "out_channels", "start_channels", "latent_channels", "global_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GeneratorConfig.{name} must be a positive integer, got {value!r}")
-        if self.padding not in _PADDINGS:
-            raise ValueError(f"GeneratorConfig.padding must be one of {_PADDINGS}, got {self.padding!r}")
-        if self.norm not in _NORMS:
-            raise ValueError(f"GeneratorConfig.norm must be one of {_NORMS}, got {self.norm!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,8 +46,8 @@ class GeneratorConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown GeneratorConfig keys: {sorted(unknown)}")
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
         return cls(**data)
 
 
-__all__ = ["GeneratorConfig", "NormKind", "PaddingMode", "SIZE_MULTIPLE"]
+__all__ = ["STRICT_CONFIG", "SIZE_MULTIPLE", "Channels", "GeneratorConfig", "NormKind", "PaddingMode"]
