@@ -972,6 +972,8 @@ def _say(message: str) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from model.compiled import COMPILE_SETTINGS  # the service's choices; imported late, as service modules are
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (the presets below in brackets)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint (default: what the service loads by default)")
@@ -1014,7 +1016,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--compile",
-        choices=("auto", "on", "off"),
+        choices=COMPILE_SETTINGS,
         default="auto",
         help="SCGAN_COMPILE of the services and the raw model (default: the service's default, auto); "
         "the naive server always runs eagerly, as demos do",

@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 _log = logging.getLogger(__name__)
 
 CompileSetting = Literal["auto", "on", "off"]
-COMPILE_SETTINGS: tuple[CompileSetting, ...] = ("auto", "on", "off")
+COMPILE_SETTINGS: tuple[CompileSetting, ...] = get_args(CompileSetting)
 
 #: (B x C x R x R input, want saliency) -> (RGB, saliency or None), in the network's dtype, on its device.
 Forward = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
@@ -42,7 +42,10 @@ def compiler_available(device: torch.device) -> tuple[bool, str]:
             return False, "no C++ compiler on PATH (inductor needs one for CPU kernels)"
         headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
         if not headers.is_file():
-            return False, f"no Python headers ({headers}; e.g. the python3-dev package), which inductor's kernels include"
+            return (
+                False,
+                f"no Python headers ({headers}; e.g. the python3-dev package), which inductor's kernels include",
+            )
         return True, ""
     if device.type == "cuda":
         from torch.utils._triton import has_triton

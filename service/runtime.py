@@ -9,7 +9,6 @@ forward); everything else stays real.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
 from model.checkpoint import CheckpointInfo, read_generator
 from model.compiled import bucket_batch_sizes, resolve_compile
 from model.device import Precision, resolve_device
+from model.storage import weights_sha256
 from service.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -65,21 +65,13 @@ def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def _weights_sha256(net: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _fallback_generator(seed: int) -> tuple[Generator, ModelIdentity]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = Generator(FALLBACK_CONFIG, with_saliency=True, spectral_norm=False).eval()
     identity = ModelIdentity(
         name=f"random-init-compact-seed{seed}",
-        sha256=_weights_sha256(net),
+        sha256=weights_sha256(net.state_dict().items()),
         source_format="random-init",
         metadata={"warning": "no checkpoint: randomly initialised weights, colours are meaningless"},
     )

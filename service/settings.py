@@ -16,10 +16,10 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.compiled import CompileSetting
 from model.config import SIZE_MULTIPLE
+from model.device import PrecisionSetting
 
-PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
-CompileSetting = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 

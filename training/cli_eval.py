@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.cli.colorize import iter_inputs
-from model.cli.common import open_colorizer
+from model.cli.common import add_precision_argument, open_colorizer
 from training.evaluate import evaluate, write_report
 
 log = logging.getLogger("scgan.evaluate")
@@ -43,12 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="REPORT_DIR", type=Path, default=Path("eval-report"), help="report folder (default: eval-report)")
     p.add_argument("--render-size", type=int, default=None, help="working resolution, a multiple of 256")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 (as the service)",
-    )
+    add_precision_argument(p)
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--max-side", type=_positive, default=None,
                    help="downscale photos so the long side is at most N pixels before evaluating")

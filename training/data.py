@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
 from model.color import rgb_to_gray
+from model.images import fit_within, is_image_file, load_rgb
+from model.storage import atomic_write
 from training.saliency import spectral_residual
 
 log = logging.getLogger("scgan.train.data")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
 
 class DataError(ValueError):
     """A dataset has no usable images or is misconfigured."""
@@ -37,7 +35,7 @@ def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in root.rglob("*") if is_image_file(p))
 
 
 def is_validation(relative: str, fraction: float) -> bool:
@@ -56,17 +54,12 @@ def split_paths(root: str | Path, fraction: float) -> tuple[list[Path], list[Pat
 
 
 def _load_rgb(path: Path, max_side: int) -> torch.Tensor | None:
-    """uint8 3 x H x W, EXIF-oriented, downscaled to ``max_side``; None (with a warning) if unusable."""
+    """uint8 3 x H x W from :func:`model.images.load_rgb`; None (with a warning) if unusable or gray."""
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img) or img
-            rgb = img.convert("RGB")
+        rgb = load_rgb(path, max_side)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         log.warning("skipping unreadable image %s: %s", path, exc)
         return None
-    if max_side and max(rgb.size) > max_side:
-        scale = max_side / max(rgb.size)
-        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC)
     arr = np.asarray(rgb, dtype=np.uint8)
     spread = arr.max(axis=2).astype(np.int16) - arr.min(axis=2).astype(np.int16)
     if np.percentile(spread, 99) <= 3:
@@ -140,11 +133,8 @@ class SaliencySource:
                 return torch.from_numpy(np.asarray(img.convert("L"), dtype=np.uint8).copy())[None]
         sal = spectral_residual(rgb_to_gray(rgb.float() / 255.0))
         sal_u8 = (sal * 255.0).round().to(torch.uint8)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: several ranks may fill the same cache at once.
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        Image.fromarray(sal_u8[0].numpy(), "L").save(tmp, format="PNG")
-        os.replace(tmp, cached)
+        with atomic_write(cached) as tmp:  # several ranks may fill the same cache at once
+            Image.fromarray(sal_u8[0].numpy(), "L").save(tmp, format="PNG")
         return sal_u8
 
 
@@ -206,10 +196,8 @@ class PairedDataset(Dataset):
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 log.warning("skipping unreadable pair %s: %s", rel, exc)
                 continue
-            if max_side and max(target.size) > max_side:
-                scale = max_side / max(target.size)
-                size = (max(1, round(target.width * scale)), max(1, round(target.height * scale)))
-                target, inp = target.resize(size, Image.BICUBIC), inp.resize(size, Image.BICUBIC)
+            target = fit_within(target, max_side)
+            inp = fit_within(inp, max_side)
             t = torch.from_numpy(np.asarray(target, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
             i = torch.from_numpy(np.asarray(inp, dtype=np.uint8).copy())
             i = (i[None] if i.ndim == 2 else i.permute(2, 0, 1)).contiguous()

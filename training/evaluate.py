@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointInfo
 from model.color import rgb_to_gray
+from model.images import load_rgb
 from model.pipeline import Colorizer
 from training.metrics import CCI_OPTIMUM, image_scores, no_reference_scores
 
@@ -155,6 +156,7 @@ class EvaluationResult:
             "psnr": self.mean("psnr"),
             "psnr_gray": self.mean("psnr", "gray"),
             "psnr_delta": self.psnr_delta,
+            "worst_psnr_delta": self.worst_psnr_delta[0],
             "ssim": self.mean("ssim"),
             "colorfulness": self.mean("colorfulness"),
             "colorfulness_ratio": self.colorfulness_ratio,
@@ -236,20 +238,6 @@ def _name_of(item: ImageInput, index: int) -> str:
     return str(item)
 
 
-def _load_rgb(item: ImageInput, max_side: int | None) -> Image.Image:
-    """Oriented RGB copy (alpha dropped), downscaled so its long side is at most ``max_side``."""
-    if isinstance(item, Image.Image):
-        image = ImageOps.exif_transpose(item) or item
-        rgb = image.convert("RGB")
-    else:
-        with Image.open(item) as opened:
-            opened.load()
-            rgb = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
-    if max_side is not None and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return rgb
-
-
 def _tile(image: Image.Image, height: int = TILE_HEIGHT) -> Image.Image:
     """Scale to ``height`` pixels high (width capped at twice that for panoramas)."""
     width = max(1, round(image.width * height / image.height))
@@ -301,7 +289,7 @@ def evaluate(
         batch: list[tuple[int, Image.Image, Image.Image]] = []  # (index, original, gray)
         for index in range(start, min(start + step, len(items))):
             try:
-                original = _load_rgb(items[index], max_side)
+                original = load_rgb(items[index], max_side)
             except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
                 log.warning("skipping %s: %s", labels[index], exc)
                 skipped.append((labels[index], f"unreadable: {exc}"))

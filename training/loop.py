@@ -24,6 +24,7 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from model.device import autocast
+from model.storage import weights_sha256
 from training import distributed
 from training.config import TrainConfig
 from training.stages import StageParts, build_stage, move_perceptual
@@ -331,16 +332,11 @@ class Trainer:
         Buffers are left out: BatchNorm running statistics are rank-local between
         DDP's buffer broadcasts (use run.sync_batchnorm to share them).
         """
-        import hashlib
-
         import torch.distributed as dist
 
-        digest = hashlib.sha256()
-        for name, value in _unwrap(self.main).named_parameters():  # type: ignore[union-attr]
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        digest = weights_sha256(_unwrap(self.main).named_parameters())  # type: ignore[union-attr]
         gathered: list[Any] = [None] * self.ctx.world_size
-        dist.all_gather_object(gathered, digest.hexdigest())
+        dist.all_gather_object(gathered, digest)
         return [str(g) for g in gathered]
 
     # -- the loop -------------------------------------------------------------------

@@ -7,10 +7,11 @@ import logging
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import DataLoader
 
+from model.images import load_rgb
 from model.pipeline import Colorizer
 from training.config import TrainConfig
 from training.stages import StageParts
@@ -22,14 +23,9 @@ def _load_images(paths: list[Path], max_side: int) -> list[Image.Image]:
     images = []
     for path in paths:
         try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except OSError as exc:
+            images.append(load_rgb(path, max_side))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             log.warning("skipping validation image %s: %s", path, exc)
-            continue
-        if max_side and max(rgb.size) > max_side:
-            rgb.thumbnail((max_side, max_side), Image.BICUBIC)
-        images.append(rgb)
     return images
 
 
@@ -44,15 +40,12 @@ def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device):  
     images = _load_images(parts.val_paths, cfg.data.val_max_side)
     if not images:
         return None
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate_images
 
     def validate(generator: nn.Module) -> dict[str, float]:
         net = copy.deepcopy(generator).eval()
         colorizer = Colorizer(net, device=device, render_size=cfg.data.crop_size, batch_size=8)  # type: ignore[arg-type]
-        result = evaluate(colorizer, images)
-        metrics = result.validation_metrics()
-        metrics["worst_psnr_delta"] = result.worst_psnr_delta[0]
-        return metrics
+        return evaluate_images(colorizer, images)
 
     return validate
 

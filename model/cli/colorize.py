@@ -11,11 +11,11 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from model.cli.common import open_colorizer
+from model.cli.common import add_precision_argument, open_colorizer
+from model.images import is_image_file
 
 log = logging.getLogger("scgan.colorize")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 _FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
 
 
@@ -23,7 +23,7 @@ def iter_inputs(paths: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
     """(file, name relative to its input) pairs: files as given, folders searched recursively, sorted."""
     for path in paths:
         if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            for found in sorted(p for p in path.rglob("*") if is_image_file(p)):
                 yield found, found.relative_to(path)
         else:
             yield path, Path(path.name)
@@ -56,12 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled starter)")
     p.add_argument("--render-size", type=int, default=None, help="working resolution, a multiple of 256")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 (as the service)",
-    )
+    add_precision_argument(p)
     p.add_argument("--format", default="png", choices=tuple(_FORMATS))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--saliency", action="store_true", help="also write each image's saliency map")
@@ -92,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     for start in tqdm(range(0, len(inputs), args.batch_size), desc="colorizing", unit="batch", disable=None):
         batch: list[tuple[Path, Path, Image.Image]] = []
-        for (path, _), dest in zip(inputs[start : start + args.batch_size], destinations[start : start + args.batch_size]):
+        chunk = slice(start, start + args.batch_size)
+        for (path, _), dest in zip(inputs[chunk], destinations[chunk]):
             try:
                 with Image.open(path) as img:
                     img.load()
