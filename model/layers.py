@@ -131,9 +131,17 @@ class ConvBlock(nn.Module):
 class UpBlock(nn.Module):
     """Nearest-neighbour 2x upsampling followed by a conv block (no transposed conv)."""
 
-    def __init__(self, in_channels: int, out_channels: int, **block_kwargs: object) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        pad_mode: PaddingMode = "reflect",
+        norm: NormKind = "bn",
+        spectral_norm: bool = True,
+    ) -> None:
         super().__init__()
-        self.conv2d = ConvBlock(in_channels, out_channels, **block_kwargs)  # type: ignore[arg-type]
+        self.conv2d = ConvBlock(in_channels, out_channels, pad_mode=pad_mode, norm=norm, spectral_norm=spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"))
