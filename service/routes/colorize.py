@@ -77,7 +77,7 @@ def _image_responses(description: str, media_types: tuple[str, ...]) -> dict[int
         200: {
             "description": description + " Headers X-Batch-Size, X-Queue-Wait-Ms, X-Inference-Ms, X-Total-Ms and "
             "Server-Timing tell how it was computed.",
-            "content": {media_type: binary for media_type in media_types},
+            "content": dict.fromkeys(media_types, binary),
         },
         **ERROR_RESPONSES,
     }

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from deploy_helpers import REPO, compose_config, run, tool
 
 GPU = ("docker-compose.yml",)

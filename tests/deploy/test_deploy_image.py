@@ -13,10 +13,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from deploy_helpers import REPO, run, tool
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from deploy_helpers import REPO, run, tool
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -147,7 +146,7 @@ def test_healthcheck_probes_healthz(route_table: set[tuple[str, str]]) -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.send_response(200 if self.path == "/healthz" else 503)
         self.end_headers()
 

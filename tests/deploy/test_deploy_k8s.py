@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deploy_helpers import (
     KUBERNETES_VERSION,
     KUSTOMIZATIONS,

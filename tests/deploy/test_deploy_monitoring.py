@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deploy_helpers import REPO, compose_config
 
 DASHBOARD = REPO / "docker" / "grafana" / "dashboards" / "scgan-colorize.json"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import yaml
-
 from deploy_helpers import REPO, documents, one
 
 OVERLAY = "k8s/overlays/ci"

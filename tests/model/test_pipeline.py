@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from model_test_helpers import make_generator
 from PIL import Image, ImageOps
 
 from model import Colorizer, PreparedImage, Task, check_render_size, load_generator
-from model_test_helpers import make_generator
 
 #: ITU-R BT.601 luma, written out here on purpose: the spec, not the code under test.
 LUMA = np.array([0.299, 0.587, 0.114])

@@ -18,8 +18,12 @@ def test_stage_presets_are_the_published_recipe() -> None:
     assert (s1.loss.l1, s1.loss.attention, s1.loss.perceptual) == (1.0, 0.5, 0.0)
     s2 = build_config({"run": {"stage": "stage2"}, "data": {"train_dir": "x"}})
     assert (s2.run.epochs, s2.optim.batch_size, s2.optim.lr_g, s2.optim.lr_d) == (31, 4, 1e-4, 1e-4)
-    assert (s2.loss.gan, s2.loss.adversarial, s2.loss.perceptual, s2.loss.gradient_penalty) == ("wgan-gp", 0.05, 5.0,
-                                                                                               10.0)
+    assert (s2.loss.gan, s2.loss.adversarial, s2.loss.perceptual, s2.loss.gradient_penalty) == (
+        "wgan-gp",
+        0.05,
+        5.0,
+        10.0,
+    )
     pg = build_config({"run": {"stage": "pretrain-global"}, "data": {"train_dir": "x"}})
     assert (pg.run.epochs, pg.optim.batch_size, pg.optim.lr_g, pg.optim.lr_decay_every) == (150, 256, 0.01, 30)
     assert s1.model.start_channels == 64 and s1.model.latent_channels == 128
@@ -53,7 +57,9 @@ def test_invalid_configs_are_rejected(data: dict, message: str) -> None:
 
 def test_override_syntax() -> None:
     assert parse_overrides(["a.b=1", "a.c=true", "d.e=hello", "d.f=1e-4"]) == {
-        "a": {"b": 1, "c": True}, "d": {"e": "hello", "f": 1e-4}}
+        "a": {"b": 1, "c": True},
+        "d": {"e": "hello", "f": 1e-4},
+    }
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])
     with pytest.raises(ConfigError):
