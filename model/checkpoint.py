@@ -255,7 +255,7 @@ def read_generator(path: str | os.PathLike[str]) -> tuple[Generator, CheckpointI
         metadata=metadata,
     )
     net.eval()
-    net.checkpoint_info = info  # type: ignore[assignment]
+    net.checkpoint_info = info  # type: ignore[assignment]  # nn.Module types attributes as Tensor | Module
     return net, info
 
 

@@ -17,6 +17,7 @@ import shutil
 import sysconfig
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -125,7 +126,7 @@ class CompiledForwards:
         *,
         saliency: bool = False,
         device: torch.device,
-        context: Callable[[], object],
+        context: Callable[[], AbstractContextManager[object]],
     ) -> CompileReport:
         """Build (by running once) one graph per batch size; a failure leaves that shape eager."""
         report = CompileReport()
@@ -138,7 +139,7 @@ class CompiledForwards:
             example = torch.zeros(batch_size, self._channels, render_size, render_size, device=device)
             began = time.perf_counter()
             try:
-                with context():  # type: ignore[attr-defined]
+                with context():
                     graph(example.contiguous(memory_format=torch.channels_last), saliency)
             except Exception as exc:  # noqa: BLE001 -- any compiler failure means: stay eager for this shape
                 reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"

@@ -27,9 +27,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def check_precision(precision: str) -> Precision:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
-    return precision  # type: ignore[return-value]
+    """``precision`` as a :data:`Precision`, or a ValueError naming the choices."""
+    for known in PRECISIONS:
+        if precision == known:
+            return known
+    raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
 
 
 def cpu_runs_bf16_natively() -> bool:

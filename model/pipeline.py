@@ -17,6 +17,7 @@ import copy
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,9 +120,9 @@ class Colorizer:
         self._forwards = CompiledForwards(self._eager_forward, generator.config.in_channels)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: object) -> Colorizer:
-        device = kwargs.get("device")
-        return cls(load_generator(path, device=device), **kwargs)  # type: ignore[arg-type]
+    def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> Colorizer:
+        """Load ``path`` and wrap it; ``kwargs`` are :class:`Colorizer`'s own (``device`` is used for loading too)."""
+        return cls(load_generator(path, device=kwargs.get("device")), **kwargs)
 
     @property
     def in_channels(self) -> int:
@@ -148,7 +149,7 @@ class Colorizer:
 
     # -- stage 2: device ---------------------------------------------------------
     def _eager_forward(self, x: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.generator(x, return_saliency=saliency)  # type: ignore[no-any-return]
+        return self.generator(x, return_saliency=saliency)
 
     @contextlib.contextmanager
     def _forward_context(self) -> Iterator[None]:

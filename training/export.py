@@ -22,7 +22,7 @@ def export_checkpoint(state_path: str | Path, out: str | Path, *, half: bool = F
     state = load_state(state_path)
     if state["stage"] == "pretrain-global":
         raise ValueError(f"{state['path']} is a pretrain-global run: it has no generator to export")
-    cfg = build_config({k: v for k, v in state["config"].items()})
+    cfg = build_config(dict(state["config"]))
     weights = state["ema"] if use_ema and state.get("ema") else state["main"]
     has_saliency = any(k.startswith("attention_prediction_network.") for k in weights)
     generator = Generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)

@@ -57,7 +57,7 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter  # optional
 
             self.tb: Any = SummaryWriter(str(out_dir / "tensorboard"))
-        except Exception:  # tensorboard not installed
+        except Exception:  # noqa: BLE001 -- tensorboard missing or unusable: the CSV log still has everything
             self.tb = None
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:

@@ -90,7 +90,9 @@ def _load_stage1(generator: Generator, path: str) -> None:
         if serving.config != generator.config:
             raise ValueError(f"{path} has config {serving.config}, the run has {generator.config}") from None
         if serving.has_saliency != generator.has_saliency:
-            raise ValueError(f"{path} saliency branch: {serving.has_saliency}; the run: {generator.has_saliency}")
+            raise ValueError(
+                f"{path} saliency branch: {serving.has_saliency}; the run: {generator.has_saliency}"
+            ) from None
         deviation = load_folded_weights(generator, serving.state_dict())
         log.info("generator initialised from serving checkpoint %s (max relative weight change %.2e)",
                  info.path, deviation)

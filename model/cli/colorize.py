@@ -90,16 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         chunk = slice(start, start + args.batch_size)
         for (path, _), dest in zip(inputs[chunk], destinations[chunk]):
             try:
-                with Image.open(path) as img:
-                    img.load()
-                    batch.append((path, dest, img.copy()))
+                with Image.open(path) as opened:
+                    opened.load()
+                    batch.append((path, dest, opened.copy()))
             except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
                 log.warning("skipping %s: %s", path, exc)
                 failed += 1
         if not batch:
             continue
+        results: list[tuple[Image.Image | None, Image.Image | None]]
         try:
-            results = colorizer.colorize_with_saliency([img for _, _, img in batch], saliency=args.saliency)
+            results = [*colorizer.colorize_with_saliency([img for _, _, img in batch], saliency=args.saliency)]
         except (OSError, ValueError, RuntimeError) as exc:
             log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
             results = []
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except (OSError, ValueError, RuntimeError) as one_exc:
                     log.warning("skipping %s: %s", path, one_exc)
                     failed += 1
-                    results.append((None, None))  # type: ignore[arg-type]
+                    results.append((None, None))
         for (_, dest, _), (out, sal) in zip(batch, results):
             if out is None:
                 continue

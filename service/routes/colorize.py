@@ -21,7 +21,7 @@ from service.upload import read_upload, wait_for_disconnect
 
 router = APIRouter(tags=["images"])
 
-O = TypeVar("O", bound=RenderOptions)
+OptionsT = TypeVar("OptionsT", bound=RenderOptions)
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -83,7 +83,7 @@ def _image_responses(description: str, media_types: tuple[str, ...]) -> dict[int
     }
 
 
-def _merge_options(query: O, fields: dict[str, str]) -> O:
+def _merge_options(query: OptionsT, fields: dict[str, str]) -> OptionsT:
     """Query options overridden by form fields of the same name, validated together (422 when invalid)."""
     known = {k: v for k, v in fields.items() if k in type(query).model_fields}
     if not known:
@@ -118,7 +118,7 @@ def _image_response(rendered: Rendered, stem: str) -> Response:
     return Response(rendered.encoded.data, media_type=media_type, headers=headers)
 
 
-async def _handle(request: Request, state: ServiceState, query: O, *, saliency: bool) -> Response:
+async def _handle(request: Request, state: ServiceState, query: OptionsT, *, saliency: bool) -> Response:
     with state.active():
         started_at: float = getattr(request.state, "started_at", time.monotonic())
         state.ensure_accepting(arrived_at=started_at)  # in flight at SIGTERM = arrived before it: served

@@ -23,7 +23,7 @@ def _pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     chans = []
-    for c in range(3):
+    for _ in range(3):
         fx, fy, phase = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 6.28)
         chans.append(0.5 + 0.5 * np.sin(fx * 6.28 * xx / max(width, 1) + fy * 6.28 * yy / max(height, 1) + phase))
     img = np.stack(chans, -1)

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from service import Settings, create_app
 
 schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.config import SchemathesisConfig
+from schemathesis.config import SchemathesisConfig  # noqa: E402 -- after the importorskip that guards it
 
 MAX_EXAMPLES = 40
 #: The deployment's render-size limit; GET /v1/model publishes it (limits.max_render_size).
