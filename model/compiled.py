@@ -1,8 +1,8 @@
 """``torch.compile``-d generator forwards for a fixed set of input shapes, eager for every other.
 
-Inductor with weight freezing runs the generator 2.5-4.4x faster than eager fp32 on a
-2-core CPU with bf16 (``benchmarks/results/model_forward.md``), but it compiles one graph
-per input shape (15-30 s each on such a CPU) and a dynamic batch dimension trips an
+Inductor with weight freezing runs the generator several times faster than eager fp32 on a
+2-core CPU with bf16 (figures: ``benchmarks/results/model_forward.md``), but it compiles one
+graph per input shape (tens of seconds each on such a CPU) and a dynamic batch dimension trips an
 inductor assertion in bf16. So shapes are fixed: :meth:`CompiledForwards.compile`
 builds one graph per (batch size, render size, saliency) it is given, ahead of time, and
 :meth:`CompiledForwards.run` pads a smaller batch up to the nearest compiled batch size.

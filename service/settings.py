@@ -56,8 +56,8 @@ class Settings(BaseSettings):
         default="auto",
         description="torch.compile the forward at warm-up, one graph per batch size in {1, 2, 4, ..., max_batch_size} "
         "at render_size (smaller batches are zero-padded up; other shapes run eagerly). 'auto': on for CPUs with a C++ "
-        "compiler (2.5-4.4x faster there, benchmarks/results/model_forward.md; costs 15-35 s of start-up per batch size "
-        "on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
+        "compiler (several times faster there, benchmarks/results/model_forward.md; costs tens of seconds of start-up "
+        "per batch size on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
     )
     fallback_seed: int = Field(default=0, description="Seed of the random generator used when no checkpoint exists.")
     warmup: bool = Field(
