@@ -12,8 +12,8 @@ from starlette.requests import ClientDisconnect
 
 from service.deps import StateDep
 from service.encoding import OutputFormat
-from service.errors import validation_message
-from service.exceptions import ClientDisconnected, InvalidOptions, SaliencyUnavailable, UploadTimedOut
+from service.exceptions import ClientDisconnected, InvalidOptions, UploadTimedOut
+from service.http_errors import validation_message
 from service.inference import Rendered, run_image_request
 from service.schemas import ERROR_RESPONSES, ColorizeOptions, ErrorResponse, RenderOptions
 from service.state import ServiceState
@@ -119,11 +119,9 @@ def _image_response(rendered: Rendered, stem: str) -> Response:
 
 
 async def _handle(request: Request, state: ServiceState, query: OptionsT, *, saliency: bool) -> Response:
-    with state.active():
-        started_at: float = getattr(request.state, "started_at", time.monotonic())
-        state.ensure_accepting(arrived_at=started_at)  # in flight at SIGTERM = arrived before it: served
-        if saliency and not state.runtime.has_saliency:
-            raise SaliencyUnavailable("the loaded checkpoint has no saliency branch; POST /colorize still works")
+    started_at: float = getattr(request.state, "started_at", time.monotonic())
+    # In flight at SIGTERM = arrived before it: admitted and served.
+    with state.admission(arrived_at=started_at, saliency=saliency) as admission:
         budget = started_at + state.settings.request_timeout_s - time.monotonic()
         try:
             async with asyncio.timeout(budget):
@@ -138,6 +136,7 @@ async def _handle(request: Request, state: ServiceState, query: OptionsT, *, sal
             options = _merge_options(query, upload.fields)
             rendered = await run_image_request(
                 state,
+                admission,
                 upload.source,
                 options,
                 saliency=saliency,
