@@ -8,10 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import TINY_CONFIG
 
 from training.config import TrainConfig, build_config
 
-TINY_MODEL = {"start_channels": 4, "latent_channels": 4, "global_channels": 4, "discriminator_channels": 4}
+#: The [model] section of tiny runs: tiny_models.TINY_CONFIG's widths, and a discriminator as narrow.
+TINY_MODEL = {
+    "start_channels": TINY_CONFIG.start_channels,
+    "latent_channels": TINY_CONFIG.latent_channels,
+    "global_channels": TINY_CONFIG.global_channels,
+    "discriminator_channels": 4,
+}
 
 
 def make_photos(folder: Path, count: int, seed: int = 0, size: tuple[int, int] = (96, 72)) -> list[Path]:

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import COMPACT_CONFIG
 
 import model.cli.common
-from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path, init_weights, save_checkpoint
+from model import Colorizer, Generator, default_checkpoint_path, init_weights, save_checkpoint
 from model.color import GRAY_WEIGHTS
 from training import cli_eval, metrics
 from training.evaluate import CSV_COLUMNS, TILE_HEIGHT, evaluate, evaluate_images, to_gray, write_report
 
-TINY = GeneratorConfig(start_channels=8, latent_channels=16, global_channels=8)
+TINY = COMPACT_CONFIG
 
 
 @pytest.fixture(scope="module")
