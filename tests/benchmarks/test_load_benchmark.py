@@ -10,8 +10,9 @@ from types import ModuleType
 
 import pytest
 import torch
+from tiny_models import TINY_CONFIG
 
-from model import Generator, GeneratorConfig, save_checkpoint
+from model import Generator, save_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
 
@@ -30,7 +31,7 @@ def test_quick_load_benchmark_reports_every_configuration(
     load_benchmark: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch.manual_seed(0)
-    tiny = Generator(GeneratorConfig(start_channels=4, latent_channels=4, global_channels=4), spectral_norm=False)
+    tiny = Generator(TINY_CONFIG, spectral_norm=False)
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", tiny.eval(), working_resolution=256)
     out = tmp_path / "results"
     args = [
