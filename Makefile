@@ -50,11 +50,11 @@ test-slow: $(DEV)
 
 # Style and types: `ruff check` over the tree, `ruff format --check` over the files already formatted (the
 # others are listed in pyproject.toml's [tool.ruff.format] exclude, until parallel branches merge), mypy over
-# model/ and service/.
+# model/, service/ and benchmarks/load/ ([tool.mypy] files).
 lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy model service
+	$(BIN)/mypy
 
 bench: $(RUNTIME)
 	$(BIN)/python benchmarks/model_forward.py
@@ -63,7 +63,7 @@ bench: $(RUNTIME)
 # memory soak; ~10 min on 2 cores, run it on a quiet machine. Tables and plot in benchmarks/results/.
 # BENCH_LOAD_ARGS=--quick for a smoke run; e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
 bench-load: $(BENCH)
-	$(BIN)/python benchmarks/load.py $(if $(JEMALLOC),--malloc $(JEMALLOC)) $(BENCH_LOAD_ARGS)
+	$(BIN)/python -m benchmarks.load $(if $(JEMALLOC),--malloc $(JEMALLOC)) $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
