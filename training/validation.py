@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -11,9 +10,11 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import DataLoader
 
+from model.generator import Generator
 from model.images import load_rgb
 from model.pipeline import Colorizer
 from training.config import TrainConfig
+from training.loop import Validator
 from training.stages import StageParts
 
 log = logging.getLogger("scgan.train.validation")
@@ -29,7 +30,7 @@ def _load_images(paths: list[Path], max_side: int) -> list[Image.Image]:
     return images
 
 
-def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device):  # type: ignore[no-untyped-def]
+def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device) -> Validator | None:
     """A callable scoring a network on the validation data, or None when there is none."""
     if cfg.run.stage == "pretrain-global":
         if parts.val_set is None:
@@ -43,14 +44,15 @@ def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device):  
     from training.evaluate import evaluate_images
 
     def validate(generator: nn.Module) -> dict[str, float]:
-        net = copy.deepcopy(generator).eval()
-        colorizer = Colorizer(net, device=device, render_size=cfg.data.crop_size, batch_size=8)  # type: ignore[arg-type]
+        if not isinstance(generator, Generator):
+            raise TypeError(f"colour validation needs a Generator, got {type(generator).__name__}")
+        colorizer = Colorizer(generator, device=device, render_size=cfg.data.crop_size, batch_size=8)  # its own copy
         return evaluate_images(colorizer, images)
 
     return validate
 
 
-def _classifier_validator(parts: StageParts, device: torch.device, batch_size: int):  # type: ignore[no-untyped-def]
+def _classifier_validator(parts: StageParts, device: torch.device, batch_size: int) -> Validator:
     dataset = parts.val_set
     assert dataset is not None
     keys = [(i, 777 + i) for i in range(len(dataset))]
@@ -59,7 +61,7 @@ def _classifier_validator(parts: StageParts, device: torch.device, batch_size: i
     def validate(net: nn.Module) -> dict[str, float]:
         net.eval()
         top1 = top5 = 0
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=keys)  # type: ignore[arg-type]
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=keys)  # keys: (index, seed) pairs
         for batch in loader:
             logits = net(batch["input"].to(device))
             labels = batch["label"].to(device)
