@@ -32,7 +32,9 @@ def make_photo(width: int, height: int, fmt: str = "jpeg", seed: int = 0) -> byt
         img = img * (1 - mask) + (rng.uniform(0.1, 0.9) + 0.15 * (x - cx) / rx) * mask
     for cells, amplitude in ((8, 0.06), (32, 0.04), (128, 0.025)):  # multi-octave texture
         grid = rng.random((max(2, cells * height // width), cells)).astype(np.float32)
-        img += amplitude * (np.asarray(Image.fromarray(grid, "F").resize((width, height), Image.Resampling.BICUBIC)) - 0.5)
+        img += amplitude * (
+            np.asarray(Image.fromarray(grid, "F").resize((width, height), Image.Resampling.BICUBIC)) - 0.5
+        )
     img += rng.normal(0.0, 0.015, img.shape)
     pixels = (np.clip(img, 0.0, 1.0) * 255).round().astype(np.uint8)
     buffer = io.BytesIO()
