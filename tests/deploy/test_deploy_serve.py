@@ -28,7 +28,7 @@ def test_pod_command_and_settings_serve_the_probes() -> None:
     [main] = pod["containers"]
     settings = one(docs, "ConfigMap", main["envFrom"][0]["configMapRef"]["name"])["data"]
     port = free_port()
-    env = service_env(**settings, SCGAN_HOST="127.0.0.1", SCGAN_PORT=str(port), SCGAN_LOG_FORMAT="json")
+    env = service_env(**{**settings, "SCGAN_HOST": "127.0.0.1", "SCGAN_PORT": str(port), "SCGAN_LOG_FORMAT": "json"})
     command = [str(Path(sys.executable).parent / main["args"][0]), *main["args"][1:]]
     process = start_process(command, env)
     try:

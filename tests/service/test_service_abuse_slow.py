@@ -54,14 +54,14 @@ sys.exit(main(sys.argv[2:]))
 
 
 def server_env(**settings: str) -> dict[str, str]:
-    return service_env(
-        SCGAN_TORCH_THREADS="1",
-        SCGAN_CPU_THREADS="1",
-        SCGAN_LOG_FORMAT="json",
-        SCGAN_WARMUP="false",
-        OMP_NUM_THREADS="1",
-        **{f"SCGAN_{key.upper()}": value for key, value in settings.items()},
-    )
+    defaults = {
+        "SCGAN_TORCH_THREADS": "1",
+        "SCGAN_CPU_THREADS": "1",
+        "SCGAN_LOG_FORMAT": "json",
+        "SCGAN_WARMUP": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    return service_env(**{**defaults, **{f"SCGAN_{key.upper()}": value for key, value in settings.items()}})
 
 
 def png(seed: int = 0) -> bytes:
