@@ -8,10 +8,12 @@ import torch
 
 from model import Generator, GeneratorConfig
 
-#: Small enough for a 256 x 256 forward in a few milliseconds on one core: service, page, training and model tests.
+#: Small enough for a 256 x 256 forward in a few milliseconds on one core: service, page and training tests.
 TINY_CONFIG = GeneratorConfig(start_channels=4, latent_channels=4, global_channels=4)
-#: The same with three input channels (the N-channel task).
-TINY_RGB_IN_CONFIG = dataclasses.replace(TINY_CONFIG, in_channels=3)
+#: As small, with a latent twice as wide: random weights then give visibly coloured output (the model tests).
+TINY_COLOURFUL_CONFIG = dataclasses.replace(TINY_CONFIG, latent_channels=8)
+#: That with three input channels (the N-channel task).
+TINY_RGB_IN_CONFIG = dataclasses.replace(TINY_COLOURFUL_CONFIG, in_channels=3)
 #: Small enough for a 2-core CPU, same topology as the published network (c=8, l=16, g=8): numerics, evaluation.
 COMPACT_CONFIG = GeneratorConfig(start_channels=8, latent_channels=16, global_channels=8)
 
@@ -30,7 +32,11 @@ def randomize_norms(net: torch.nn.Module, seed: int) -> None:
 
 
 def make_generator(
-    config: GeneratorConfig = TINY_CONFIG, *, seed: int = 0, with_saliency: bool = True, spectral_norm: bool = True
+    config: GeneratorConfig = TINY_COLOURFUL_CONFIG,
+    *,
+    seed: int = 0,
+    with_saliency: bool = True,
+    spectral_norm: bool = True,
 ) -> Generator:
     """A seeded generator (eval mode) whose BN layers are not the identity."""
     torch.manual_seed(seed)
@@ -39,4 +45,11 @@ def make_generator(
     return net.eval()
 
 
-__all__ = ["COMPACT_CONFIG", "TINY_CONFIG", "TINY_RGB_IN_CONFIG", "make_generator", "randomize_norms"]
+__all__ = [
+    "COMPACT_CONFIG",
+    "TINY_COLOURFUL_CONFIG",
+    "TINY_CONFIG",
+    "TINY_RGB_IN_CONFIG",
+    "make_generator",
+    "randomize_norms",
+]
