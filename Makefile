@@ -2,24 +2,37 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per set of extras (pyproject.toml): `make serve` installs the runtime alone, `make test` what tests need.
+RUNTIME := $(VENV)/.installed-runtime
+BENCH := $(VENV)/.installed-bench
+DEV := $(VENV)/.installed-dev
 # jemalloc, when this machine has it (Debian/Ubuntu: apt-get install libjemalloc2): with glibc's malloc
 # the service's RSS keeps growing under load (README, "Performance"). The Docker image always preloads it.
 JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 
-.PHONY: install browser serve test test-slow bench bench-load clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow lint bench bench-load clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@
 
-install: $(STAMP)
+install: $(DEV)
 
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) )$(BIN)/scgan-serve
 
 # The page's browser tests (tests/web) drive Debian's Chromium: installed here when we are root with apt-get.
@@ -29,20 +42,28 @@ browser:
 			apt-get update && apt-get install -y --no-install-recommends chromium; \
 		else echo "chromium is missing and cannot be installed here (needs root and apt-get): tests/web will skip"; fi; }
 
-test: $(STAMP) browser
+test: $(DEV) browser
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: $(STAMP)
+test-slow: $(DEV)
 	$(BIN)/python -m pytest -m slow -q
 
-bench: $(STAMP)
+# Style and types: `ruff check` over the tree, `ruff format --check` over the files already formatted (the
+# others are listed in pyproject.toml's [tool.ruff.format] exclude, until parallel branches merge), mypy over
+# model/, service/ and benchmarks/load/ ([tool.mypy] files).
+lint: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(RUNTIME)
 	$(BIN)/python benchmarks/model_forward.py
 
 # Service (batched, unbatched), a naive FastAPI server and the raw model under a concurrency sweep, plus a
 # memory soak; ~10 min on 2 cores, run it on a quiet machine. Tables and plot in benchmarks/results/.
 # BENCH_LOAD_ARGS=--quick for a smoke run; e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
-bench-load: $(STAMP)
-	$(BIN)/python benchmarks/load.py $(if $(JEMALLOC),--malloc $(JEMALLOC)) $(BENCH_LOAD_ARGS)
+bench-load: $(BENCH)
+	$(BIN)/python -m benchmarks.load $(if $(JEMALLOC),--malloc $(JEMALLOC)) $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
@@ -61,7 +82,7 @@ image-cpu:
 
 # Builds the Dockerfile with podman against a bootstrapped Debian base, runs and checks the
 # container and the compose file on 127.0.0.1 (slow: tens of minutes; needs root and apt).
-test-container: $(STAMP)
+test-container: $(DEV)
 	bash tests/deploy/container_check.sh
 
 clean-container:

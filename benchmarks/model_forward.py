@@ -234,8 +234,9 @@ def load_photos(folder: Path, count: int, config: GeneratorConfig) -> torch.Tens
     from PIL import Image
 
     from model import Colorizer
+    from model.images import is_image_file
 
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})[:count]
+    paths = sorted(p for p in folder.iterdir() if is_image_file(p))[:count]
     if not paths:
         return None
     colorizer = Colorizer(Generator(config, with_saliency=False, spectral_norm=False), device="cpu")

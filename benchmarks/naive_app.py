@@ -1,4 +1,4 @@
-"""The naive baseline of ``benchmarks/load.py``: how most colorization demos serve a model.
+"""The naive baseline of ``benchmarks/load/``: how most colorization demos serve a model.
 
 One FastAPI route does everything inside the request handler: read the upload,
 decode it, ``Colorizer.colorize_one`` (one forward per request, no batching, no

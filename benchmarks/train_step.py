@@ -41,12 +41,20 @@ def _photos(folder: Path, count: int = 16) -> None:
 def _seconds_per_step(stage: str, width: str, steps: int, root: Path) -> float:
     """Median wall time between consecutive steps of ``training.loop.train``, the first step excluded."""
     out_dir = root / f"{stage}-{width}"
-    cfg = build_config({
-        "run": {"stage": stage, "out_dir": str(out_dir), "max_steps": steps + 1,
-                "log_every": 1, "checkpoint_every": 10**9, "sample_images": 0},
-        "data": {"train_dir": str(root / "photos"), "saliency_cache": str(root / "cache")},
-        "model": WIDTHS[width],
-    })
+    cfg = build_config(
+        {
+            "run": {
+                "stage": stage,
+                "out_dir": str(out_dir),
+                "max_steps": steps + 1,
+                "log_every": 1,
+                "checkpoint_every": 10**9,
+                "sample_images": 0,
+            },
+            "data": {"train_dir": str(root / "photos"), "saliency_cache": str(root / "cache")},
+            "model": WIDTHS[width],
+        }
+    )
     train(cfg)
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     times = [r["time"] for r in rows if r["kind"] == "train"]

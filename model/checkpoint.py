@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +29,7 @@ from model.config import GeneratorConfig
 from model.device import resolve_device
 from model.generator import Generator
 from model.layers import fold_spectral_norm, has_spectral_norm
+from model.storage import atomic_torch_save, file_sha256
 
 FORMAT_NAME = "scgan-colorize"
 FORMAT_VERSION = 1
@@ -66,16 +65,8 @@ class CheckpointInfo:
         return Path(self.path).name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def default_task(config: GeneratorConfig) -> Task:
@@ -101,9 +92,7 @@ def save_checkpoint(
     net = copy.deepcopy(generator).to("cpu").eval()
     if has_spectral_norm(net):
         fold_spectral_norm(net)
-    state = {
-        k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()
-    }
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
     resolved_task = Task(task) if task is not None else default_task(net.config)
     payload = {
         "format": FORMAT_NAME,
@@ -121,20 +110,7 @@ def save_checkpoint(
             **(extra or {}),
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        # mkstemp creates 0600; a checkpoint is meant to be shared (e.g. read by a non-root service user).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_torch_save(payload, path)  # readable by others (e.g. a non-root service user), as plain files are
 
 
 def _first_line(exc: BaseException) -> str:
@@ -154,7 +130,8 @@ def _read(path: Path) -> Any:
         if "Weights only load failed" not in str(exc):
             raise CheckpointError(f"checkpoint {path} is not a PyTorch file ({_first_line(exc)})") from exc
         raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors and plain data, refused for safety ({_first_line(exc)})"
+            f"checkpoint {path} holds objects other than tensors and plain data, refused for safety "
+            f"({_first_line(exc)})"
         ) from exc
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({_first_line(exc)})") from exc
@@ -190,7 +167,9 @@ def _official_config(state: dict[str, torch.Tensor], path: Path) -> tuple[Genera
             global_channels=int(global1.shape[0]),
         )
     except (KeyError, IndexError, AttributeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} looks like an official SCGAN state dict but is incomplete: {exc}") from exc
+        raise CheckpointError(
+            f"checkpoint {path} looks like an official SCGAN state dict but is incomplete: {exc}"
+        ) from exc
     return config, has_saliency
 
 
@@ -267,7 +246,7 @@ def read_generator(path: str | os.PathLike[str]) -> tuple[Generator, CheckpointI
         raise CheckpointError(f"checkpoint {path} has invalid metadata: {exc}") from exc
     info = CheckpointInfo(
         path=str(path),
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
         source_format=source,
         task=task,
         working_resolution=resolution,
@@ -276,7 +255,7 @@ def read_generator(path: str | os.PathLike[str]) -> tuple[Generator, CheckpointI
         metadata=metadata,
     )
     net.eval()
-    net.checkpoint_info = info  # type: ignore[assignment]
+    net.checkpoint_info = info  # type: ignore[assignment]  # nn.Module types attributes as Tensor | Module
     return net, info
 
 

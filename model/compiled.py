@@ -1,8 +1,8 @@
 """``torch.compile``-d generator forwards for a fixed set of input shapes, eager for every other.
 
-Inductor with weight freezing runs the generator 2.5-4.4x faster than eager fp32 on a
-2-core CPU with bf16 (``benchmarks/results/model_forward.md``), but it compiles one graph
-per input shape (15-30 s each on such a CPU) and a dynamic batch dimension trips an
+Inductor with weight freezing runs the generator several times faster than eager fp32 on a
+2-core CPU with bf16 (figures: ``benchmarks/results/model_forward.md``), but it compiles one
+graph per input shape (tens of seconds each on such a CPU) and a dynamic batch dimension trips an
 inductor assertion in bf16. So shapes are fixed: :meth:`CompiledForwards.compile`
 builds one graph per (batch size, render size, saliency) it is given, ahead of time, and
 :meth:`CompiledForwards.run` pads a smaller batch up to the nearest compiled batch size.
@@ -17,16 +17,17 @@ import shutil
 import sysconfig
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 _log = logging.getLogger(__name__)
 
 CompileSetting = Literal["auto", "on", "off"]
-COMPILE_SETTINGS: tuple[CompileSetting, ...] = ("auto", "on", "off")
+COMPILE_SETTINGS: tuple[CompileSetting, ...] = get_args(CompileSetting)
 
 #: (B x C x R x R input, want saliency) -> (RGB, saliency or None), in the network's dtype, on its device.
 Forward = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
@@ -42,7 +43,10 @@ def compiler_available(device: torch.device) -> tuple[bool, str]:
             return False, "no C++ compiler on PATH (inductor needs one for CPU kernels)"
         headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
         if not headers.is_file():
-            return False, f"no Python headers ({headers}; e.g. the python3-dev package), which inductor's kernels include"
+            return (
+                False,
+                f"no Python headers ({headers}; e.g. the python3-dev package), which inductor's kernels include",
+            )
         return True, ""
     if device.type == "cuda":
         from torch.utils._triton import has_triton
@@ -122,7 +126,7 @@ class CompiledForwards:
         *,
         saliency: bool = False,
         device: torch.device,
-        context: Callable[[], object],
+        context: Callable[[], AbstractContextManager[object]],
     ) -> CompileReport:
         """Build (by running once) one graph per batch size; a failure leaves that shape eager."""
         report = CompileReport()
@@ -135,7 +139,7 @@ class CompiledForwards:
             example = torch.zeros(batch_size, self._channels, render_size, render_size, device=device)
             began = time.perf_counter()
             try:
-                with context():  # type: ignore[attr-defined]
+                with context():
                     graph(example.contiguous(memory_format=torch.channels_last), saliency)
             except Exception as exc:  # noqa: BLE001 -- any compiler failure means: stay eager for this shape
                 reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"

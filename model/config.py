@@ -1,24 +1,29 @@
-"""Architecture configuration of the SCGAN generator: one frozen, typed record."""
+"""Architecture configuration of the SCGAN generator: one frozen, typed record, validated by pydantic."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from dataclasses import asdict, fields
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 PaddingMode = Literal["reflect", "replicate", "zeros"]
 NormKind = Literal["bn", "in", "none"]
 #: "scgan": the published VGG-style global network; "efficientnet-lite0": an ImageNet-trained Lite0 trunk.
 GlobalNetKind = Literal["scgan", "efficientnet-lite0"]
-
-_PADDINGS = ("reflect", "replicate", "zeros")
-_NORMS = ("bn", "in", "none")
-GLOBAL_NETS: tuple[str, ...] = ("scgan", "efficientnet-lite0")
+GLOBAL_NETS: tuple[GlobalNetKind, ...] = get_args(GlobalNetKind)
+#: A layer width: a positive integer (strictly an ``int``: ``True`` or ``1.5`` are rejected).
+Channels = Annotated[int, Field(ge=1)]
 
 #: The generator halves its input eight times, so sides must be multiples of this.
 SIZE_MULTIPLE = 256
 
+#: Strict types (no ``"8"`` -> 8 or ``True`` -> 1), unknown keys rejected. Shared with configs that extend this one.
+STRICT_CONFIG = ConfigDict(strict=True, extra="forbid")
 
-@dataclass(frozen=True, kw_only=True)
+
+@dataclass(frozen=True, kw_only=True, config=STRICT_CONFIG)
 class GeneratorConfig:
     """Sizes of an SCGAN generator. The defaults are the published ones.
 
@@ -26,29 +31,18 @@ class GeneratorConfig:
     (64 in the paper); its later layers are 2x, 4x and 8x that, and the generator fuses
     8x that many global channels. ``global_net`` chooses that network: the published one
     (the default, and what the authors' checkpoints load as) or an EfficientNet-Lite0 trunk
-    (:mod:`model.lite0_global`) whose features are projected to the same width.
+    (:mod:`model.lite0_global`) whose features are projected to the same width. A bad value
+    raises :class:`pydantic.ValidationError` (a :class:`ValueError`).
     """
 
-    in_channels: int = 1
-    out_channels: int = 3
-    start_channels: int = 64
-    latent_channels: int = 128
-    global_channels: int = 64
+    in_channels: Channels = 1
+    out_channels: Channels = 3
+    start_channels: Channels = 64
+    latent_channels: Channels = 128
+    global_channels: Channels = 64
     padding: PaddingMode = "reflect"
     norm: NormKind = "bn"
     global_net: GlobalNetKind = "scgan"
-
-    def __post_init__(self) -> None:
-        for name in ("in_channels", "out_channels", "start_channels", "latent_channels", "global_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"GeneratorConfig.{name} must be a positive integer, got {value!r}")
-        if self.padding not in _PADDINGS:
-            raise ValueError(f"GeneratorConfig.padding must be one of {_PADDINGS}, got {self.padding!r}")
-        if self.norm not in _NORMS:
-            raise ValueError(f"GeneratorConfig.norm must be one of {_NORMS}, got {self.norm!r}")
-        if self.global_net not in GLOBAL_NETS:
-            raise ValueError(f"GeneratorConfig.global_net must be one of {GLOBAL_NETS}, got {self.global_net!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,8 +53,17 @@ class GeneratorConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown GeneratorConfig keys: {sorted(unknown)}")
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
         return cls(**data)
 
 
-__all__ = ["GLOBAL_NETS", "GeneratorConfig", "GlobalNetKind", "NormKind", "PaddingMode", "SIZE_MULTIPLE"]
+__all__ = [
+    "GLOBAL_NETS",
+    "STRICT_CONFIG",
+    "SIZE_MULTIPLE",
+    "Channels",
+    "GeneratorConfig",
+    "GlobalNetKind",
+    "NormKind",
+    "PaddingMode",
+]

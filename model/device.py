@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 Precision = Literal["fp32", "fp16", "bf16"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "bf16")
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+#: What a user may ask for: a precision, or ``auto`` (see :func:`resolve_precision`).
+PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISION_SETTINGS: tuple[PrecisionSetting, ...] = get_args(PrecisionSetting)
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -24,9 +27,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def check_precision(precision: str) -> Precision:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
-    return precision  # type: ignore[return-value]
+    """``precision`` as a :data:`Precision`, or a ValueError naming the choices."""
+    for known in PRECISIONS:
+        if precision == known:
+            return known
+    raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
 
 
 def cpu_runs_bf16_natively() -> bool:
@@ -61,7 +66,9 @@ def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
 
 __all__ = [
     "PRECISIONS",
+    "PRECISION_SETTINGS",
     "Precision",
+    "PrecisionSetting",
     "autocast",
     "check_precision",
     "cpu_runs_bf16_natively",

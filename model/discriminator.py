@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -24,13 +26,13 @@ class PatchDiscriminator70(nn.Module):
     ) -> None:
         super().__init__()
         c = start_channels
-        kw = dict(pad_mode=padding, spectral_norm=spectral_norm)
-        self.block1 = ConvBlock(in_channels + out_channels, c, 7, 1, norm="none", **kw)  # type: ignore[arg-type]
-        self.block2 = ConvBlock(c, 2 * c, 3, 2, norm=norm, **kw)  # type: ignore[arg-type]
-        self.block3 = ConvBlock(2 * c, 4 * c, 3, 2, norm=norm, **kw)  # type: ignore[arg-type]
-        self.block4 = ConvBlock(4 * c, 8 * c, 3, 2, norm=norm, **kw)  # type: ignore[arg-type]
-        self.final1 = ConvBlock(8 * c, 8 * c, 4, 1, 1, norm=norm, **kw)  # type: ignore[arg-type]
-        self.final2 = ConvBlock(8 * c, 1, 4, 1, 1, norm="none", activation="none", **kw)  # type: ignore[arg-type]
+        block = partial(ConvBlock, pad_mode=padding, spectral_norm=spectral_norm)
+        self.block1 = block(in_channels + out_channels, c, 7, 1, norm="none")
+        self.block2 = block(c, 2 * c, 3, 2, norm=norm)
+        self.block3 = block(2 * c, 4 * c, 3, 2, norm=norm)
+        self.block4 = block(4 * c, 8 * c, 3, 2, norm=norm)
+        self.final1 = block(8 * c, 8 * c, 4, 1, 1, norm=norm)
+        self.final2 = block(8 * c, 1, 4, 1, 1, norm="none", activation="none")
 
     def forward(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         x = torch.cat((gray, rgb), 1)

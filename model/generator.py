@@ -6,6 +6,8 @@ Shapes below are for an input of B x C_in x H x W with H, W multiples of 256;
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -66,7 +68,9 @@ class GlobalFeatureNetwork(nn.Module):
         raise ValueError(f"no layer named {until!r} in the global feature network")
 
 
-def build_global_network(config: GeneratorConfig, *, spectral_norm: bool = True) -> nn.Module:
+def build_global_network(
+    config: GeneratorConfig, *, spectral_norm: bool = True
+) -> GlobalFeatureNetwork | Lite0GlobalNetwork:
     """The global feature network ``config.global_net`` names: C_in x H x W -> 8g x H/32 x W/32."""
     if config.global_net == "efficientnet-lite0":
         return Lite0GlobalNetwork(config, spectral_norm=spectral_norm)
@@ -79,12 +83,12 @@ class AttentionPredictionNetwork(nn.Module):
     def __init__(self, config: GeneratorConfig, *, spectral_norm: bool = True) -> None:
         super().__init__()
         c, lat = config.start_channels, config.latent_channels
-        kw = dict(pad_mode=config.padding, norm=config.norm, spectral_norm=spectral_norm)
-        self.conv11 = UpBlock(8 * c, lat, **kw)
-        self.conv12 = UpBlock(lat, lat, **kw)
-        self.conv2 = UpBlock(4 * c, lat, **kw)
-        self.conv3 = ConvBlock(2 * c, lat, 3, 1, **kw)  # type: ignore[arg-type]
-        self.conv4 = UpBlock(3 * lat, lat, **kw)
+        up = partial(UpBlock, pad_mode=config.padding, norm=config.norm, spectral_norm=spectral_norm)
+        self.conv11 = up(8 * c, lat)
+        self.conv12 = up(lat, lat)
+        self.conv2 = up(4 * c, lat)
+        self.conv3 = ConvBlock(2 * c, lat, 3, 1, pad_mode=config.padding, norm=config.norm, spectral_norm=spectral_norm)
+        self.conv4 = up(3 * lat, lat)
         self.final = ConvBlock(
             lat, 1, 3, 1, pad_mode=config.padding, norm="none", activation="sigmoid", spectral_norm=spectral_norm
         )
@@ -115,34 +119,41 @@ class Generator(nn.Module):
         self.config = config or GeneratorConfig()
         cfg = self.config
         c = cfg.start_channels
-        kw = dict(pad_mode=cfg.padding, norm=cfg.norm, spectral_norm=spectral_norm)
-        no_norm = dict(pad_mode=cfg.padding, norm="none", spectral_norm=spectral_norm)
+        down = partial(ConvBlock, pad_mode=cfg.padding, norm=cfg.norm, spectral_norm=spectral_norm)
+        down_no_norm = partial(ConvBlock, pad_mode=cfg.padding, norm="none", spectral_norm=spectral_norm)
+        up = partial(UpBlock, pad_mode=cfg.padding, norm=cfg.norm, spectral_norm=spectral_norm)
 
         self.global_feature_network = build_global_network(cfg, spectral_norm=spectral_norm)
         g_out = self.global_feature_network.out_channels
         if with_saliency:
             self.attention_prediction_network = AttentionPredictionNetwork(cfg, spectral_norm=spectral_norm)
 
-        self.down1 = ConvBlock(cfg.in_channels, c, 7, 1, **no_norm)  # type: ignore[arg-type]
-        self.down2 = ConvBlock(c, 2 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down3 = ConvBlock(2 * c, 4 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down4 = ConvBlock(4 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down5 = ConvBlock(8 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down6 = ConvBlock(8 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down7 = ConvBlock(8 * c + g_out, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down8 = ConvBlock(8 * c, 8 * c, 3, 2, **kw)  # type: ignore[arg-type]
-        self.down9 = ConvBlock(8 * c, 8 * c, 3, 2, **no_norm)  # type: ignore[arg-type]
+        self.down1 = down_no_norm(cfg.in_channels, c, 7, 1)
+        self.down2 = down(c, 2 * c, 3, 2)
+        self.down3 = down(2 * c, 4 * c, 3, 2)
+        self.down4 = down(4 * c, 8 * c, 3, 2)
+        self.down5 = down(8 * c, 8 * c, 3, 2)
+        self.down6 = down(8 * c, 8 * c, 3, 2)
+        self.down7 = down(8 * c + g_out, 8 * c, 3, 2)
+        self.down8 = down(8 * c, 8 * c, 3, 2)
+        self.down9 = down_no_norm(8 * c, 8 * c, 3, 2)
 
-        self.up1 = UpBlock(8 * c, 8 * c, **kw)
-        self.up2 = UpBlock(16 * c, 8 * c, **kw)
-        self.up3 = UpBlock(16 * c, 8 * c, **kw)
-        self.up4 = UpBlock(16 * c, 8 * c, **kw)
-        self.up5 = UpBlock(16 * c, 8 * c, **kw)
-        self.up6 = UpBlock(16 * c, 4 * c, **kw)
-        self.up7 = UpBlock(8 * c, 2 * c, **kw)
-        self.up8 = UpBlock(4 * c, c, **kw)
+        self.up1 = up(8 * c, 8 * c)
+        self.up2 = up(16 * c, 8 * c)
+        self.up3 = up(16 * c, 8 * c)
+        self.up4 = up(16 * c, 8 * c)
+        self.up5 = up(16 * c, 8 * c)
+        self.up6 = up(16 * c, 4 * c)
+        self.up7 = up(8 * c, 2 * c)
+        self.up8 = up(4 * c, c)
         self.up9 = ConvBlock(
-            2 * c, cfg.out_channels, 3, 1, pad_mode=cfg.padding, norm="none", activation="tanh",
+            2 * c,
+            cfg.out_channels,
+            3,
+            1,
+            pad_mode=cfg.padding,
+            norm="none",
+            activation="tanh",
             spectral_norm=spectral_norm,
         )
 
@@ -150,18 +161,14 @@ class Generator(nn.Module):
     def has_saliency(self) -> bool:
         return hasattr(self, "attention_prediction_network")
 
-    def forward(
-        self, x: torch.Tensor, return_saliency: bool | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, return_saliency: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if return_saliency is None:
             # Auto: saliency in training mode, when there is a branch to compute it.
             return_saliency = self.training and self.has_saliency
         if return_saliency and not self.has_saliency:
             raise ValueError("this generator was built without the saliency branch")
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"expected input of shape B x {self.config.in_channels} x H x W, got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input of shape B x {self.config.in_channels} x H x W, got {tuple(x.shape)}")
         if x.shape[-2] % SIZE_MULTIPLE or x.shape[-1] % SIZE_MULTIPLE:
             raise ValueError(f"height and width must be multiples of {SIZE_MULTIPLE}, got {tuple(x.shape[-2:])}")
 

@@ -9,13 +9,15 @@ normalised convolution keeps ``weight_bar``/``weight_u``/``weight_v`` on
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.config import NormKind, PaddingMode
+
+Network = TypeVar("Network", bound=nn.Module)
 
 Activation = Literal["lrelu", "tanh", "sigmoid", "none"]
 
@@ -47,17 +49,21 @@ class SpectralNorm(nn.Module):
         module.register_buffer("weight_v", _l2normalize(weight.new_empty(width).normal_(0, 1)))
         module.register_parameter("weight_bar", nn.Parameter(weight.clone()))
 
+    @property
+    def weight_bar(self) -> nn.Parameter:
+        """The unnormalised weight (the parameter that training updates)."""
+        return self.module.get_parameter("weight_bar")
+
     def normalized_weight(self, update: bool) -> torch.Tensor:
         """The weight divided by its estimated largest singular value."""
-        module = self.module
-        w_bar: torch.Tensor = module.weight_bar
+        w_bar = self.weight_bar
         w_mat = w_bar.view(w_bar.shape[0], -1)
         with torch.no_grad():
-            v = _l2normalize(torch.mv(w_mat.t(), module.weight_u))
+            v = _l2normalize(torch.mv(w_mat.t(), self.module.get_buffer("weight_u")))
             u = _l2normalize(torch.mv(w_mat, v))
             if update:
-                module.weight_v.copy_(v)
-                module.weight_u.copy_(u)
+                self.module.get_buffer("weight_v").copy_(v)
+                self.module.get_buffer("weight_u").copy_(u)
         sigma = torch.dot(u, torch.mv(w_mat, v))
         return w_bar / sigma
 
@@ -131,16 +137,45 @@ class ConvBlock(nn.Module):
 class UpBlock(nn.Module):
     """Nearest-neighbour 2x upsampling followed by a conv block (no transposed conv)."""
 
-    def __init__(self, in_channels: int, out_channels: int, **block_kwargs: object) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        pad_mode: PaddingMode = "reflect",
+        norm: NormKind = "bn",
+        spectral_norm: bool = True,
+    ) -> None:
         super().__init__()
-        self.conv2d = ConvBlock(in_channels, out_channels, **block_kwargs)  # type: ignore[arg-type]
+        self.conv2d = ConvBlock(in_channels, out_channels, pad_mode=pad_mode, norm=norm, spectral_norm=spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def _plain_conv_like(src: nn.Conv2d, *, bias: bool, like: torch.Tensor) -> nn.Conv2d:
+    """A new plain ``Conv2d`` with ``src``'s geometry, on ``like``'s device and in its dtype."""
+
+    def pair(value: tuple[int, ...]) -> tuple[int, int]:
+        return value[0], value[1]
+
+    assert not isinstance(src.padding, str), "ConvBlock pads explicitly: its convolutions have numeric padding"
+    return nn.Conv2d(
+        src.in_channels,
+        src.out_channels,
+        pair(src.kernel_size),
+        pair(src.stride),
+        pair(src.padding),
+        pair(src.dilation),
+        src.groups,
+        bias=bias,
+        device=like.device,
+        dtype=like.dtype,
+    )
+
+
 @torch.no_grad()
-def fold_spectral_norm(network: nn.Module) -> nn.Module:
+def fold_spectral_norm(network: Network) -> Network:
     """Replace every :class:`SpectralNorm` in ``network`` by a plain convolution, in place.
 
     The folded weight is what one power iteration from the stored vectors gives,
@@ -152,27 +187,16 @@ def fold_spectral_norm(network: nn.Module) -> nn.Module:
             if isinstance(child, SpectralNorm):
                 src = child.module
                 weight = child.normalized_weight(update=False)
-                conv = nn.Conv2d(
-                    src.in_channels,
-                    src.out_channels,
-                    src.kernel_size,  # type: ignore[arg-type]
-                    src.stride,  # type: ignore[arg-type]
-                    src.padding,  # type: ignore[arg-type]
-                    src.dilation,  # type: ignore[arg-type]
-                    src.groups,
-                    bias=src.bias is not None,
-                    device=weight.device,
-                    dtype=weight.dtype,
-                )
+                conv = _plain_conv_like(src, bias=src.bias is not None, like=weight)
                 conv.weight.copy_(weight)
-                if src.bias is not None:
+                if src.bias is not None and conv.bias is not None:
                     conv.bias.copy_(src.bias)
                 setattr(parent, name, conv)
     return network
 
 
 @torch.no_grad()
-def fuse_batch_norm(network: nn.Module) -> nn.Module:
+def fuse_batch_norm(network: Network) -> Network:
     """Fold each eval-mode BatchNorm of a :class:`ConvBlock` into its (plain) convolution, in place.
 
     Inference only: the block then computes ``act(conv'(pad(x)))`` with ``conv'`` carrying
@@ -181,9 +205,10 @@ def fuse_batch_norm(network: nn.Module) -> nn.Module:
     Returns ``network`` for chaining.
     """
     for block in network.modules():
-        if not isinstance(block, ConvBlock) or not isinstance(getattr(block, "norm", None), nn.BatchNorm2d):
+        norm = getattr(block, "norm", None)
+        if not isinstance(block, ConvBlock) or not isinstance(norm, nn.BatchNorm2d):
             continue
-        conv, norm = block.conv2d, block.norm
+        conv = block.conv2d
         if not isinstance(conv, nn.Conv2d) or norm.training or not norm.track_running_stats:
             continue
         assert norm.running_mean is not None and norm.running_var is not None
@@ -193,19 +218,9 @@ def fuse_batch_norm(network: nn.Module) -> nn.Module:
         shift = -norm.running_mean * scale
         if norm.affine:
             shift = shift + norm.bias
-        fused = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,  # type: ignore[arg-type]
-            conv.stride,  # type: ignore[arg-type]
-            conv.padding,  # type: ignore[arg-type]
-            conv.dilation,  # type: ignore[arg-type]
-            conv.groups,
-            bias=True,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
+        fused = _plain_conv_like(conv, bias=True, like=conv.weight)
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        assert fused.bias is not None
         fused.bias.copy_(shift if conv.bias is None else conv.bias * scale + shift)
         block.conv2d = fused
         del block.norm
@@ -238,7 +253,7 @@ def load_folded_weights(network: nn.Module, state: dict[str, torch.Tensor], powe
         if isinstance(module, SpectralNorm):
             for _ in range(power_iterations):
                 module.normalized_weight(update=True)
-            w = module.module.weight_bar
+            w = module.weight_bar
             effective = module.normalized_weight(update=False)
             worst = max(worst, float((effective - w).norm() / w.norm().clamp_min(1e-12)))
     return worst
@@ -253,7 +268,7 @@ def init_weights(network: nn.Module, gain: float = 0.02) -> None:
     """The published init: xavier-normal convolutions (gain 0.02), BN weight N(1, 0.02), bias 0."""
     for module in network.modules():
         if isinstance(module, SpectralNorm):
-            nn.init.xavier_normal_(module.module.weight_bar, gain=gain)
+            nn.init.xavier_normal_(module.weight_bar, gain=gain)
         elif isinstance(module, nn.Conv2d) and "weight" in module._parameters:
             nn.init.xavier_normal_(module.weight, gain=gain)
             if module.bias is not None:

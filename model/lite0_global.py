@@ -34,11 +34,20 @@ class Lite0GlobalNetwork(nn.Module):
     def __init__(self, config: GeneratorConfig, *, spectral_norm: bool = True) -> None:
         super().__init__()
         if config.in_channels not in (1, 3):
-            raise ValueError(f"the EfficientNet-Lite0 global network takes 1 or 3 input channels, not {config.in_channels}")
+            raise ValueError(
+                f"the EfficientNet-Lite0 global network takes 1 or 3 input channels, not {config.in_channels}"
+            )
         self.out_channels = 8 * config.global_channels
         self.trunk = EfficientNetLite0(with_classifier=False)
-        self.projection = ConvBlock(FUSED_CHANNELS, self.out_channels, 1, 1, pad_mode=config.padding,
-                                    norm=config.norm, spectral_norm=spectral_norm)
+        self.projection = ConvBlock(
+            FUSED_CHANNELS,
+            self.out_channels,
+            1,
+            1,
+            pad_mode=config.padding,
+            norm=config.norm,
+            spectral_norm=spectral_norm,
+        )
         self.trunk.eval()
 
     def train(self, mode: bool = True) -> Lite0GlobalNetwork:

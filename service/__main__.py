@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scgan-serve``."""
     overrides = _parse(argv)
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # command-line values, validated by Settings itself
     except ValidationError as exc:
         configure_logging()
         _log.critical("invalid configuration: %s", _one_line(exc))

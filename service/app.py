@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import torch
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.params import Depends as DependsParam
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from service.auth import ApiKeys, require_api_key
-from service.batcher import Batcher
-from service.errors import install_error_handlers
+from service.http_errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, DocsPolicyMiddleware, RequestContextMiddleware
 from service.routes import colorize_router, health_router, metrics_router, model_info_router
-from service.runtime import ModelRuntime, PredictFn, work_key
+from service.runtime import ModelRuntime, PredictFn
 from service.settings import Settings
 from service.state import ServiceState
 from service.version import __version__
@@ -70,8 +69,9 @@ def _lifespan(
             _log.warning("no SCGAN_API_KEYS_FILE: the API is open to anyone who can reach this port")
         else:
             protected = "/colorize, /saliency, /v1/model" + (", /metrics" if settings.metrics_auth else "")
-            _log.info("API keys required for %s (%d keys from %s)", protected, len(app.state.api_keys),
-                      settings.api_keys_file)
+            _log.info(
+                "API keys required for %s (%d keys from %s)", protected, len(app.state.api_keys), settings.api_keys_file
+            )
         try:
             runtime = await asyncio.to_thread(ModelRuntime.load, settings, predict=predict)
         except Exception as exc:
@@ -81,24 +81,11 @@ def _lifespan(
             checkpoint=runtime.identity.name,
             sha256=runtime.identity.sha256,
             task=runtime.colorizer.task.value,
-            device=str(runtime.device),
-            precision=runtime.precision,
+            device=str(runtime.colorizer.device),
+            precision=runtime.colorizer.precision,
         )
-        batcher = Batcher(
-            runtime.predict_batch,
-            max_batch_size=settings.max_batch_size,
-            max_wait_s=settings.max_batch_delay_s,
-            capacity=settings.queue_capacity,
-            key=work_key,
-            observer=metrics,
-            name="scgan-inference",
-            # Requests still being decoded are company worth waiting for; with none, a batch leaves at once.
-            # (`state` is bound below, before the worker starts.)
-            incoming=lambda: state.preparing,
-        )
-        pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="scgan-cpu")
-        state = ServiceState(settings, metrics, runtime, batcher, pool)
-        metrics.bind_queue(lambda: batcher.depth, batcher.capacity)
+        state = ServiceState(settings, metrics, runtime)
+        metrics.bind_queue(lambda: state.batcher.depth, state.batcher.capacity)
         metrics.bind_ready(lambda: state.ready)
         app.state.service = state
         warm_up = asyncio.create_task(state.warm_up_and_start(), name="scgan-warm-up")
@@ -146,7 +133,7 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     # before anything else; the probes, the page and the documentation stay open. The OpenAPI schema then
     # declares the bearer scheme (Swagger UI's "Authorize" button).
     keyed = [Depends(require_api_key)] if app.state.api_keys is not None else []
-    routers = (
+    routers: tuple[tuple[APIRouter, list[DependsParam]], ...] = (
         (colorize_router, keyed),
         (model_info_router, keyed),
         (health_router, []),

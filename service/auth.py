@@ -73,7 +73,9 @@ class ApiKeys:
             if line.lower().startswith(_HASH_PREFIX):
                 hexdigest = line[len(_HASH_PREFIX) :].strip()
                 if not _HEX_DIGEST.fullmatch(hexdigest):
-                    raise ApiKeysError(f"API keys file {path}, line {number}: 'sha256:' must be followed by 64 hex digits")
+                    raise ApiKeysError(
+                        f"API keys file {path}, line {number}: 'sha256:' must be followed by 64 hex digits"
+                    )
                 digests.append(bytes.fromhex(hexdigest))
             elif any(ch.isspace() for ch in line):
                 raise ApiKeysError(f"API keys file {path}, line {number}: a key cannot contain whitespace")

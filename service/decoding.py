@@ -96,7 +96,7 @@ def _rgb_icc(image: Image.Image) -> bytes | None:
 def _dpi(image: Image.Image) -> tuple[float, float] | None:
     dpi = image.info.get("dpi")
     try:
-        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]
+        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]  # whatever the file holds: checked by the except
     except (TypeError, ValueError):
         return None
     return (x, y) if x > 0 and y > 0 else None

@@ -28,15 +28,11 @@ class OutputFormat(str, Enum):
     def media_type(self) -> str:
         return f"image/{self.value}"
 
-    @property
-    def extension(self) -> str:
-        return "jpg" if self is OutputFormat.JPEG else self.value
-
 
 #: Default quality for the lossy formats; PNG is lossless and ignores ``quality``.
 DEFAULT_QUALITY = 90
-#: zlib level 1: about 3x faster than Pillow's default 6 for photographs (140 -> 45 ms at 512 x 384)
-#: for files ~10-20% larger; encoding otherwise costs as much CPU as a compact model's forward.
+#: zlib level 1: several times faster than Pillow's default 6 for photographs, for files somewhat larger;
+#: encoding otherwise costs as much CPU as a compact model's forward.
 _PNG_COMPRESS_LEVEL = 1
 
 

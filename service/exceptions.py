@@ -1,4 +1,4 @@
-"""What can go wrong with a request, in domain terms; :mod:`service.errors` turns these into HTTP answers.
+"""What can go wrong with a request, in domain terms; :mod:`service.http_errors` turns these into HTTP answers.
 
 Nothing here knows about status codes, so decoding, batching and the pipeline
 raise meaningful errors without depending on the web layer.

@@ -28,11 +28,11 @@ from model import Colorizer, PreparedImage
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DecodedImage, decode_image
 from service.encoding import Encoded, OutputFormat, encode_image
-from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, SaliencyUnavailable, ShuttingDown
+from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, ShuttingDown
 from service.logging_setup import request_id_var
 from service.runtime import WorkItem
 from service.schemas import ColorizeOptions, RenderOptions
-from service.state import ServiceState
+from service.state import Admission, ServiceState
 
 _log = logging.getLogger(__name__)
 
@@ -145,8 +145,9 @@ async def _await_result(
         drained.cancel()
 
 
-def _check_render_size(state: ServiceState, options: RenderOptions) -> int:
-    size = options.render_size or state.runtime.render_size
+def _resolve_render_size(state: ServiceState, options: RenderOptions) -> int:
+    """The request's render size, else the model's default; above ``state.max_render_size`` it is a 422."""
+    size = options.render_size or state.runtime.colorizer.render_size
     if size > state.max_render_size:
         raise InvalidOptions(f"render_size {size} exceeds the maximum of {state.max_render_size}")
     return size
@@ -154,6 +155,7 @@ def _check_render_size(state: ServiceState, options: RenderOptions) -> int:
 
 async def run_image_request(
     state: ServiceState,
+    admission: Admission,
     source: bytes | IO[bytes],
     options: RenderOptions,
     *,
@@ -161,16 +163,13 @@ async def run_image_request(
     started_at: float,
     disconnected: Callable[[], Awaitable[None]],
 ) -> Rendered:
-    """Decode, batch, finish and encode one image. ``started_at`` is the request's arrival (monotonic)."""
+    """Decode, batch, finish and encode one admitted image. ``started_at`` is the request's arrival (monotonic)."""
     colorizer = state.runtime.colorizer
-    if saliency and not state.runtime.has_saliency:
-        raise SaliencyUnavailable("the loaded checkpoint has no saliency branch")
-    render_size = _check_render_size(state, options)
+    render_size = _resolve_render_size(state, options)
     deadline = started_at + state.settings.request_timeout_s
-    with state.admit():
+    with admission.pipeline_slot():
         t0 = time.monotonic()
-        state.preparing += 1
-        try:
+        with admission.preparing():
             item = await state.run_cpu(
                 decode_and_prepare,
                 source,
@@ -181,8 +180,6 @@ async def run_image_request(
             preprocess_s = time.monotonic() - t0
             work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())
             future = state.batcher.submit(work, deadline=deadline)
-        finally:
-            state.preparing -= 1
         state.metrics.stage_duration.labels("preprocess").observe(preprocess_s)
         batched = await _await_result(state, future, deadline, disconnected)
     t1 = time.monotonic()

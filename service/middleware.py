@@ -15,8 +15,8 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import exception_response
 from service.exceptions import HeadersTooLarge, UploadTooLarge
+from service.http_errors import exception_response
 from service.logging_setup import request_id_var
 from service.metrics import ServiceMetrics
 

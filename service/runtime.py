@@ -9,7 +9,6 @@ forward); everything else stays real.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -20,9 +19,10 @@ from typing import Any
 import torch
 
 from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path
-from model.checkpoint import CheckpointInfo, read_generator
+from model.checkpoint import read_generator
 from model.compiled import bucket_batch_sizes, resolve_compile
-from model.device import Precision, resolve_device
+from model.device import resolve_device
+from model.storage import weights_sha256
 from service.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -65,21 +65,13 @@ def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def _weights_sha256(net: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _fallback_generator(seed: int) -> tuple[Generator, ModelIdentity]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = Generator(FALLBACK_CONFIG, with_saliency=True, spectral_norm=False).eval()
     identity = ModelIdentity(
         name=f"random-init-compact-seed{seed}",
-        sha256=_weights_sha256(net),
+        sha256=weights_sha256(net.state_dict().items()),
         source_format="random-init",
         metadata={"warning": "no checkpoint: randomly initialised weights, colours are meaningless"},
     )
@@ -144,31 +136,10 @@ class ModelRuntime:
         )
         return cls(colorizer, identity, predict=predict, compile_forwards=compile_forwards)
 
-    # -- properties the service reports -----------------------------------------------
-    @property
-    def checkpoint_info(self) -> CheckpointInfo | None:
-        return self.colorizer.checkpoint_info
-
-    @property
-    def has_saliency(self) -> bool:
-        return self.colorizer.has_saliency
-
-    @property
-    def render_size(self) -> int:
-        return self.colorizer.render_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.colorizer.device
-
-    @property
-    def precision(self) -> Precision:
-        return self.colorizer.precision
-
     @property
     def compiled_batch_sizes(self) -> list[int]:
         """Batch sizes at the default render size that run a compiled graph (empty: all eager)."""
-        return [s.batch_size for s in self.colorizer.compiled_shapes if s.render_size == self.render_size]
+        return [s.batch_size for s in self.colorizer.compiled_shapes if s.render_size == self.colorizer.render_size]
 
     # -- inference ---------------------------------------------------------------------
     def _model_predict(self, batch: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -195,7 +166,7 @@ class ModelRuntime:
         :func:`~model.compiled.bucket_batch_sizes`; a shape that fails to compile is logged and runs eagerly.
         """
         start = time.perf_counter()
-        size = self.render_size
+        size = self.colorizer.render_size
         channels = self.colorizer.in_channels
         if self.compile_forwards:
             report = self.colorizer.compile(bucket_batch_sizes(max_batch_size), size)
@@ -209,10 +180,10 @@ class ModelRuntime:
             )
         for batch_size in range(1, max_batch_size + 1):
             self._predict(torch.zeros(batch_size, channels, size, size), False)
-        if self.has_saliency:
+        if self.colorizer.has_saliency:
             self._predict(torch.zeros(1, channels, size, size), True)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        if self.colorizer.device.type == "cuda":
+            torch.cuda.synchronize(self.colorizer.device)
         elapsed = time.perf_counter() - start
         _log.info("warm-up done: batch sizes 1..%d at %dx%d in %.2f s", max_batch_size, size, size, elapsed)
         return elapsed

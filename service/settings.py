@@ -17,11 +17,11 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.compiled import CompileSetting
 from model.config import SIZE_MULTIPLE
+from model.device import PrecisionSetting
 from service.auth import ApiKeys
 
-PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
-CompileSetting = Literal["auto", "on", "off"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -58,8 +58,8 @@ class Settings(BaseSettings):
         default="auto",
         description="torch.compile the forward at warm-up, one graph per batch size in {1, 2, 4, ..., max_batch_size} "
         "at render_size (smaller batches are zero-padded up; other shapes run eagerly). 'auto': on for CPUs with a C++ "
-        "compiler (2.5-4.4x faster there, benchmarks/results/model_forward.md; costs 15-35 s of start-up per batch size "
-        "on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
+        "compiler (several times faster there, benchmarks/results/model_forward.md; costs tens of seconds of start-up "
+        "per batch size on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
     )
     fallback_seed: int = Field(default=0, description="Seed of the random generator used when no checkpoint exists.")
     warmup: bool = Field(
@@ -122,9 +122,7 @@ class Settings(BaseSettings):
         "comment. Set: /colorize, /saliency and /v1/model need 'Authorization: Bearer <key>' (401 otherwise). "
         "Unset: no authentication (logged at start-up).",
     )
-    metrics_auth: bool = Field(
-        default=False, description="Also require an API key for /metrics (needs api_keys_file)."
-    )
+    metrics_auth: bool = Field(default=False, description="Also require an API key for /metrics (needs api_keys_file).")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Origins (scheme://host[:port], comma-separated, or '*') whose browser apps may call the API. "

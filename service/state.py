@@ -26,9 +26,9 @@ from typing import ParamSpec, TypeVar
 import torch
 
 from service.batcher import Batcher, QueueFull
-from service.exceptions import NotReady, ShuttingDown
+from service.exceptions import NotReady, SaliencyUnavailable, ShuttingDown
 from service.metrics import ServiceMetrics
-from service.runtime import ModelRuntime, WorkItem
+from service.runtime import ModelRuntime, WorkItem, work_key
 from service.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -38,34 +38,37 @@ T = TypeVar("T")
 
 
 class ServiceState:
-    """The model, the batcher, the CPU pool and the flags that make up readiness."""
+    """The model, its batcher and CPU pool, request admission and the flags that make up readiness."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        metrics: ServiceMetrics,
-        runtime: ModelRuntime,
-        batcher: Batcher[WorkItem, torch.Tensor],
-        pool: ThreadPoolExecutor,
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics, runtime: ModelRuntime) -> None:
         self.settings = settings
         self.metrics = metrics
         self.runtime = runtime
-        self.batcher = batcher
-        self.pool = pool
+        self.batcher: Batcher[WorkItem, torch.Tensor] = Batcher(
+            runtime.predict_batch,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_batch_delay_s,
+            capacity=settings.queue_capacity,
+            key=work_key,
+            observer=metrics,
+            name="scgan-inference",
+            # Requests still being decoded are company worth waiting for; with none, a batch leaves at once.
+            incoming=lambda: self._preparing,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="scgan-cpu")
         self.warmed = False
         self.draining = False
         self._drain_started: float | None = None
         self._drain_deadline: float | None = None
         self.started_at = time.time()
         #: Largest render size a client may request (never below the model's own default).
-        self.max_render_size = max(settings.max_render_size, runtime.render_size)
-        # Image requests between admission and their model result: queue + running batch + decoding.
+        self.max_render_size = max(settings.max_render_size, runtime.colorizer.render_size)
+        # Image requests in the pipeline (decoding, queued or computing): see Admission.pipeline_slot.
         self._admitted = 0
         self._admission_limit = settings.queue_capacity + settings.max_batch_size
+        # Image requests admitted and not yet answered, upload included: shutdown waits for them.
         self._active = 0
-        #: Admitted requests still being decoded: the company a waiting batch can expect.
-        self.preparing = 0
+        self._preparing = 0
         self._idle = asyncio.Event()
         self._idle.set()
         #: Set at the shutdown deadline: requests still waiting for the model then get a 503, not a cut connection.
@@ -106,6 +109,33 @@ class ServiceState:
             _log.critical("warm-up failed; the service stays NOT ready", exc_info=True)
 
     # -- admission ---------------------------------------------------------------------
+    @property
+    def preparing(self) -> int:
+        """Admitted requests still being decoded: the company a waiting batch can expect."""
+        return self._preparing
+
+    @contextmanager
+    def admission(self, *, arrived_at: float | None, saliency: bool) -> Iterator[Admission]:
+        """Admit one image request for the whole of its handling, or raise the 503/501 to answer at once.
+
+        Checks whether a request that arrived at ``arrived_at`` (monotonic) is
+        accepted now (:meth:`ensure_accepting`: draining, readiness, capacity),
+        then whether the model has the saliency branch a ``saliency`` request
+        needs. Until the block ends the request counts as active: shutdown
+        waits for it. The :class:`Admission` yielded counts its later stages.
+        """
+        self._active += 1
+        self._idle.clear()
+        try:
+            self.ensure_accepting(arrived_at)
+            if saliency and not self.runtime.colorizer.has_saliency:
+                raise SaliencyUnavailable("the loaded checkpoint has no saliency branch; POST /colorize still works")
+            yield Admission(self)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
     def ensure_accepting(self, arrived_at: float | None = None) -> None:
         """Raise the 503 to give when a request that arrived at ``arrived_at`` (monotonic) cannot be accepted now.
 
@@ -131,34 +161,6 @@ class ServiceState:
             )
         if self._admitted >= self._admission_limit or self.batcher.depth >= self.batcher.capacity:
             raise QueueFull(f"the request queue is full ({self.settings.queue_capacity} waiting); retry later")
-
-    @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Admit one image request, or refuse at once (503) when not ready or when the pipeline is full.
-
-        Admitted = decoding, queued or computing; bounding it also bounds the
-        memory that decoded uploads can take. A request that was accepted
-        before the drain began (still uploading at SIGTERM) is admitted and
-        finished: shutdown waits for it.
-        """
-        self._ensure_capacity()
-        self._admitted += 1
-        try:
-            yield
-        finally:
-            self._admitted -= 1
-
-    @contextmanager
-    def active(self) -> Iterator[None]:
-        """Track a request that must finish before shutdown closes the pool and the worker."""
-        self._active += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
     # -- CPU pool ----------------------------------------------------------------------
     async def run_cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -222,4 +224,36 @@ class ServiceState:
         _log.info("shutdown complete")
 
 
-__all__ = ["ServiceState"]
+class Admission:
+    """An admitted image request (:meth:`ServiceState.admission`): the counts of its pipeline stages."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    @contextmanager
+    def pipeline_slot(self) -> Iterator[None]:
+        """Hold one of the pipeline's slots (decoding, queued or computing), or refuse at once (503) when full.
+
+        Taken once the upload has arrived; bounding these slots also bounds the
+        memory that decoded uploads can take. A request that was accepted before
+        the drain began (still uploading at SIGTERM) gets its slot and finishes.
+        """
+        state = self._state
+        state._ensure_capacity()
+        state._admitted += 1
+        try:
+            yield
+        finally:
+            state._admitted -= 1
+
+    @contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Count the request as being decoded (:attr:`ServiceState.preparing`) for the block's duration."""
+        self._state._preparing += 1
+        try:
+            yield
+        finally:
+            self._state._preparing -= 1
+
+
+__all__ = ["Admission", "ServiceState"]

@@ -1,4 +1,4 @@
-"""Settings every test starts from.
+"""Settings every test starts from, and the tiny checkpoints of the service, page and deployment tests.
 
 ``SCGAN_COMPILE=off``: compiling the forward costs 20-30 s per batch size on this 2-core
 CPU, far more than any test's budget; set before any fixture builds a ``Settings()``.
@@ -9,5 +9,27 @@ tests/service/test_service_compiled_slow.py).
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
+from tiny_models import TINY_CONFIG, make_generator
+
+from model import save_checkpoint
 
 os.environ["SCGAN_COMPILE"] = "off"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """gray->rgb with a saliency branch, fixed seed (:data:`tiny_models.TINY_CONFIG`)."""
+    path = tmp_path_factory.mktemp("tiny-ckpt") / "tiny.pt"
+    net = make_generator(TINY_CONFIG, seed=7, with_saliency=True, spectral_norm=False)
+    return save_checkpoint(path, net, working_resolution=256)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_no_saliency(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As :func:`tiny_checkpoint`, without the saliency branch."""
+    path = tmp_path_factory.mktemp("tiny-ckpt") / "tiny-nosal.pt"
+    net = make_generator(TINY_CONFIG, seed=8, with_saliency=False, spectral_norm=False)
+    return save_checkpoint(path, net, working_resolution=256)

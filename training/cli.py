@@ -14,8 +14,9 @@ from training.config import ConfigError, load_config
 
 def _setup_logging() -> None:
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _export_main(argv: Sequence[str]) -> int:
@@ -43,8 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export_main(argv[1:])
     p = argparse.ArgumentParser(prog="scgan-train", description="Train SCGAN (pretrain-global, stage1, stage2).")
     p.add_argument("config", help="TOML (or YAML) config; defaults are the published recipe of run.stage")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value (repeatable), e.g. --set optim.lr_g=1e-4")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable), e.g. --set optim.lr_g=1e-4",
+    )
     p.add_argument("--resume", action="store_true", help="continue from <run.out_dir>/ckpt/last.pt if it exists")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)

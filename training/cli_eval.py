@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.cli.colorize import iter_inputs
-from model.cli.common import open_colorizer
+from model.cli.common import add_precision_argument, open_colorizer
 from training.evaluate import evaluate, write_report
 
 log = logging.getLogger("scgan.evaluate")
@@ -36,22 +36,30 @@ def _non_negative(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scgan-eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="scgan-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("images", metavar="IMAGES_DIR", type=Path, help="folder of colour photos (searched recursively)")
-    p.add_argument("--checkpoint", metavar="CKPT", type=Path, default=None, help="checkpoint (default: the bundled starter)")
-    p.add_argument("--out", metavar="REPORT_DIR", type=Path, default=Path("eval-report"), help="report folder (default: eval-report)")
+    p.add_argument(
+        "--checkpoint", metavar="CKPT", type=Path, default=None, help="checkpoint (default: the bundled starter)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="REPORT_DIR",
+        type=Path,
+        default=Path("eval-report"),
+        help="report folder (default: eval-report)",
+    )
     p.add_argument("--render-size", type=int, default=None, help="working resolution, a multiple of 256")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 (as the service)",
-    )
+    add_precision_argument(p)
     p.add_argument("--batch-size", type=_positive, default=8)
-    p.add_argument("--max-side", type=_positive, default=None,
-                   help="downscale photos so the long side is at most N pixels before evaluating")
+    p.add_argument(
+        "--max-side",
+        type=_positive,
+        default=None,
+        help="downscale photos so the long side is at most N pixels before evaluating",
+    )
     p.add_argument("--limit", type=_non_negative, default=None, help="evaluate only the first N photos")
     p.add_argument("--sample", type=_non_negative, default=8, help="photos in the report's grid (default 8)")
     return p
@@ -70,8 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = list(iter_inputs([args.images]))
     files = [path for path, _ in found]
     names = [relative.as_posix() for _, relative in found]
-    result = evaluate(colorizer, files, names=names, max_side=args.max_side, limit=args.limit,
-                      sample=args.sample, progress=True)
+    result = evaluate(
+        colorizer, files, names=names, max_side=args.max_side, limit=args.limit, sample=args.sample, progress=True
+    )
     if not result.count:
         log.error("no photo under %s could be evaluated (%d skipped)", args.images, len(result.skipped))
         return 1
@@ -80,9 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info(
         "%d photos: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s, %.0f%% more than 3 dB below gray), "
         "SSIM %.4f, colourfulness ratio %.3f, delta at matched colourfulness %+.2f dB (k %.3f)",
-        result.count, result.mean("psnr"), result.mean("psnr", "gray"), result.psnr_delta, worst, worst_name,
-        100 * result.share_below_gray(3.0), result.mean("ssim"), result.colorfulness_ratio,
-        result.psnr_delta_matched, result.matched.k if result.matched else float("nan"),
+        result.count,
+        result.mean("psnr"),
+        result.mean("psnr", "gray"),
+        result.psnr_delta,
+        worst,
+        worst_name,
+        100 * result.share_below_gray(3.0),
+        result.mean("ssim"),
+        result.colorfulness_ratio,
+        result.psnr_delta_matched,
+        result.matched.k if result.matched else float("nan"),
     )
     log.info("report written to %s", paths["report"])
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
 from model.color import rgb_to_gray
+from model.images import fit_within, is_image_file, load_rgb
+from model.storage import atomic_write
 from training.metrics import colorfulness
 from training.saliency import spectral_residual
 
 log = logging.getLogger("scgan.train.data")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class DataError(ValueError):
@@ -38,7 +37,7 @@ def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in root.rglob("*") if is_image_file(p))
 
 
 def is_validation(relative: str, fraction: float) -> bool:
@@ -57,17 +56,12 @@ def split_paths(root: str | Path, fraction: float) -> tuple[list[Path], list[Pat
 
 
 def _load_rgb(path: Path, max_side: int) -> torch.Tensor | None:
-    """uint8 3 x H x W, EXIF-oriented, downscaled to ``max_side``; None (with a warning) if unusable."""
+    """uint8 3 x H x W from :func:`model.images.load_rgb`; None (with a warning) if unusable or gray."""
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img) or img
-            rgb = img.convert("RGB")
+        rgb = load_rgb(path, max_side)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         log.warning("skipping unreadable image %s: %s", path, exc)
         return None
-    if max_side and max(rgb.size) > max_side:
-        scale = max_side / max(rgb.size)
-        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC)
     arr = np.asarray(rgb, dtype=np.uint8)
     spread = arr.max(axis=2).astype(np.int16) - arr.min(axis=2).astype(np.int16)
     if np.percentile(spread, 99) <= 3:
@@ -110,8 +104,9 @@ def random_resized_crop(tensors: Sequence[torch.Tensor], spec: CropSpec, seed: i
     out = []
     for t in tensors:
         crop = t[:, top : top + ch, left : left + cw].float()
-        crop = F.interpolate(crop[None], size=(spec.size, spec.size), mode="bilinear", align_corners=False,
-                             antialias=True)[0]
+        crop = F.interpolate(
+            crop[None], size=(spec.size, spec.size), mode="bilinear", align_corners=False, antialias=True
+        )[0]
         out.append(crop.flip(-1) if flip else crop)
     return out
 
@@ -141,20 +136,25 @@ class SaliencySource:
                 return torch.from_numpy(np.asarray(img.convert("L"), dtype=np.uint8).copy())[None]
         sal = spectral_residual(rgb_to_gray(rgb.float() / 255.0))
         sal_u8 = (sal * 255.0).round().to(torch.uint8)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: several ranks may fill the same cache at once.
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        Image.fromarray(sal_u8[0].numpy(), "L").save(tmp, format="PNG")
-        os.replace(tmp, cached)
+        with atomic_write(cached) as tmp:  # several ranks may fill the same cache at once
+            Image.fromarray(sal_u8[0].numpy(), "L").save(tmp, format="PNG")
         return sal_u8
 
 
 class ColorPhotoDataset(Dataset):
     """Colour photos held in memory; items are ``{"input": gray, "rgb": target, "saliency": map}``."""
 
-    def __init__(self, root: str | Path, paths: Sequence[Path], crop: CropSpec, *, max_side: int = 0,
-                 saliency_dir: str = "", cache_dir: str | Path = "saliency-cache",
-                 min_colorfulness: float = 0.0) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        paths: Sequence[Path],
+        crop: CropSpec,
+        *,
+        max_side: int = 0,
+        saliency_dir: str = "",
+        cache_dir: str | Path = "saliency-cache",
+        min_colorfulness: float = 0.0,
+    ) -> None:
         self.root = Path(root)
         self.crop = crop
         source = SaliencySource(self.root, saliency_dir, Path(cache_dir))
@@ -176,8 +176,12 @@ class ColorPhotoDataset(Dataset):
         if not self.images:
             raise DataError(f"no usable colour images among {len(paths)} files under {self.root}")
         if self.dropped_low_colorfulness:
-            log.info("left out %d of %d photos with colourfulness under %g", len(self.dropped_low_colorfulness),
-                     len(paths), min_colorfulness)
+            log.info(
+                "left out %d of %d photos with colourfulness under %g",
+                len(self.dropped_low_colorfulness),
+                len(paths),
+                min_colorfulness,
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -192,8 +196,16 @@ class ColorPhotoDataset(Dataset):
 class PairedDataset(Dataset):
     """N-channel inputs (e.g. thermal infrared) matched to RGB targets by relative path."""
 
-    def __init__(self, input_dir: str | Path, target_dir: str | Path, in_channels: int, crop: CropSpec,
-                 *, max_side: int = 0, cache_dir: str | Path = "saliency-cache") -> None:
+    def __init__(
+        self,
+        input_dir: str | Path,
+        target_dir: str | Path,
+        in_channels: int,
+        crop: CropSpec,
+        *,
+        max_side: int = 0,
+        cache_dir: str | Path = "saliency-cache",
+    ) -> None:
         if in_channels not in (1, 3):
             raise DataError("paired mode reads image files, so in_channels must be 1 or 3")
         self.crop = crop
@@ -216,10 +228,8 @@ class PairedDataset(Dataset):
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 log.warning("skipping unreadable pair %s: %s", rel, exc)
                 continue
-            if max_side and max(target.size) > max_side:
-                scale = max_side / max(target.size)
-                size = (max(1, round(target.width * scale)), max(1, round(target.height * scale)))
-                target, inp = target.resize(size, Image.BICUBIC), inp.resize(size, Image.BICUBIC)
+            target = fit_within(target, max_side)
+            inp = fit_within(inp, max_side)
             t = torch.from_numpy(np.asarray(target, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
             i = torch.from_numpy(np.asarray(inp, dtype=np.uint8).copy())
             i = (i[None] if i.ndim == 2 else i.permute(2, 0, 1)).contiguous()
@@ -234,23 +244,37 @@ class PairedDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = key
-        inp, rgb, sal = random_resized_crop([self.inputs[index], self.targets[index], self.saliency[index]],
-                                            self.crop, seed)
+        inp, rgb, sal = random_resized_crop(
+            [self.inputs[index], self.targets[index], self.saliency[index]], self.crop, seed
+        )
         return {"input": inp / 255.0, "rgb": rgb / 255.0, "saliency": sal / 255.0}
 
 
 class ClassificationDataset(Dataset):
     """Gray crops with labels: class-per-folder, or the self-supervised rotation task (0/90/180/270 degrees)."""
 
-    def __init__(self, root: str | Path, crop: CropSpec, task: str, *, max_side: int = 0,
-                 paths: Sequence[Path] | None = None, classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        crop: CropSpec,
+        task: str,
+        *,
+        max_side: int = 0,
+        paths: Sequence[Path] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.crop = crop
         self.task = task
         paths = list(paths) if paths is not None else list_images(self.root)
         if task == "classes":
-            self.classes = list(classes) if classes is not None else sorted(
-                {p.relative_to(self.root).parts[0] for p in paths if len(p.relative_to(self.root).parts) > 1})
+            self.classes = (
+                list(classes)
+                if classes is not None
+                else sorted(
+                    {p.relative_to(self.root).parts[0] for p in paths if len(p.relative_to(self.root).parts) > 1}
+                )
+            )
             if len(self.classes) < 2:
                 raise DataError(f"class-per-folder data under {self.root} needs at least 2 class folders")
         elif task == "rotation":

@@ -61,8 +61,9 @@ def mean_across(ctx: DistContext, values: dict[str, float]) -> dict[str, float]:
     if not ctx.enabled or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
-                     device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    t = torch.tensor(
+        [values[k] for k in keys], dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu"
+    )
     dist.all_reduce(t)
     t /= ctx.world_size
     return dict(zip(keys, t.tolist()))

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointInfo
 from model.color import rgb_to_gray
+from model.images import load_rgb
 from model.pipeline import Colorizer
 from training.metrics import CCI_OPTIMUM, image_scores, no_reference_scores
 from training.vividness import MatchedColorfulness, matched_colorfulness
@@ -161,6 +162,7 @@ class EvaluationResult:
             "psnr": self.mean("psnr"),
             "psnr_gray": self.mean("psnr", "gray"),
             "psnr_delta": self.psnr_delta,
+            "worst_psnr_delta": self.worst_psnr_delta[0],
             "ssim": self.mean("ssim"),
             "colorfulness": self.mean("colorfulness"),
             "colorfulness_ratio": self.colorfulness_ratio,
@@ -187,46 +189,53 @@ class EvaluationResult:
                 means[f"{key}_original"] = self.mean(key, "original")
         worst, worst_name = self.worst_psnr_delta
         info = self.checkpoint
-        return _finite_or_none({
-            "count": self.count,
-            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
-            "checkpoint": None if info is None else {
-                "path": info.path, "sha256": info.sha256, "source_format": info.source_format,
-                "task": info.task.value, "working_resolution": info.working_resolution,
-            },
-            "settings": self.settings,
-            "means": means,
-            "psnr": {
-                "mean": self.mean("psnr"),
-                "mean_gray": self.mean("psnr", "gray"),
-                "mean_delta_vs_gray": self.psnr_delta,
-                "worst_delta_vs_gray": worst,
-                "worst_delta_image": worst_name,
-            },
-            "below_gray": {"margin_db": 3.0, "share": self.share_below_gray(3.0)},
-            "colorfulness": {
-                "variant": COLORFULNESS_VARIANT,
-                "mean": self.mean("colorfulness"),
-                "mean_original": self.mean("colorfulness", "original"),
-                "ratio_model_to_original": self.colorfulness_ratio,
-            },
-            "matched_colorfulness": {
-                "target_ratio": self.matched.target_ratio if self.matched else None,
-                "k": self.matched.k if self.matched else None,
-                "mean_psnr_delta_vs_gray": self.psnr_delta_matched,
-            },
-            "cci": {
-                "optimum_range": list(CCI_OPTIMUM),
-                "optimum_share": self.mean("cci_optimum"),
-                "optimum_share_gray": self.mean("cci_optimum", "gray"),
-                "optimum_share_original": self.mean("cci_optimum", "original"),
-            },
-            "cni": {
-                "mean": self.mean("cni"),
-                "mean_gray": self.mean("cni", "gray"),
-                "mean_original": self.mean("cni", "original"),
-            },
-        })
+        return _finite_or_none(
+            {
+                "count": self.count,
+                "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
+                "checkpoint": None
+                if info is None
+                else {
+                    "path": info.path,
+                    "sha256": info.sha256,
+                    "source_format": info.source_format,
+                    "task": info.task.value,
+                    "working_resolution": info.working_resolution,
+                },
+                "settings": self.settings,
+                "means": means,
+                "psnr": {
+                    "mean": self.mean("psnr"),
+                    "mean_gray": self.mean("psnr", "gray"),
+                    "mean_delta_vs_gray": self.psnr_delta,
+                    "worst_delta_vs_gray": worst,
+                    "worst_delta_image": worst_name,
+                },
+                "below_gray": {"margin_db": 3.0, "share": self.share_below_gray(3.0)},
+                "colorfulness": {
+                    "variant": COLORFULNESS_VARIANT,
+                    "mean": self.mean("colorfulness"),
+                    "mean_original": self.mean("colorfulness", "original"),
+                    "ratio_model_to_original": self.colorfulness_ratio,
+                },
+                "matched_colorfulness": {
+                    "target_ratio": self.matched.target_ratio if self.matched else None,
+                    "k": self.matched.k if self.matched else None,
+                    "mean_psnr_delta_vs_gray": self.psnr_delta_matched,
+                },
+                "cci": {
+                    "optimum_range": list(CCI_OPTIMUM),
+                    "optimum_share": self.mean("cci_optimum"),
+                    "optimum_share_gray": self.mean("cci_optimum", "gray"),
+                    "optimum_share_original": self.mean("cci_optimum", "original"),
+                },
+                "cni": {
+                    "mean": self.mean("cni"),
+                    "mean_gray": self.mean("cni", "gray"),
+                    "mean_original": self.mean("cni", "original"),
+                },
+            }
+        )
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -254,20 +263,6 @@ def _name_of(item: ImageInput, index: int) -> str:
     if isinstance(item, Image.Image):
         return Path(getattr(item, "filename", "") or "").name or f"image-{index:05d}"
     return str(item)
-
-
-def _load_rgb(item: ImageInput, max_side: int | None) -> Image.Image:
-    """Oriented RGB copy (alpha dropped), downscaled so its long side is at most ``max_side``."""
-    if isinstance(item, Image.Image):
-        image = ImageOps.exif_transpose(item) or item
-        rgb = image.convert("RGB")
-    else:
-        with Image.open(item) as opened:
-            opened.load()
-            rgb = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
-    if max_side is not None and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return rgb
 
 
 def _tile(image: Image.Image, height: int = TILE_HEIGHT) -> Image.Image:
@@ -323,7 +318,7 @@ def evaluate(
         batch: list[tuple[int, Image.Image, Image.Image]] = []  # (index, original, gray)
         for index in range(start, min(start + step, len(items))):
             try:
-                original = _load_rgb(items[index], max_side)
+                original = load_rgb(items[index], max_side)
             except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
                 log.warning("skipping %s: %s", labels[index], exc)
                 skipped.append((labels[index], f"unreadable: {exc}"))
@@ -340,11 +335,16 @@ def evaluate(
         for (index, original, gray), colored in zip(batch, colorized):
             gray_rgb = gray.convert("RGB")
             colored = colored.convert("RGB")
-            results.append(ImageResult(
-                name=labels[index], width=original.width, height=original.height,
-                model=image_scores(original, colored), gray=image_scores(original, gray_rgb),
-                original=no_reference_scores(original),
-            ))
+            results.append(
+                ImageResult(
+                    name=labels[index],
+                    width=original.width,
+                    height=original.height,
+                    model=image_scores(original, colored),
+                    gray=image_scores(original, gray_rgb),
+                    original=no_reference_scores(original),
+                )
+            )
             pixels.append((np.asarray(original), np.asarray(colored), np.asarray(gray_rgb)))
             if index in keep:
                 samples.append(SampleRow(labels[index], _tile(gray_rgb), _tile(colored), _tile(original)))
@@ -358,8 +358,12 @@ def evaluate(
     }
     matched = matched_colorfulness(*zip(*pixels)) if pixels else None
     return EvaluationResult(
-        images=tuple(results), skipped=tuple(skipped), samples=tuple(samples),
-        checkpoint=colorizer.checkpoint_info, settings=settings, matched=matched,
+        images=tuple(results),
+        skipped=tuple(skipped),
+        samples=tuple(samples),
+        checkpoint=colorizer.checkpoint_info,
+        settings=settings,
+        matched=matched,
     )
 
 

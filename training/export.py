@@ -16,20 +16,29 @@ from training.state import load_state
 log = logging.getLogger("scgan.train.export")
 
 
-def export_checkpoint(state_path: str | Path, out: str | Path, *, half: bool = False,
-                      use_ema: bool = True, extra_metrics: dict[str, Any] | None = None) -> Path:
+def export_checkpoint(
+    state_path: str | Path,
+    out: str | Path,
+    *,
+    half: bool = False,
+    use_ema: bool = True,
+    extra_metrics: dict[str, Any] | None = None,
+) -> Path:
     """Write the generator of a training state (EMA weights when present) in our format, spectral norm folded."""
     state = load_state(state_path)
     if state["stage"] == "pretrain-global":
         raise ValueError(f"{state['path']} is a pretrain-global run: it has no generator to export")
-    cfg = build_config({k: v for k, v in state["config"].items()})
+    cfg = build_config(dict(state["config"]))
     weights = state["ema"] if use_ema and state.get("ema") else state["main"]
     has_saliency = any(k.startswith("attention_prediction_network.") for k in weights)
     generator = Generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)
     generator.load_state_dict(weights, strict=True)
     generator.eval()
-    metrics = {"best_validation": state.get("best") or {}, "last_validation": state.get("last_validation") or {},
-               **(extra_metrics or {})}
+    metrics = {
+        "best_validation": state.get("best") or {},
+        "last_validation": state.get("last_validation") or {},
+        **(extra_metrics or {}),
+    }
     path = save_checkpoint(
         out,
         generator,

@@ -24,6 +24,7 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from model.device import autocast
+from model.storage import weights_sha256
 from training import distributed
 from training.config import TrainConfig
 from training.stages import StageParts, build_stage, main_param_groups, move_perceptual
@@ -56,7 +57,7 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter  # optional
 
             self.tb: Any = SummaryWriter(str(out_dir / "tensorboard"))
-        except Exception:  # tensorboard not installed
+        except Exception:  # noqa: BLE001 -- tensorboard missing or unusable: the CSV log still has everything
             self.tb = None
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
@@ -79,9 +80,13 @@ class MetricsLog:
 class Trainer:
     """Runs one stage to completion (or resumes it) and writes its checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False,
-                 make_validator: Callable[[TrainConfig, StageParts, torch.device], Validator | None] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        make_validator: Callable[[TrainConfig, StageParts, torch.device], Validator | None] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.resume = resume
         self.make_validator = make_validator
@@ -111,17 +116,28 @@ class Trainer:
         o = cfg.optim
         if cfg.run.stage == "pretrain-global":
             self.opt_main: torch.optim.Optimizer = torch.optim.SGD(
-                main.parameters(), lr=o.lr_g, momentum=o.momentum, weight_decay=o.weight_decay)
+                main.parameters(), lr=o.lr_g, momentum=o.momentum, weight_decay=o.weight_decay
+            )
         else:
-            self.opt_main = torch.optim.Adam(main_param_groups(main, cfg), lr=o.lr_g, betas=(o.beta1, o.beta2),
-                                             weight_decay=o.weight_decay)
-        self.opt_critic = (torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=o.lr_d, betas=(o.beta1, o.beta2),
-                                            weight_decay=o.weight_decay) if critic is not None else None)
+            self.opt_main = torch.optim.Adam(
+                main_param_groups(main, cfg), lr=o.lr_g, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+            )
+        self.opt_critic = (
+            torch.optim.Adam(
+                [p for p in critic.parameters() if p.requires_grad],
+                lr=o.lr_d,
+                betas=(o.beta1, o.beta2),
+                weight_decay=o.weight_decay,
+            )
+            if critic is not None
+            else None
+        )
 
         from training.data import EpochSampler
 
-        self.sampler = EpochSampler(len(parts.train_set), seed=cfg.run.seed, rank=self.ctx.rank,
-                                    world_size=self.ctx.world_size)
+        self.sampler = EpochSampler(
+            len(parts.train_set), seed=cfg.run.seed, rank=self.ctx.rank, world_size=self.ctx.world_size
+        )
         per_step = o.batch_size * o.grad_accum
         self.steps_per_epoch = self.sampler.per_rank() // per_step
         if self.steps_per_epoch < 1:
@@ -129,9 +145,11 @@ class Trainer:
         self.total_steps = cfg.run.max_steps or cfg.run.epochs * self.steps_per_epoch
         decay_steps = int(round(o.lr_decay_every * self.steps_per_epoch))
         self.sched_main = torch.optim.lr_scheduler.LambdaLR(self.opt_main, _step_decay(decay_steps, o.lr_decay_gamma))
-        self.sched_critic = (torch.optim.lr_scheduler.LambdaLR(self.opt_critic, _step_decay(decay_steps,
-                                                                                           o.lr_decay_gamma))
-                             if self.opt_critic is not None else None)
+        self.sched_critic = (
+            torch.optim.lr_scheduler.LambdaLR(self.opt_critic, _step_decay(decay_steps, o.lr_decay_gamma))
+            if self.opt_critic is not None
+            else None
+        )
         amp_fp16 = cfg.run.precision == "fp16" and self.device.type == "cuda"
         self.scaler_main = torch.amp.GradScaler(self.device.type, enabled=amp_fp16)
         self.scaler_critic = torch.amp.GradScaler(self.device.type, enabled=amp_fp16)
@@ -140,8 +158,7 @@ class Trainer:
         cpu_ok = cfg.run.precision in ("fp32", "bf16")
         self.precision = cfg.run.precision if self.device.type == "cuda" or cpu_ok else "fp32"
         if self.precision != cfg.run.precision:
-            log.warning("run.precision=%s applies on CUDA only; training in fp32 on %s", cfg.run.precision,
-                        self.device)
+            log.warning("run.precision=%s applies on CUDA only; training in fp32 on %s", cfg.run.precision, self.device)
         self.ema = copy.deepcopy(main).eval().requires_grad_(False) if cfg.run.ema_decay > 0 else None
         self.step = 0
         self.best: dict[str, Any] = {}
@@ -153,8 +170,11 @@ class Trainer:
             main = DDP(main, device_ids=ids)
             critic = DDP(critic, device_ids=ids) if critic is not None else None
         self.main, self.critic = main, critic
-        self.validator = (self.make_validator(cfg, parts, self.device)
-                          if self.make_validator is not None and self.ctx.is_main else None)
+        self.validator = (
+            self.make_validator(cfg, parts, self.device)
+            if self.make_validator is not None and self.ctx.is_main
+            else None
+        )
         self.metrics = MetricsLog(self.out_dir) if self.ctx.is_main else None
 
     def _restore(self) -> None:
@@ -334,32 +354,36 @@ class Trainer:
         Buffers are left out: BatchNorm running statistics are rank-local between
         DDP's buffer broadcasts (use run.sync_batchnorm to share them).
         """
-        import hashlib
-
         import torch.distributed as dist
 
-        digest = hashlib.sha256()
-        for name, value in _unwrap(self.main).named_parameters():  # type: ignore[union-attr]
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        digest = weights_sha256(_unwrap(self.main).named_parameters())  # type: ignore[union-attr]
         gathered: list[Any] = [None] * self.ctx.world_size
-        dist.all_gather_object(gathered, digest.hexdigest())
+        dist.all_gather_object(gathered, digest)
         return [str(g) for g in gathered]
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self._setup()
         cfg, ctx = self.cfg, self.ctx
-        loader_kw: dict[str, Any] = {"batch_size": cfg.optim.batch_size, "drop_last": True,
-                                     "num_workers": cfg.data.num_workers,
-                                     "pin_memory": self.device.type == "cuda",
-                                     "persistent_workers": False,
-                                     # Our sampler seeds augmentation; a private generator keeps the loader
-                                     # from drawing on the global RNG, so a resumed run stays identical.
-                                     "generator": torch.Generator().manual_seed(cfg.run.seed)}
+        loader_kw: dict[str, Any] = {
+            "batch_size": cfg.optim.batch_size,
+            "drop_last": True,
+            "num_workers": cfg.data.num_workers,
+            "pin_memory": self.device.type == "cuda",
+            "persistent_workers": False,
+            # Our sampler seeds augmentation; a private generator keeps the loader
+            # from drawing on the global RNG, so a resumed run stays identical.
+            "generator": torch.Generator().manual_seed(cfg.run.seed),
+        }
         start_step, started = self.step, time.monotonic()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not ctx.is_main, desc=cfg.run.stage,
-                   dynamic_ncols=True, mininterval=5.0)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not ctx.is_main,
+            desc=cfg.run.stage,
+            dynamic_ncols=True,
+            mininterval=5.0,
+        )
         logs: dict[str, float] = {}
         try:
             while self.step < self.total_steps:
@@ -377,8 +401,9 @@ class Trainer:
                     bar.update(1)
                     if ctx.is_main and self.step % cfg.run.log_every == 0:
                         lr = self.opt_main.param_groups[0]["lr"]
-                        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k in
-                                         ("loss_g", "loss_d", "l1", "loss", "top1")})
+                        bar.set_postfix(
+                            {k: f"{v:.4f}" for k, v in logs.items() if k in ("loss_g", "loss_d", "l1", "loss", "top1")}
+                        )
                         assert self.metrics is not None
                         self.metrics.write("train", self.step, {"epoch": epoch, "lr": lr, **logs})
                     if cfg.run.validate_every and self.step % cfg.run.validate_every == 0:
@@ -400,9 +425,14 @@ class Trainer:
         elapsed = time.monotonic() - started
         steps = self.step - start_step
         summary = {
-            "stage": cfg.run.stage, "steps": self.step, "steps_this_run": steps,
-            "seconds": round(elapsed, 1), "steps_per_second": round(steps / elapsed, 4) if elapsed > 0 else None,
-            "last_losses": logs, "last_validation": self.last_validation, "best": self.best,
+            "stage": cfg.run.stage,
+            "steps": self.step,
+            "steps_this_run": steps,
+            "seconds": round(elapsed, 1),
+            "steps_per_second": round(steps / elapsed, 4) if elapsed > 0 else None,
+            "last_losses": logs,
+            "last_validation": self.last_validation,
+            "best": self.best,
             "checkpoint": str(self.ckpt_dir / "last.pt"),
         }
         if ctx.enabled:
@@ -412,17 +442,27 @@ class Trainer:
         if ctx.is_main:
             assert self.metrics is not None
             self.metrics.write("summary", self.step, summary)
-            log.info("done: %s, %d steps (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
-                     cfg.run.stage, self.step, steps, elapsed, summary["steps_per_second"],
-                     {k: round(v, 4) for k, v in logs.items()}, self.best or "n/a")
+            log.info(
+                "done: %s, %d steps (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
+                cfg.run.stage,
+                self.step,
+                steps,
+                elapsed,
+                summary["steps_per_second"],
+                {k: round(v, 4) for k, v in logs.items()},
+                self.best or "n/a",
+            )
         distributed.barrier(ctx)
         distributed.teardown(ctx)
         return summary
 
 
-def train(cfg: TrainConfig, *, resume: bool = False,
-          make_validator: Callable[[TrainConfig, StageParts, torch.device], Validator | None] | None = None
-          ) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    make_validator: Callable[[TrainConfig, StageParts, torch.device], Validator | None] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) the stage ``cfg`` describes; returns the run summary."""
     return Trainer(cfg, resume=resume, make_validator=make_validator).run()
 

@@ -28,8 +28,13 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def gradient_penalty(critic: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                     alpha: torch.Tensor | None = None) -> torch.Tensor:
+def gradient_penalty(
+    critic: nn.Module,
+    condition: torch.Tensor,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
     """WGAN-GP: mean over the batch of (||grad_x critic(condition, x)||_2 - 1)^2 at x between real and fake."""
     if alpha is None:
         alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
@@ -45,8 +50,9 @@ class Adversary(Protocol):
 
     name: str
 
-    def critic_loss(self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor,
-                    fake: torch.Tensor) -> tuple[torch.Tensor, Logs]: ...
+    def critic_loss(
+        self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, Logs]: ...
 
     def generator_loss(self, critic: nn.Module, condition: torch.Tensor, fake: torch.Tensor) -> torch.Tensor: ...
 
@@ -60,8 +66,9 @@ class WassersteinGP:
     penalty_weight: float = 10.0
     name: str = "wgan-gp"
 
-    def critic_loss(self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor,
-                    fake: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def critic_loss(
+        self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, Logs]:
         d_real = critic(condition, real).mean()
         d_fake = critic(condition, fake.detach()).mean()
         gp = gradient_penalty(critic, condition, real, fake)
@@ -82,8 +89,9 @@ class Wasserstein(WassersteinGP):
     clip: float = 0.01
     name: str = "wgan"
 
-    def critic_loss(self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor,
-                    fake: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def critic_loss(
+        self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, Logs]:
         d_real = critic(condition, real).mean()
         d_fake = critic(condition, fake.detach()).mean()
         return -d_real + d_fake, {"d_real": d_real.item(), "d_fake": d_fake.item()}
@@ -100,8 +108,9 @@ class LeastSquares:
 
     name: str = "lsgan"
 
-    def critic_loss(self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor,
-                    fake: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def critic_loss(
+        self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, Logs]:
         d_real = critic(condition, real)
         d_fake = critic(condition, fake.detach())
         loss = 0.5 * (F.mse_loss(d_real, torch.ones_like(d_real)) + F.mse_loss(d_fake, torch.zeros_like(d_fake)))
@@ -192,11 +201,13 @@ class Objective(Protocol):
 
     def forward(self, main: nn.Module, batch: dict[str, torch.Tensor]) -> Outputs: ...
 
-    def critic_loss(self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs
-                    ) -> tuple[torch.Tensor, Logs]: ...
+    def critic_loss(
+        self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs
+    ) -> tuple[torch.Tensor, Logs]: ...
 
-    def main_loss(self, critic: nn.Module | None, batch: dict[str, torch.Tensor], out: Outputs
-                  ) -> tuple[torch.Tensor, Logs]: ...
+    def main_loss(
+        self, critic: nn.Module | None, batch: dict[str, torch.Tensor], out: Outputs
+    ) -> tuple[torch.Tensor, Logs]: ...
 
     def after_critic_step(self, critic: nn.Module) -> None: ...
 
@@ -215,14 +226,14 @@ class ColorizationObjective:
         fake, sal = main(batch["input"], return_saliency=self.cfg.attention > 0)
         return {"rgb": fake} if sal is None else {"rgb": fake, "saliency": sal}
 
-    def critic_loss(self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs
-                    ) -> tuple[torch.Tensor, Logs]:
+    def critic_loss(self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs) -> tuple[torch.Tensor, Logs]:
         assert self.adversary is not None
         loss, logs = self.adversary.critic_loss(critic, batch["input"], batch["rgb"], out["rgb"].detach())
         return loss, {"loss_d": loss.item(), **logs}
 
-    def main_loss(self, critic: nn.Module | None, batch: dict[str, torch.Tensor], out: Outputs
-                  ) -> tuple[torch.Tensor, Logs]:
+    def main_loss(
+        self, critic: nn.Module | None, batch: dict[str, torch.Tensor], out: Outputs
+    ) -> tuple[torch.Tensor, Logs]:
         cfg = self.cfg
         target, fake = batch["rgb"], out["rgb"]
         l1 = F.l1_loss(fake, target)
@@ -261,12 +272,12 @@ class ClassificationObjective:
     def forward(self, main: nn.Module, batch: dict[str, torch.Tensor]) -> Outputs:
         return {"logits": main(batch["input"])}
 
-    def critic_loss(self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs
-                    ) -> tuple[torch.Tensor, Logs]:
+    def critic_loss(self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs) -> tuple[torch.Tensor, Logs]:
         raise RuntimeError("classification has no critic")
 
-    def main_loss(self, critic: nn.Module | None, batch: dict[str, torch.Tensor], out: Outputs
-                  ) -> tuple[torch.Tensor, Logs]:
+    def main_loss(
+        self, critic: nn.Module | None, batch: dict[str, torch.Tensor], out: Outputs
+    ) -> tuple[torch.Tensor, Logs]:
         logits = out["logits"]
         loss = F.cross_entropy(logits, batch["label"])
         acc = (logits.argmax(1) == batch["label"]).float().mean()

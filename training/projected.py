@@ -19,12 +19,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from model.efficientnet_lite import LITE0_STAGES, STAGE_END_BLOCKS, EfficientNetLite0, load_imagenet_weights, normalize_input
+from model.efficientnet_lite import (
+    LITE0_STAGES,
+    STAGE_END_BLOCKS,
+    EfficientNetLite0,
+    load_imagenet_weights,
+    normalize_input,
+)
 
 #: Feature taps: the last block of the stages at strides 4, 8, 16 and 32.
 PROJECTED_BLOCKS: tuple[int, ...] = (STAGE_END_BLOCKS[1], STAGE_END_BLOCKS[2], STAGE_END_BLOCKS[4], STAGE_END_BLOCKS[6])
-_TAP_CHANNELS = (LITE0_STAGES[1].out_channels, LITE0_STAGES[2].out_channels, LITE0_STAGES[4].out_channels,
-                 LITE0_STAGES[6].out_channels)
+_TAP_CHANNELS = (
+    LITE0_STAGES[1].out_channels,
+    LITE0_STAGES[2].out_channels,
+    LITE0_STAGES[4].out_channels,
+    LITE0_STAGES[6].out_channels,
+)
 
 Logs = dict[str, float]
 
@@ -71,8 +81,9 @@ class ProjectedHinge:
 
     name: str = "projected"
 
-    def critic_loss(self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor,
-                    fake: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+    def critic_loss(
+        self, critic: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, Logs]:
         d_real = critic(condition, real)
         d_fake = critic(condition, fake.detach())
         loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()

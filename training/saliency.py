@@ -26,8 +26,13 @@ def _box3(a: np.ndarray) -> np.ndarray:
 def spectral_residual(gray: torch.Tensor) -> torch.Tensor:
     """1 x H x W luma in [0, 1] -> 1 x H x W saliency in [0, 1]."""
     h, w = gray.shape[-2:]
-    small = F.interpolate(gray[None].float(), size=(WORKING_SIDE, WORKING_SIDE), mode="bilinear",
-                          align_corners=False, antialias=True)[0, 0].numpy().astype(np.float64)
+    small = (
+        F.interpolate(
+            gray[None].float(), size=(WORKING_SIDE, WORKING_SIDE), mode="bilinear", align_corners=False, antialias=True
+        )[0, 0]
+        .numpy()
+        .astype(np.float64)
+    )
     spectrum = np.fft.fft2(small)
     log_amplitude = np.log(np.abs(spectrum) + 1e-8)
     residual = log_amplitude - _box3(log_amplitude)

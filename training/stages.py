@@ -13,13 +13,13 @@ from torch.utils.data import Dataset
 
 from model.checkpoint import Task, read_generator
 from model.discriminator import PatchDiscriminator70
+from model.efficientnet_lite import load_imagenet_weights
 from model.generator import Generator
 from model.layers import init_weights, load_folded_weights
+from model.lite0_global import Lite0GlobalNetwork
 from training.classifier import GlobalClassifier
 from training.config import TrainConfig
 from training.data import ClassificationDataset, ColorPhotoDataset, CropSpec, PairedDataset, list_images, split_paths
-from model.efficientnet_lite import load_imagenet_weights
-from model.lite0_global import Lite0GlobalNetwork
 from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
 from training.projected import ProjectedDiscriminator
 from training.state import StateError, load_state
@@ -53,16 +53,26 @@ def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]
     d = cfg.data
     crop = crop_spec(cfg)
     if d.input_dir:
-        train_set: Dataset = PairedDataset(d.input_dir, d.target_dir, cfg.model.in_channels, crop,
-                                           max_side=d.max_side, cache_dir=_cache_dir(cfg))
-        return train_set, [], {"mode": "paired", "input_dir": d.input_dir, "target_dir": d.target_dir,
-                               "pairs": len(train_set)}
+        train_set: Dataset = PairedDataset(
+            d.input_dir, d.target_dir, cfg.model.in_channels, crop, max_side=d.max_side, cache_dir=_cache_dir(cfg)
+        )
+        return (
+            train_set,
+            [],
+            {"mode": "paired", "input_dir": d.input_dir, "target_dir": d.target_dir, "pairs": len(train_set)},
+        )
     train_paths, val_paths = split_paths(d.train_dir, d.val_fraction)
     if d.val_dir:
         val_paths = list_images(d.val_dir)
-    train_set = ColorPhotoDataset(d.train_dir, train_paths, crop, max_side=d.max_side,
-                                  saliency_dir=d.saliency_dir, cache_dir=_cache_dir(cfg),
-                                  min_colorfulness=d.min_colorfulness)
+    train_set = ColorPhotoDataset(
+        d.train_dir,
+        train_paths,
+        crop,
+        max_side=d.max_side,
+        saliency_dir=d.saliency_dir,
+        cache_dir=_cache_dir(cfg),
+        min_colorfulness=d.min_colorfulness,
+    )
     description = {
         "mode": "colour photos",
         "train_dir": d.train_dir,
@@ -80,7 +90,7 @@ def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]
 
 def _load_global_features(generator: Generator, path: str) -> None:
     state = load_state(path)
-    features = {k[len("features."):]: v for k, v in state["main"].items() if k.startswith("features.")}
+    features = {k[len("features.") :]: v for k, v in state["main"].items() if k.startswith("features.")}
     if not features:
         raise ValueError(f"{path} holds no global feature network (is it a pretrain-global run?)")
     generator.global_feature_network.load_state_dict(features, strict=True)
@@ -96,15 +106,22 @@ def _load_stage1(generator: Generator, path: str) -> None:
         if serving.config != generator.config:
             raise ValueError(f"{path} has config {serving.config}, the run has {generator.config}") from None
         if serving.has_saliency != generator.has_saliency:
-            raise ValueError(f"{path} saliency branch: {serving.has_saliency}; the run: {generator.has_saliency}")
+            raise ValueError(
+                f"{path} saliency branch: {serving.has_saliency}; the run: {generator.has_saliency}"
+            ) from None
         deviation = load_folded_weights(generator, serving.state_dict())
-        log.info("generator initialised from serving checkpoint %s (max relative weight change %.2e)",
-                 info.path, deviation)
+        log.info(
+            "generator initialised from serving checkpoint %s (max relative weight change %.2e)", info.path, deviation
+        )
         return
     weights = state.get("ema") or state["main"]
     generator.load_state_dict(weights, strict=True)
-    log.info("generator initialised from %s (step %s%s)", state["path"], state.get("step"),
-             ", EMA weights" if state.get("ema") else "")
+    log.info(
+        "generator initialised from %s (step %s%s)",
+        state["path"],
+        state.get("step"),
+        ", EMA weights" if state.get("ema") else "",
+    )
 
 
 def _init_lite0_trunk(generator: Generator, cfg: TrainConfig) -> None:
@@ -115,8 +132,11 @@ def _init_lite0_trunk(generator: Generator, cfg: TrainConfig) -> None:
     name = load_imagenet_weights(net.trunk, cfg.loss.lite0_weights or None)
     frozen = cfg.optim.lr_global_scale == 0
     net.trunk.requires_grad_(not frozen)
-    log.info("global network: EfficientNet-Lite0 from %s, %s", name,
-             "frozen" if frozen else f"fine-tuned at {cfg.optim.lr_global_scale} x lr_g")
+    log.info(
+        "global network: EfficientNet-Lite0 from %s, %s",
+        name,
+        "frozen" if frozen else f"fine-tuned at {cfg.optim.lr_global_scale} x lr_g",
+    )
 
 
 def main_param_groups(main: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -139,23 +159,38 @@ def build_stage(cfg: TrainConfig) -> StageParts:
     gen_cfg = cfg.model.generator_config()
     if cfg.run.stage == "pretrain-global":
         crop = crop_spec(cfg)
-        train_paths, val_paths = (split_paths(cfg.data.train_dir, cfg.data.val_fraction)
-                                  if cfg.pretrain.task == "rotation" else (list_images(cfg.data.train_dir), []))
-        train_set = ClassificationDataset(cfg.data.train_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side,
-                                          paths=train_paths)
+        train_paths, val_paths = (
+            split_paths(cfg.data.train_dir, cfg.data.val_fraction)
+            if cfg.pretrain.task == "rotation"
+            else (list_images(cfg.data.train_dir), [])
+        )
+        train_set = ClassificationDataset(
+            cfg.data.train_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side, paths=train_paths
+        )
         val_set = None
         if cfg.pretrain.val_dir:
-            val_set = ClassificationDataset(cfg.pretrain.val_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side,
-                                            classes=train_set.classes)
+            val_set = ClassificationDataset(
+                cfg.pretrain.val_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side, classes=train_set.classes
+            )
         elif val_paths:
-            val_set = ClassificationDataset(cfg.data.train_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side,
-                                            paths=val_paths)
+            val_set = ClassificationDataset(
+                cfg.data.train_dir, crop, cfg.pretrain.task, max_side=cfg.data.max_side, paths=val_paths
+            )
         main = GlobalClassifier(gen_cfg, train_set.num_classes)
         init_weights(main, cfg.model.init_gain)
-        return StageParts(main, None, ClassificationObjective(), train_set, val_set=val_set,
-                          data_description={"mode": f"pretrain-global/{cfg.pretrain.task}",
-                                            "train_dir": cfg.data.train_dir, "images": len(train_set),
-                                            "classes": train_set.num_classes})
+        return StageParts(
+            main,
+            None,
+            ClassificationObjective(),
+            train_set,
+            val_set=val_set,
+            data_description={
+                "mode": f"pretrain-global/{cfg.pretrain.task}",
+                "train_dir": cfg.data.train_dir,
+                "images": len(train_set),
+                "classes": train_set.num_classes,
+            },
+        )
 
     generator = Generator(gen_cfg, with_saliency=cfg.loss.attention > 0, spectral_norm=True)
     init_weights(generator, cfg.model.init_gain)
@@ -172,20 +207,36 @@ def build_stage(cfg: TrainConfig) -> StageParts:
     if cfg.loss.gan == "projected":
         critic = ProjectedDiscriminator(cfg.model.discriminator_channels, weights_path=cfg.loss.lite0_weights)
     elif adversary is not None:
-        critic = PatchDiscriminator70(cfg.model.in_channels, cfg.model.out_channels, cfg.model.discriminator_channels,
-                                      padding=cfg.model.padding, norm=cfg.model.norm)
+        critic = PatchDiscriminator70(
+            cfg.model.in_channels,
+            cfg.model.out_channels,
+            cfg.model.discriminator_channels,
+            padding=cfg.model.padding,
+            norm=cfg.model.norm,
+        )
         init_weights(critic, cfg.model.init_gain)
     perceptual = None
     if cfg.loss.perceptual > 0:
         perceptual = PerceptualLoss(cfg.loss.vgg16_weights, cfg.loss.lite0_weights)
         if perceptual.vgg is None:
-            log.warning("no loss.vgg16_weights given: the perceptual loss uses EfficientNet-Lite0 (%s), "
-                        "not the published VGG-16", perceptual.source)
+            log.warning(
+                "no loss.vgg16_weights given: the perceptual loss uses EfficientNet-Lite0 (%s), "
+                "not the published VGG-16",
+                perceptual.source,
+            )
     train_set, val_paths, description = _colour_data(cfg)
     task = Task.GRAY_TO_RGB if cfg.model.in_channels == 1 and not cfg.data.input_dir else Task.NCHANNEL_TO_RGB
     objective = ColorizationObjective(cfg.loss, adversary, perceptual)
-    return StageParts(generator, critic, objective, train_set, val_paths=val_paths, data_description=description,
-                      perceptual_source=perceptual.source if perceptual else None, task=task)
+    return StageParts(
+        generator,
+        critic,
+        objective,
+        train_set,
+        val_paths=val_paths,
+        data_description=description,
+        perceptual_source=perceptual.source if perceptual else None,
+        task=task,
+    )
 
 
 def move_perceptual(parts: StageParts, device: torch.device) -> None:

@@ -5,14 +5,14 @@ Files are written atomically and read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from model.storage import atomic_torch_save
 
 STATE_KIND = "scgan-train-state"
 STATE_VERSION = 1
@@ -45,16 +45,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_state(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save({"kind": STATE_KIND, "version": STATE_VERSION, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_torch_save({"kind": STATE_KIND, "version": STATE_VERSION, **payload}, path)
 
 
 def resolve_state_path(path: str | Path) -> Path:

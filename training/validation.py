@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import DataLoader
 
+from model.generator import Generator
+from model.images import load_rgb
 from model.pipeline import Colorizer
 from training.config import TrainConfig
+from training.loop import Validator
 from training.stages import StageParts
 
 log = logging.getLogger("scgan.train.validation")
@@ -22,18 +24,13 @@ def _load_images(paths: list[Path], max_side: int) -> list[Image.Image]:
     images = []
     for path in paths:
         try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except OSError as exc:
+            images.append(load_rgb(path, max_side))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             log.warning("skipping validation image %s: %s", path, exc)
-            continue
-        if max_side and max(rgb.size) > max_side:
-            rgb.thumbnail((max_side, max_side), Image.BICUBIC)
-        images.append(rgb)
     return images
 
 
-def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device):  # type: ignore[no-untyped-def]
+def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device) -> Validator | None:
     """A callable scoring a network on the validation data, or None when there is none."""
     if cfg.run.stage == "pretrain-global":
         if parts.val_set is None:
@@ -44,20 +41,18 @@ def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device):  
     images = _load_images(parts.val_paths, cfg.data.val_max_side)
     if not images:
         return None
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate_images
 
     def validate(generator: nn.Module) -> dict[str, float]:
-        net = copy.deepcopy(generator).eval()
-        colorizer = Colorizer(net, device=device, render_size=cfg.data.crop_size, batch_size=8)  # type: ignore[arg-type]
-        result = evaluate(colorizer, images)
-        metrics = result.validation_metrics()
-        metrics["worst_psnr_delta"] = result.worst_psnr_delta[0]
-        return metrics
+        if not isinstance(generator, Generator):
+            raise TypeError(f"colour validation needs a Generator, got {type(generator).__name__}")
+        colorizer = Colorizer(generator, device=device, render_size=cfg.data.crop_size, batch_size=8)  # its own copy
+        return evaluate_images(colorizer, images)
 
     return validate
 
 
-def _classifier_validator(parts: StageParts, device: torch.device, batch_size: int):  # type: ignore[no-untyped-def]
+def _classifier_validator(parts: StageParts, device: torch.device, batch_size: int) -> Validator:
     dataset = parts.val_set
     assert dataset is not None
     keys = [(i, 777 + i) for i in range(len(dataset))]
@@ -66,7 +61,7 @@ def _classifier_validator(parts: StageParts, device: torch.device, batch_size: i
     def validate(net: nn.Module) -> dict[str, float]:
         net.eval()
         top1 = top5 = 0
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=keys)  # type: ignore[arg-type]
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=keys)  # keys: (index, seed) pairs
         for batch in loader:
             logits = net(batch["input"].to(device))
             labels = batch["label"].to(device)

@@ -14,12 +14,12 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from model.cli.common import open_colorizer
+from model.cli.common import add_precision_argument, open_colorizer
+from model.images import is_image_file
 from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, Colorizer, check_chroma_gain
 
 log = logging.getLogger("scgan.colorize")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 _FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
 
 
@@ -27,7 +27,7 @@ def iter_inputs(paths: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
     """(file, name relative to its input) pairs: files as given, folders searched recursively, sorted."""
     for path in paths:
         if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            for found in sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)):
                 yield found, found.relative_to(path)
         else:
             yield path, Path(path.name)
@@ -60,12 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled starter)")
     p.add_argument("--render-size", type=int, default=None, help="working resolution, a multiple of 256")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 (as the service)",
-    )
+    add_precision_argument(p)
     p.add_argument("--format", default="png", choices=tuple(_FORMATS))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--saliency", action="store_true", help="also write each image's saliency map")
@@ -85,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     remote.add_argument("--concurrency", type=int, default=4, metavar="N", help="uploads in flight (default 4)")
     remote.add_argument(
-        "--retries", type=int, default=5, metavar="N",
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
         help="per file, retries after a 503 (Retry-After), a 504 or a connection error (default 5)",
     )
     remote.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per request (default 120 s)")
@@ -147,8 +145,13 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
         return 0, True
     stop = threading.Event()
     client = RemoteColorizer(
-        args.server, api_key=api_key, concurrency=args.concurrency, timeout_s=args.timeout,
-        policy=RetryPolicy(retries=args.retries), render_size=args.render_size, chroma_gain=args.chroma_gain,
+        args.server,
+        api_key=api_key,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        policy=RetryPolicy(retries=args.retries),
+        render_size=args.render_size,
+        chroma_gain=args.chroma_gain,
         stop=stop,
     )
     try:
@@ -160,14 +163,23 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
         if args.saliency and not info.get("has_saliency", False):
             log.error("the server's checkpoint has no saliency branch; drop --saliency")
             return 0, True
-        log.info("colorizing %d images on %s (checkpoint %s, %d in flight)", len(jobs), args.server,
-                 info.get("checkpoint", {}).get("name", "?"), args.concurrency)
+        log.info(
+            "colorizing %d images on %s (checkpoint %s, %d in flight)",
+            len(jobs),
+            args.server,
+            info.get("checkpoint", {}).get("name", "?"),
+            args.concurrency,
+        )
         with _progress(len(jobs)) as bar:
             try:
                 run = run_remote(
-                    client, jobs, concurrency=args.concurrency, saliency=args.saliency,
+                    client,
+                    jobs,
+                    concurrency=args.concurrency,
+                    saliency=args.saliency,
                     save=lambda dest, colour, sal: _save_result(args.output, dest, args.format, colour, sal),
-                    progress=bar, stop=stop,
+                    progress=bar,
+                    stop=stop,
                 )
             except KeyboardInterrupt:
                 stop.set()
@@ -187,8 +199,11 @@ def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
     destinations = output_names([rel for _, rel in inputs], _FORMATS[args.format][1])
     jobs = [(path, dest) for (path, _), dest in zip(inputs, destinations)]
     if args.skip_existing:
+
         def done(dest: Path) -> bool:
-            return (args.output / dest).is_file() and (not args.saliency or (args.output / _saliency_name(dest)).is_file())
+            return (args.output / dest).is_file() and (
+                not args.saliency or (args.output / _saliency_name(dest)).is_file()
+            )
 
         kept = [(path, dest) for path, dest in jobs if not done(dest)]
         if len(kept) < len(jobs):
@@ -233,20 +248,23 @@ def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequen
     """Colorize and save one batch in-process; the number of files that failed."""
     failed = 0
     batch: list[tuple[Path, Path, Image.Image]] = []
+    results: list[tuple[Image.Image | None, Image.Image | None]]
     for path, dest in jobs:
         try:
-            with Image.open(path) as img:
-                img.load()
-                batch.append((path, dest, img.copy()))
+            with Image.open(path) as opened:
+                opened.load()
+                batch.append((path, dest, opened.copy()))
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             log.warning("skipping %s: %s", path, exc)
             failed += 1
     if not batch:
         return failed
     try:
-        results = colorizer.colorize_with_saliency(
-            [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
-        )
+        results = [
+            *colorizer.colorize_with_saliency(
+                [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
+            )
+        ]
     except (OSError, ValueError, RuntimeError) as exc:
         log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
         results = []
@@ -258,7 +276,7 @@ def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequen
             except (OSError, ValueError, RuntimeError) as one_exc:
                 log.warning("skipping %s: %s", path, one_exc)
                 failed += 1
-                results.append((None, None))  # type: ignore[arg-type]
+                results.append((None, None))
     for (_, dest, _), (out, sal) in zip(batch, results):
         if out is not None:
             _save_result(args.output, dest, args.format, out, sal)

@@ -1,4 +1,4 @@
-"""What the command-line tools share: opening the checkpoint the user asked for (or the bundled one)."""
+"""What the command-line tools share: ``--precision``, and opening the checkpoint asked for (or the bundled one)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,19 @@ import argparse
 import logging
 
 from model.checkpoint import CheckpointError
+from model.device import PRECISION_SETTINGS
 from model.pipeline import Colorizer
 from model.weights import default_checkpoint_path
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` with the service's choices and default (``auto``)."""
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_SETTINGS,
+        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32 (as the service)",
+    )
 
 
 def open_colorizer(args: argparse.Namespace, log: logging.Logger) -> Colorizer | None:
@@ -21,12 +32,15 @@ def open_colorizer(args: argparse.Namespace, log: logging.Logger) -> Colorizer |
         return None
     try:
         return Colorizer.from_checkpoint(
-            checkpoint, device=args.device, precision=args.precision,
-            render_size=args.render_size, batch_size=args.batch_size,
+            checkpoint,
+            device=args.device,
+            precision=args.precision,
+            render_size=args.render_size,
+            batch_size=args.batch_size,
         )
     except (CheckpointError, ValueError) as exc:
         log.error("%s", exc)
         return None
 
 
-__all__ = ["open_colorizer"]
+__all__ = ["add_precision_argument", "open_colorizer"]

@@ -12,8 +12,8 @@ from starlette.requests import ClientDisconnect
 
 from service.deps import StateDep
 from service.encoding import OutputFormat
-from service.errors import validation_message
-from service.exceptions import ClientDisconnected, InvalidOptions, SaliencyUnavailable, UploadTimedOut
+from service.exceptions import ClientDisconnected, InvalidOptions, UploadTimedOut
+from service.http_errors import validation_message
 from service.inference import Rendered, run_image_request
 from service.schemas import ERROR_RESPONSES, ColorizeOptions, ErrorResponse, RenderOptions
 from service.state import ServiceState
@@ -21,7 +21,7 @@ from service.upload import read_upload, wait_for_disconnect
 
 router = APIRouter(tags=["images"])
 
-O = TypeVar("O", bound=RenderOptions)
+OptionsT = TypeVar("OptionsT", bound=RenderOptions)
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -77,13 +77,13 @@ def _image_responses(description: str, media_types: tuple[str, ...]) -> dict[int
         200: {
             "description": description + " Headers X-Batch-Size, X-Queue-Wait-Ms, X-Inference-Ms, X-Total-Ms and "
             "Server-Timing tell how it was computed.",
-            "content": {media_type: binary for media_type in media_types},
+            "content": dict.fromkeys(media_types, binary),
         },
         **ERROR_RESPONSES,
     }
 
 
-def _merge_options(query: O, fields: dict[str, str]) -> O:
+def _merge_options(query: OptionsT, fields: dict[str, str]) -> OptionsT:
     """Query options overridden by form fields of the same name, validated together (422 when invalid)."""
     known = {k: v for k, v in fields.items() if k in type(query).model_fields}
     if not known:
@@ -118,12 +118,10 @@ def _image_response(rendered: Rendered, stem: str) -> Response:
     return Response(rendered.encoded.data, media_type=media_type, headers=headers)
 
 
-async def _handle(request: Request, state: ServiceState, query: O, *, saliency: bool) -> Response:
-    with state.active():
-        started_at: float = getattr(request.state, "started_at", time.monotonic())
-        state.ensure_accepting(arrived_at=started_at)  # in flight at SIGTERM = arrived before it: served
-        if saliency and not state.runtime.has_saliency:
-            raise SaliencyUnavailable("the loaded checkpoint has no saliency branch; POST /colorize still works")
+async def _handle(request: Request, state: ServiceState, query: OptionsT, *, saliency: bool) -> Response:
+    started_at: float = getattr(request.state, "started_at", time.monotonic())
+    # In flight at SIGTERM = arrived before it: admitted and served.
+    with state.admission(arrived_at=started_at, saliency=saliency) as admission:
         budget = started_at + state.settings.request_timeout_s - time.monotonic()
         try:
             async with asyncio.timeout(budget):
@@ -138,6 +136,7 @@ async def _handle(request: Request, state: ServiceState, query: O, *, saliency: 
             options = _merge_options(query, upload.fields)
             rendered = await run_image_request(
                 state,
+                admission,
                 upload.source,
                 options,
                 saliency=saliency,

@@ -29,7 +29,8 @@ router = APIRouter(tags=["operations"])
 async def model_info(state: StateDep) -> ModelDescription:
     runtime, settings = state.runtime, state.settings
     identity = runtime.identity
-    info = runtime.checkpoint_info
+    colorizer = runtime.colorizer
+    info = colorizer.checkpoint_info
     return ModelDescription(
         checkpoint=CheckpointDescription(
             name=identity.name,
@@ -37,14 +38,14 @@ async def model_info(state: StateDep) -> ModelDescription:
             source_format=identity.source_format,
             metadata=identity.metadata,
         ),
-        config=runtime.colorizer.generator.config.to_dict(),
-        task=runtime.colorizer.task.value,
-        has_saliency=runtime.has_saliency,
-        device=str(runtime.device),
-        precision=runtime.precision,
+        config=colorizer.generator.config.to_dict(),
+        task=colorizer.task.value,
+        has_saliency=colorizer.has_saliency,
+        device=str(colorizer.device),
+        precision=colorizer.precision,
         compiled_batch_sizes=runtime.compiled_batch_sizes,
-        working_resolution=info.working_resolution if info else runtime.render_size,
-        render_size=runtime.render_size,
+        working_resolution=info.working_resolution if info else colorizer.render_size,
+        render_size=colorizer.render_size,
         batching=BatchingDescription(
             max_batch_size=settings.max_batch_size,
             max_batch_delay_ms=settings.max_batch_delay_ms,

@@ -35,8 +35,13 @@ def exported_samples() -> set[str]:
 
     names: set[str] = set()
     for family in ServiceMetrics().registry.collect():
-        suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-                    "gauge": ("",), "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_sum", "_count", "_created"),
+            "gauge": ("",),
+            "summary": ("", "_sum", "_count", "_created"),
+            "info": ("_info",),
+        }
         for suffix in suffixes.get(family.type, ("",)):
             names.add(family.name + suffix)
     return names

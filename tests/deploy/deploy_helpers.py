@@ -23,8 +23,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 #: Every kustomization the project ships (each must render and validate).
-KUSTOMIZATIONS = ("k8s/base", "k8s/overlays/gpu", "k8s/overlays/cpu", "k8s/overlays/ci",
-                  "k8s/overlays/monitoring", "k8s/training")
+KUSTOMIZATIONS = (
+    "k8s/base",
+    "k8s/overlays/gpu",
+    "k8s/overlays/cpu",
+    "k8s/overlays/ci",
+    "k8s/overlays/monitoring",
+    "k8s/training",
+)
 #: Overlays that deploy the service.
 SERVING_OVERLAYS = ("k8s/overlays/gpu", "k8s/overlays/cpu", "k8s/overlays/ci", "k8s/overlays/monitoring")
 #: The Kubernetes version the manifests must validate against (the oldest we support).
@@ -87,5 +93,16 @@ def compose_config(*files: str, profiles: tuple[str, ...] = ()) -> dict[str, Any
     return json.loads(done.stdout)
 
 
-__all__ = ["KUBERNETES_VERSION", "KUSTOMIZATIONS", "REPO", "SERVING_OVERLAYS", "compose_config", "documents",
-           "kustomize", "one", "pod_templates", "run", "tool"]
+__all__ = [
+    "KUBERNETES_VERSION",
+    "KUSTOMIZATIONS",
+    "REPO",
+    "SERVING_OVERLAYS",
+    "compose_config",
+    "documents",
+    "kustomize",
+    "one",
+    "pod_templates",
+    "run",
+    "tool",
+]

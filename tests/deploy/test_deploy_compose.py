@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from deploy_helpers import REPO, compose_config, run, tool
 
 GPU = ("docker-compose.yml",)
@@ -45,8 +44,21 @@ def test_docker_compose_config_is_valid(files: tuple[str, ...], tmp_path: Any) -
 
 
 def test_the_plain_file_works_without_an_env_file() -> None:
-    done = run([tool("docker-compose"), "--project-directory", ".", "--env-file", "/dev/null",
-                "-f", "docker-compose.yml", "--profile", "monitoring", "config", "-q"])
+    done = run(
+        [
+            tool("docker-compose"),
+            "--project-directory",
+            ".",
+            "--env-file",
+            "/dev/null",
+            "-f",
+            "docker-compose.yml",
+            "--profile",
+            "monitoring",
+            "config",
+            "-q",
+        ]
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -115,8 +127,15 @@ def test_env_example_names_only_real_settings(settings_env_names: dict[str, str]
     unknown = names - set(settings_env_names)
     assert not unknown, f"not service settings: {sorted(unknown)}"
     # The main ones are documented (a setting added later works without being listed here).
-    for key in ("SCGAN_CHECKPOINT", "SCGAN_DEVICE", "SCGAN_PRECISION", "SCGAN_MAX_BATCH_SIZE", "SCGAN_QUEUE_CAPACITY",
-                "SCGAN_SHUTDOWN_TIMEOUT_S", "SCGAN_LOG_FORMAT"):
+    for key in (
+        "SCGAN_CHECKPOINT",
+        "SCGAN_DEVICE",
+        "SCGAN_PRECISION",
+        "SCGAN_MAX_BATCH_SIZE",
+        "SCGAN_QUEUE_CAPACITY",
+        "SCGAN_SHUTDOWN_TIMEOUT_S",
+        "SCGAN_LOG_FORMAT",
+    ):
         assert key in names, key
 
 
@@ -131,6 +150,9 @@ def test_env_example_documents_every_compose_variable() -> None:
     used = set()
     for name in ("docker-compose.yml", "docker-compose.cpu.yml"):
         used |= set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (REPO / name).read_text()))
-    missing = used - documented - {"CPU_BASE_IMAGE", "CPU_TORCH_INDEX_URL", "TORCH_INDEX_URL",
-                                   "PROMETHEUS_IMAGE", "GRAFANA_IMAGE"}
+    missing = (
+        used
+        - documented
+        - {"CPU_BASE_IMAGE", "CPU_TORCH_INDEX_URL", "TORCH_INDEX_URL", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE"}
+    )
     assert not missing, f"compose variables not in .env.example: {sorted(missing)}"

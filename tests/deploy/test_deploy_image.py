@@ -13,10 +13,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from deploy_helpers import REPO, run, tool
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from deploy_helpers import REPO, run, tool
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -43,7 +42,7 @@ INSTRUCTIONS = instructions(DOCKERFILE)
 
 def final_stage() -> list[tuple[str, str]]:
     starts = [i for i, (word, _) in enumerate(INSTRUCTIONS) if word == "FROM"]
-    return INSTRUCTIONS[starts[-1]:]
+    return INSTRUCTIONS[starts[-1] :]
 
 
 def exec_form(args: str) -> list[str]:
@@ -147,7 +146,7 @@ def test_healthcheck_probes_healthz(route_table: set[tuple[str, str]]) -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.send_response(200 if self.path == "/healthz" else 503)
         self.end_headers()
 
@@ -196,7 +195,7 @@ def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i)
-            out, i = out + pattern[i:end + 1], end + 1
+            out, i = out + pattern[i : end + 1], end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out)
@@ -221,9 +220,18 @@ def ignored(path: str) -> bool:
 
 @pytest.mark.parametrize(
     "path",
-    ["pyproject.toml", "README.md", "model/generator.py", "model/weights/__init__.py",
-     "model/weights/scgan-starter.pt", "service/app.py", "training/cli.py", "configs/published-stage1.toml",
-     "docker/healthcheck.py", "docker/constraints.txt"],
+    [
+        "pyproject.toml",
+        "README.md",
+        "model/generator.py",
+        "model/weights/__init__.py",
+        "model/weights/scgan-starter.pt",
+        "service/app.py",
+        "training/cli.py",
+        "configs/published-stage1.toml",
+        "docker/healthcheck.py",
+        "docker/constraints.txt",
+    ],
 )
 def test_build_context_keeps(path: str) -> None:
     assert not ignored(path)
@@ -231,9 +239,21 @@ def test_build_context_keeps(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [".git/HEAD", ".venv/bin/python", "runs/starter-stage1/ckpt/last.pt", "model/__pycache__/x.cpython-311.pyc",
-     ".pytest_cache/v/cache", ".hypothesis/examples/x", "scgan_colorize.egg-info/PKG-INFO", "tests/model/data/x.png",
-     ".env", "data/photos/a.jpg", "checkpoints/mine.pt", "model/other.pt", ".deploy/storage/x"],
+    [
+        ".git/HEAD",
+        ".venv/bin/python",
+        "runs/starter-stage1/ckpt/last.pt",
+        "model/__pycache__/x.cpython-311.pyc",
+        ".pytest_cache/v/cache",
+        ".hypothesis/examples/x",
+        "scgan_colorize.egg-info/PKG-INFO",
+        "tests/model/data/x.png",
+        ".env",
+        "data/photos/a.jpg",
+        "checkpoints/mine.pt",
+        "model/other.pt",
+        ".deploy/storage/x",
+    ],
 )
 def test_build_context_drops(path: str) -> None:
     assert ignored(path)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deploy_helpers import (
     KUBERNETES_VERSION,
     KUSTOMIZATIONS,
@@ -60,7 +59,9 @@ def test_kustomization_validates_strictly(directory: str) -> None:
     # Only the Prometheus Operator's kinds have no bundled schema (checked structurally below).
     for line in done.stdout.splitlines():
         if line.startswith("WARN"):
-            assert re.search(r"kind (ServiceMonitor|PrometheusRule) with api version monitoring\.coreos\.com/v1", line), line
+            assert re.search(
+                r"kind (ServiceMonitor|PrometheusRule) with api version monitoring\.coreos\.com/v1", line
+            ), line
 
 
 def test_every_kustomization_is_covered() -> None:
@@ -270,7 +271,7 @@ def _cli_args(args: list[str]) -> list[str]:
     assert args[0] == "torchrun" and "-m" in args
     module_at = args.index("-m")
     assert args[module_at + 1] == "training.cli"
-    return args[module_at + 2:]
+    return args[module_at + 2 :]
 
 
 def test_training_job_runs_scgan_train(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,8 +284,13 @@ def test_training_job_runs_scgan_train(tmp_path: Any, capsys: pytest.CaptureFixt
     args = train["args"]
     env = _env(train)
     launcher = " ".join(args[: args.index("-m")])
-    for flag, var in (("--nnodes", "NNODES"), ("--nproc_per_node", "NPROC_PER_NODE"), ("--node_rank", "NODE_RANK"),
-                      ("--master_addr", "MASTER_ADDR"), ("--master_port", "MASTER_PORT")):
+    for flag, var in (
+        ("--nnodes", "NNODES"),
+        ("--nproc_per_node", "NPROC_PER_NODE"),
+        ("--node_rank", "NODE_RANK"),
+        ("--master_addr", "MASTER_ADDR"),
+        ("--master_port", "MASTER_PORT"),
+    ):
         assert f"{flag}=$({var})" in launcher and var in env
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["scgan-train"] == "training.cli:main"

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deploy_helpers import REPO, compose_config
 
 DASHBOARD = REPO / "docker" / "grafana" / "dashboards" / "scgan-colorize.json"
@@ -36,8 +35,12 @@ def _panels() -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "path",
-    ["docker/grafana/dashboards/scgan-colorize.json", "docker/prometheus/alerts.yml",
-     "k8s/prometheus-adapter/values.yaml", "k8s/base/hpa.yaml"],
+    [
+        "docker/grafana/dashboards/scgan-colorize.json",
+        "docker/prometheus/alerts.yml",
+        "k8s/prometheus-adapter/values.yaml",
+        "k8s/base/hpa.yaml",
+    ],
 )
 def test_every_metric_name_is_exported(path: str, exported_samples: set[str]) -> None:
     text = (REPO / path).read_text()

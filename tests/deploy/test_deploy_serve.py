@@ -8,26 +8,17 @@ dashboard read, and SIGTERM must drain well within the pod's grace period.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 import yaml
-
 from deploy_helpers import REPO, documents, one
+from live_server import free_port, process_exit, service_env, start_process, wait_ready
 
 OVERLAY = "k8s/overlays/ci"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_pod_command_and_settings_serve_the_probes() -> None:
@@ -36,26 +27,20 @@ def test_pod_command_and_settings_serve_the_probes() -> None:
     pod = deployment["spec"]["template"]["spec"]
     [main] = pod["containers"]
     settings = one(docs, "ConfigMap", main["envFrom"][0]["configMapRef"]["name"])["data"]
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
-    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
-    env.update(settings)
-    env.update(SCGAN_HOST="127.0.0.1", SCGAN_PORT=str(port), SCGAN_LOG_FORMAT="json")
+    port = free_port()
+    env = service_env(**{**settings, "SCGAN_HOST": "127.0.0.1", "SCGAN_PORT": str(port), "SCGAN_LOG_FORMAT": "json"})
     command = [str(Path(sys.executable).parent / main["args"][0]), *main["args"][1:]]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_process(command, env)
     try:
         base = f"http://127.0.0.1:{port}"
         startup = main["startupProbe"]
-        deadline = time.monotonic() + startup["periodSeconds"] * startup["failureThreshold"]
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(base + startup["httpGet"]["path"], timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the startup probe would have given up"
-            time.sleep(0.2)
+        wait_ready(
+            base + startup["httpGet"]["path"],
+            exited=process_exit(process),
+            timeout_s=startup["periodSeconds"] * startup["failureThreshold"],
+            interval_s=0.2,
+            what="the startup probe would have given up",
+        )
         for probe in ("readinessProbe", "livenessProbe"):
             get = main[probe]["httpGet"]
             assert httpx.get(base + get["path"], timeout=main[probe]["timeoutSeconds"]).status_code == 200, probe

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_test_helpers import TINY_RGB_IN, make_generator
 
 from model import PerceptualNet, save_checkpoint
-from model_test_helpers import TINY_RGB_IN, make_generator
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -163,9 +163,7 @@ _GLOBAL_LAYOUT = (
 )
 
 
-def reference_forward(
-    sd: dict[str, torch.Tensor], gray: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def reference_forward(sd: dict[str, torch.Tensor], gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """SCGAN forward in float64: (rgb after tanh, saliency or None when the dict has no attention branch)."""
     x = gray.double()
     g = x

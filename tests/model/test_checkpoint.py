@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_test_helpers import TINY, make_generator
+from scgan_reference import official_state_dict
 
 from model import CheckpointError, Task, fold_spectral_norm, load_generator, read_generator, save_checkpoint
 from model.checkpoint import FORMAT_NAME, FORMAT_VERSION
 from model.layers import SpectralNorm, has_spectral_norm
-from model_test_helpers import TINY, make_generator
-from scgan_reference import official_state_dict
 
 _X = torch.rand(2, 1, 256, 256, generator=torch.Generator().manual_seed(0))
 
@@ -70,7 +70,7 @@ def test_fp16_storage(tmp_path: Path, trained_like: torch.nn.Module, reference_o
 def test_metadata_round_trip(tmp_path: Path, trained_like: torch.nn.Module) -> None:
     training_data = {"dataset": "imagenet-subset", "images": 1234, "splits": ["train"]}
     metrics = {"psnr": 24.5, "ssim": 0.91, "cci_in_range": 0.42}
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     path = save_checkpoint(
         tmp_path / "g.pt",
         trained_like,
@@ -91,7 +91,7 @@ def test_metadata_round_trip(tmp_path: Path, trained_like: torch.nn.Module) -> N
     assert info.metadata["git_commit"] == "abc123"
     created = dt.datetime.fromisoformat(info.metadata["created_at"])
     assert created.tzinfo is not None
-    assert before <= created <= dt.datetime.now(dt.timezone.utc)
+    assert before <= created <= dt.datetime.now(dt.UTC)
     assert net.checkpoint_info == info  # type: ignore[attr-defined]
 
     raw = torch.load(path, weights_only=True)

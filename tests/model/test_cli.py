@@ -87,8 +87,17 @@ def test_output_formats(
     good_folder: Path, tmp_path: Path, compact_checkpoint: Path, fmt: str, suffix: str, pil_format: str
 ) -> None:
     out = tmp_path / "out"
-    code = _run(good_folder / "sub" / "c.png", "-o", out,  # RGBA in: JPEG has no alpha, WebP keeps it
-                "--checkpoint", compact_checkpoint, "--device", "cpu", "--format", fmt)
+    code = _run(
+        good_folder / "sub" / "c.png",
+        "-o",
+        out,  # RGBA in: JPEG has no alpha, WebP keeps it
+        "--checkpoint",
+        compact_checkpoint,
+        "--device",
+        "cpu",
+        "--format",
+        fmt,
+    )
     assert code == 0
     assert _outputs(out) == [f"c{suffix}"]
     with Image.open(out / f"c{suffix}") as img:
@@ -115,8 +124,20 @@ def test_bad_checkpoint_and_bad_settings(good_folder: Path, tmp_path: Path, comp
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert _run(good_folder, "-o", tmp_path / "o1", "--checkpoint", bad, "--device", "cpu") == 2
-    assert _run(good_folder, "-o", tmp_path / "o2", "--checkpoint", compact_checkpoint,
-                "--device", "cpu", "--render-size", "300") == 2
+    assert (
+        _run(
+            good_folder,
+            "-o",
+            tmp_path / "o2",
+            "--checkpoint",
+            compact_checkpoint,
+            "--device",
+            "cpu",
+            "--render-size",
+            "300",
+        )
+        == 2
+    )
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
@@ -142,7 +163,10 @@ def test_real_subprocess(mixed_folder: Path, tmp_path: Path, compact_checkpoint:
     inputs = [str(mixed_folder / "a.png"), str(mixed_folder / "broken.png")]
     done = subprocess.run(
         [*command, *inputs, "-o", str(out), "--checkpoint", str(compact_checkpoint), "--device", "cpu"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**os.environ, "OMP_NUM_THREADS": os.environ.get("SCGAN_TEST_THREADS", "1")},
     )
     assert done.returncode == 1, done.stderr
@@ -203,7 +227,9 @@ def test_chroma_gain_zero_writes_the_gray_image_and_out_of_range_is_refused(
     good_folder: Path, tmp_path: Path, compact_checkpoint: Path
 ) -> None:
     out = tmp_path / "out"
-    assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--chroma-gain", "0") == 0
+    assert (
+        _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu", "--chroma-gain", "0") == 0
+    )
     with Image.open(out / "b.png") as img, Image.open(good_folder / "b.jpg") as src:
         colour = np.asarray(img.convert("RGB"), dtype=np.int16)
         assert np.abs(colour - np.asarray(src.convert("RGB"), dtype=np.int16)).max() <= 1

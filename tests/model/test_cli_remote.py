@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from live_server import ServerProcess, free_port
 from PIL import Image
-from server_process import ServerProcess, free_port
 
 from model.cli import colorize as colorize_cli
 from model.cli.remote import RetryPolicy, check_server_url, parse_retry_after, read_api_key
@@ -39,13 +39,19 @@ class FaultyServer(ServerProcess):
         self.record.touch()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
         env.update(
-            SCGAN_CHECKPOINT=str(checkpoint), SCGAN_DEVICE="cpu", SCGAN_PRECISION="fp32", SCGAN_COMPILE="off",
-            SCGAN_TORCH_THREADS="1", SCGAN_CPU_THREADS="1", SCGAN_MAX_BATCH_SIZE="2", PYTHONPATH=str(REPO),
+            SCGAN_CHECKPOINT=str(checkpoint),
+            SCGAN_DEVICE="cpu",
+            SCGAN_PRECISION="fp32",
+            SCGAN_COMPILE="off",
+            SCGAN_TORCH_THREADS="1",
+            SCGAN_CPU_THREADS="1",
+            SCGAN_MAX_BATCH_SIZE="2",
+            PYTHONPATH=str(REPO),
         )
         if keys_file is not None:
             env["SCGAN_API_KEYS_FILE"] = str(keys_file)
         command = [sys.executable, str(HERE / "remote_test_server.py"), str(port), str(self.record), *args]
-        super().__init__(command, port=port, env=env, cwd=REPO)
+        super().__init__(command, port=port, env=env)
         self.wait_ready()
 
     def uploads(self) -> list[tuple[int, int]]:
@@ -93,7 +99,9 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(compact_checkpoint: Path, keys_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyServer]:
+def server(
+    compact_checkpoint: Path, keys_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultyServer]:
     """A well-behaved server that needs an API key."""
     running = FaultyServer(compact_checkpoint, tmp_path_factory.mktemp("server"), keys_file=keys_file)
     try:
@@ -115,8 +123,9 @@ def test_remote_writes_what_the_local_run_writes(
     local, remote = tmp_path / "local", tmp_path / "remote"
     common = ("--saliency", "--format", "png")
     assert _run(folder, "-o", local, "--checkpoint", compact_checkpoint, "--precision", "fp32", *common) == 1
-    code = _run(folder, "-o", remote, "--server", server.url, "--api-key-file", client_key, "--concurrency", "3",
-                *common)
+    code = _run(
+        folder, "-o", remote, "--server", server.url, "--api-key-file", client_key, "--concurrency", "3", *common
+    )
     assert code == 1  # the broken file, as locally
     local_files, remote_files = _files(local), _files(remote)
     assert sorted(remote_files) == sorted(local_files)
@@ -142,9 +151,7 @@ def test_jpeg_output_is_the_local_runs_too(
         assert path.read_bytes() == remote_files[name].read_bytes(), name
 
 
-def test_a_refused_key_stops_the_run(
-    server: FaultyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_refused_key_stops_the_run(server: FaultyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     folder = _folder(tmp_path, 2)
     wrong = tmp_path / "wrong-key"
     wrong.write_text("not-the-key\n")
@@ -293,7 +300,12 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
         "print(status, 'httpx' in sys.modules)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.stdout.split() == ["0", "False"], result.stderr

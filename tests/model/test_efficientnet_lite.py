@@ -10,6 +10,7 @@ import torch
 
 # Test-only: the 2020 reference implementation (efficientnet-lite-pytorch==0.1.0, a dev dependency).
 from efficientnet_lite_pytorch import EfficientNet as ReferenceEfficientNet
+
 from model import Generator, GeneratorConfig
 from model.checkpoint import read_generator, save_checkpoint
 from model.efficientnet_lite import (

@@ -6,11 +6,10 @@ import copy
 
 import pytest
 import torch
+from model_test_helpers import COMPACT, TINY_RGB_IN, make_generator
 
 from model import Generator, GeneratorConfig, PatchDiscriminator70, PerceptualNet
 from model.layers import SpectralNorm, fold_spectral_norm, fuse_batch_norm
-
-from model_test_helpers import COMPACT, TINY_RGB_IN, make_generator
 
 SIZES = [(256, 256), (512, 512), (256, 512)]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_test_helpers import COMPACT
+from scgan_reference import NETWORKS, manifest, official_state_dict, reference_forward, scaled_shapes
 
 from model import (
     Generator,
@@ -23,8 +25,6 @@ from model import (
     read_generator,
 )
 from model.layers import SpectralNorm, has_spectral_norm
-from model_test_helpers import COMPACT
-from scgan_reference import NETWORKS, manifest, official_state_dict, reference_forward, scaled_shapes
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from model_test_helpers import make_generator
 from PIL import Image, ImageOps
 
 from model import Colorizer, PreparedImage, Task, check_render_size, load_generator
-from model_test_helpers import make_generator
 
 #: ITU-R BT.601 luma, written out here on purpose: the spec, not the code under test.
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -23,7 +23,7 @@ def _pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     chans = []
-    for c in range(3):
+    for _ in range(3):
         fx, fy, phase = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 6.28)
         chans.append(0.5 + 0.5 * np.sin(fx * 6.28 * xx / max(width, 1) + fy * 6.28 * yy / max(height, 1) + phase))
     img = np.stack(chans, -1)
@@ -282,7 +282,10 @@ def test_nchannel_checkpoint_returns_the_network_rgb(nchannel_checkpoint: Path) 
     assert result_wide.size == wide.size
     x = F.interpolate(
         torch.from_numpy(np.asarray(wide, dtype=np.float32) / 255.0).permute(2, 0, 1)[None],
-        size=(256, 256), mode="bilinear", align_corners=False, antialias=True,
+        size=(256, 256),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
     )
     with torch.no_grad():
         rgb = colorizer.generator.predict(x).clamp(0, 1)

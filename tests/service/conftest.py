@@ -1,4 +1,4 @@
-"""Shared fixtures for the service tests: tiny fixed-weight checkpoints, settings, the predict seam."""
+"""Shared fixtures for the service tests: settings, the reference model, the predict seam (tiny checkpoints: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,40 +10,13 @@ import pytest
 import torch
 from service_test_helpers import GatedPredict
 
-from model import Colorizer, Generator, GeneratorConfig, save_checkpoint
+from model import Colorizer
 from service import Settings
-
-#: Small enough for a 256 x 256 forward in a few milliseconds on one core.
-TINY_CONFIG = GeneratorConfig(start_channels=4, latent_channels=4, global_channels=4)
-
-
-def _tiny_generator(seed: int, *, with_saliency: bool) -> Generator:
-    torch.manual_seed(seed)
-    net = Generator(TINY_CONFIG, with_saliency=with_saliency, spectral_norm=False)
-    with torch.no_grad():  # non-trivial BN statistics, so eval mode is not an identity
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return net.eval()
 
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """gray->rgb with a saliency branch, fixed seed."""
-    path = tmp_path_factory.mktemp("service-ckpt") / "tiny.pt"
-    return save_checkpoint(path, _tiny_generator(7, with_saliency=True), working_resolution=256)
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint_no_saliency(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("service-ckpt") / "tiny-nosal.pt"
-    return save_checkpoint(path, _tiny_generator(8, with_saliency=False), working_resolution=256)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -25,12 +24,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import REPO, free_port, service_env, wait_ready
 from prometheus_client.parser import text_string_to_metric_families
 from service_test_helpers import gray_image, image_bytes
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 
 LAUNCHER = """
 import sys, time
@@ -54,24 +53,15 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
-    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
-    env.update(
-        SCGAN_TORCH_THREADS="1",
-        SCGAN_CPU_THREADS="1",
-        SCGAN_LOG_FORMAT="json",
-        SCGAN_WARMUP="false",
-        OMP_NUM_THREADS="1",
-    )
-    env.update({f"SCGAN_{key.upper()}": value for key, value in settings.items()})
-    return env
+    defaults = {
+        "SCGAN_TORCH_THREADS": "1",
+        "SCGAN_CPU_THREADS": "1",
+        "SCGAN_LOG_FORMAT": "json",
+        "SCGAN_WARMUP": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    return service_env(**{**defaults, **{f"SCGAN_{key.upper()}": value for key, value in settings.items()}})
 
 
 def png(seed: int = 0) -> bytes:
@@ -123,16 +113,11 @@ class Server:
         assert self.metric("scgan_queue_depth") == 0
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+        wait_ready(
+            f"{self.base}/readyz",
+            exited=lambda: None if self.process.poll() is None else self.output(),
+            timeout_s=timeout_s,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

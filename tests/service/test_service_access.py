@@ -159,8 +159,13 @@ def test_verify_compares_every_stored_key_whatever_the_input(monkeypatch: pytest
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", counting)
-    for presented, expected in (("alpha-key", True), ("gamma-key", True), ("alpha-ke", False), ("", False),
-                                ("x" * 10_000, False)):
+    for presented, expected in (
+        ("alpha-key", True),
+        ("gamma-key", True),
+        ("alpha-ke", False),
+        ("", False),
+        ("x" * 10_000, False),
+    ):
         calls.clear()
         assert keys.verify(presented) is expected
         # Always all three, always on fixed-length digests: the first match does not end the loop, and the

@@ -4,7 +4,7 @@ Everything is generated here, in memory: truncated files, random bytes behind
 each image signature, decompression bombs and absurd header dimensions, degenerate
 sizes, awkward modes, animations, every EXIF orientation, and lying content types.
 After each one, /readyz must still be 200 and an ordinary image must still be
-colorized. The documented codes are the README's error table (service/errors.py):
+colorized. The documented codes are the README's error table (service/http_errors.py):
 400 corrupt_image, 413 image_too_large / upload_too_large, 415 unsupported_media_type.
 """
 

@@ -13,22 +13,19 @@ the module takes seconds.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, settings
+from live_server import app_in_thread
 
 from service import Settings, create_app
 
 schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.config import SchemathesisConfig
+from schemathesis.config import SchemathesisConfig  # noqa: E402 -- after the importorskip that guards it
 
 MAX_EXAMPLES = 40
 #: The deployment's render-size limit; GET /v1/model publishes it (limits.max_render_size).
@@ -82,12 +79,6 @@ def map_body(context: Any, body: Any) -> Any:
     return _within_limit(body)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url(tiny_checkpoint: Path) -> Iterator[str]:
     """A real uvicorn server on a loopback port, ready, stopped (lifespan drained) after the module."""
@@ -106,27 +97,9 @@ def base_url(tiny_checkpoint: Path) -> Iterator[str]:
             shutdown_timeout_s=5.0,
         )
     )
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, name="schema-test-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert thread.is_alive(), "the server stopped during start-up"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.05)
+    with app_in_thread(app) as url:
         assert httpx.get(f"{url}/v1/model").json()["limits"]["max_render_size"] == MAX_RENDER_SIZE
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_the_published_schema_is_the_one_tested(base_url: str) -> None:

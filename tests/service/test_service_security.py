@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,9 +27,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
+from live_server import service_env, service_process
 from PIL import Image
 from service_test_helpers import RunningApp, decode, gray_image, image_bytes, run_app
 
@@ -443,46 +442,19 @@ async def test_an_oversized_request_head_is_431_in_process(svc: RunningApp) -> N
     assert (await svc.client.get("/readyz")).status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def real_server(tiny_checkpoint: Path) -> Iterator[tuple[str, int]]:
     """``python -m service`` on a loopback port, exactly as deployed (its uvicorn configuration)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
-    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
-    env.update(
+    env = service_env(
         SCGAN_TORCH_THREADS="1",
         SCGAN_CPU_THREADS="1",
         SCGAN_MAX_BATCH_SIZE="1",
         SCGAN_WARMUP="false",
         SCGAN_MAX_UPLOAD_BYTES=str(1024 * 1024),
     )
-    command = [sys.executable, "-m", "service", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+    with service_process(tiny_checkpoint, env) as base_url:
+        host, port = base_url.removeprefix("http://").split(":")
+        yield host, int(port)
 
 
 def _exchange(address: tuple[str, int], request: bytes, *, timeout: float = 10.0) -> bytes:

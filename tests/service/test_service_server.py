@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import free_port, process_exit, service_command, service_env, start_process, wait_ready
 from service_test_helpers import gray_image, image_bytes, run_main
 
 from service.__main__ import main
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,23 +27,11 @@ def test_invalid_configuration_exits_with_2(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_serves_over_real_http_and_stops_on_sigterm(tiny_checkpoint: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
-    env["SCGAN_COMPILE"] = "off"  # see tests/conftest.py
-    env.update(SCGAN_TORCH_THREADS="1", SCGAN_CPU_THREADS="1", SCGAN_LOG_FORMAT="json", SCGAN_MAX_BATCH_SIZE="2")
-    command = [sys.executable, "-m", "service", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = service_env(SCGAN_TORCH_THREADS="1", SCGAN_CPU_THREADS="1", SCGAN_LOG_FORMAT="json", SCGAN_MAX_BATCH_SIZE="2")
+    process = start_process(service_command(tiny_checkpoint, port), env)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+        wait_ready(f"{base}/readyz", exited=process_exit(process))
         data = image_bytes(gray_image(50, 40), "PNG")
         response = httpx.post(f"{base}/colorize", files={"file": ("in.png", data, "image/png")}, timeout=30)
         assert response.status_code == 200

@@ -20,7 +20,9 @@ def test_defaults_are_safe() -> None:
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert settings.max_pixels == 4096 * 4096
     assert settings.cpu_threads >= 1
-    assert Settings.model_fields["compile"].default == "auto"  # the tests run with SCGAN_COMPILE=off (tests/conftest.py)
+    assert (
+        Settings.model_fields["compile"].default == "auto"
+    )  # the tests run with SCGAN_COMPILE=off (tests/conftest.py)
 
 
 def test_every_field_is_documented_or_self_explanatory() -> None:

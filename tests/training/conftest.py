@@ -8,10 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_models import TINY_CONFIG
 
 from training.config import TrainConfig, build_config
 
-TINY_MODEL = {"start_channels": 4, "latent_channels": 4, "global_channels": 4, "discriminator_channels": 4}
+#: The [model] section of tiny runs: tiny_models.TINY_CONFIG's widths, and a discriminator as narrow.
+TINY_MODEL = {
+    "start_channels": TINY_CONFIG.start_channels,
+    "latent_channels": TINY_CONFIG.latent_channels,
+    "global_channels": TINY_CONFIG.global_channels,
+    "discriminator_channels": 4,
+}
 
 
 def make_photos(folder: Path, count: int, seed: int = 0, size: tuple[int, int] = (96, 72)) -> list[Path]:
@@ -41,11 +48,12 @@ def photos(tmp_path: Path) -> Path:
 
 
 def tiny_config(out_dir: Path, train_dir: Path, **sections: dict[str, Any]) -> TrainConfig:
-    data: dict[str, Any] = {"run": {"out_dir": str(out_dir), "log_every": 1, "checkpoint_every": 1000,
-                                    "sample_images": 0, "threads": 1},
-                            "data": {"train_dir": str(train_dir), "crop_size": 256},
-                            "optim": {"batch_size": 2},
-                            "model": dict(TINY_MODEL)}
+    data: dict[str, Any] = {
+        "run": {"out_dir": str(out_dir), "log_every": 1, "checkpoint_every": 1000, "sample_images": 0, "threads": 1},
+        "data": {"train_dir": str(train_dir), "crop_size": 256},
+        "optim": {"batch_size": 2},
+        "model": dict(TINY_MODEL),
+    }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return build_config(data)

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import COMPACT_CONFIG
 
 import model.cli.common
-from model import Colorizer, Generator, GeneratorConfig, default_checkpoint_path, init_weights, save_checkpoint
+from model import Colorizer, Generator, default_checkpoint_path, init_weights, save_checkpoint
 from model.color import GRAY_WEIGHTS
 from training import cli_eval, metrics
 from training.evaluate import CSV_COLUMNS, TILE_HEIGHT, evaluate, evaluate_images, to_gray, write_report
 
-TINY = GeneratorConfig(start_channels=8, latent_channels=16, global_channels=8)
+TINY = COMPACT_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,21 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def test_cli_end_to_end(photos: Path, checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    code = cli_eval.main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out),
-                          "--device", "cpu", "--batch-size", "2", "--sample", "2"])
+    code = cli_eval.main(
+        [
+            str(photos),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--sample",
+            "2",
+        ]
+    )
     assert code == 0
 
     columns, rows = _read_csv(out / "metrics.csv")
@@ -114,8 +128,23 @@ def test_cli_end_to_end(photos: Path, checkpoint: Path, tmp_path: Path) -> None:
 
 def test_cli_limit_and_max_side(photos: Path, checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
-    code = cli_eval.main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
-                          "--max-side", "32", "--limit", "2", "--sample", "0"])
+    code = cli_eval.main(
+        [
+            str(photos),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--max-side",
+            "32",
+            "--limit",
+            "2",
+            "--sample",
+            "0",
+        ]
+    )
     assert code == 0
     _, rows = _read_csv(out / "metrics.csv")
     assert [r["name"] for r in rows] == ["a.png", "b.jpg"]
@@ -145,8 +174,10 @@ def test_cli_with_nothing_evaluable_exits_1(checkpoint: Path, tmp_path: Path) ->
     folder = tmp_path / "junk"
     folder.mkdir()
     (folder / "x.jpg").write_bytes(b"nope")
-    assert cli_eval.main([str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "r"),
-                          "--device", "cpu"]) == 1
+    assert (
+        cli_eval.main([str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "r"), "--device", "cpu"])
+        == 1
+    )
 
 
 def test_evaluate_in_memory(colorizer: Colorizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,7 +195,8 @@ def test_evaluate_in_memory(colorizer: Colorizer, tmp_path: Path, monkeypatch: p
     assert all(isinstance(v, float) and math.isfinite(v) for v in flat.values())
     assert flat["psnr_delta"] == pytest.approx(flat["psnr"] - flat["psnr_gray"])
     assert flat["colorfulness_ratio"] == pytest.approx(
-        result.mean("colorfulness") / result.mean("colorfulness", "original"))
+        result.mean("colorfulness") / result.mean("colorfulness", "original")
+    )
 
     # The training loop's hooks give the same numbers (the model is deterministic in eval mode).
     assert evaluate_images(colorizer, images) == pytest.approx(flat)
@@ -196,8 +228,9 @@ def test_write_report_with_no_images(tmp_path: Path, colorizer: Colorizer) -> No
     assert "grid" not in paths
 
 
-def test_summary_reports_matched_colourfulness_and_photos_below_gray(photos: Path, checkpoint: Path,
-                                                                     tmp_path: Path) -> None:
+def test_summary_reports_matched_colourfulness_and_photos_below_gray(
+    photos: Path, checkpoint: Path, tmp_path: Path
+) -> None:
     from training.cli_eval import main
 
     out = tmp_path / "report"

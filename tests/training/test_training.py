@@ -75,15 +75,23 @@ def test_pretrain_global_runs_and_feeds_stage1(tmp_path: Path, task: str) -> Non
     else:
         make_photos(data, 8)
         extra = {"pretrain": {"task": "rotation"}, "data": {"val_fraction": 0.3}}
-    cfg = tiny_config(tmp_path / "pre", data, run={"stage": "pretrain-global", "max_steps": 2, "validate_every": 2},
-                      optim={"batch_size": 2}, **extra)
+    cfg = tiny_config(
+        tmp_path / "pre",
+        data,
+        run={"stage": "pretrain-global", "max_steps": 2, "validate_every": 2},
+        optim={"batch_size": 2},
+        **extra,
+    )
     summary = train(cfg, make_validator=make_validator)
     assert summary["steps"] == 2
     assert set(summary["last_validation"]) == {"top1", "top5"}
     assert 0.0 <= summary["last_validation"]["top1"] <= summary["last_validation"]["top5"] <= 1.0
 
-    s1 = tiny_config(tmp_path / "s1", data if task == "rotation" else data / "cats",
-                     run={"max_steps": 1, "init_global_from": str(tmp_path / "pre" / "ckpt" / "last.pt")})
+    s1 = tiny_config(
+        tmp_path / "s1",
+        data if task == "rotation" else data / "cats",
+        run={"max_steps": 1, "init_global_from": str(tmp_path / "pre" / "ckpt" / "last.pt")},
+    )
     train(s1)
     pre = load_state(tmp_path / "pre" / "ckpt")["main"]
     assert pre["features.conv1_1.conv2d.module.weight_bar"].shape == torch.Size([4, 1, 3, 3])
@@ -92,10 +100,13 @@ def test_pretrain_global_runs_and_feeds_stage1(tmp_path: Path, task: str) -> Non
 def test_stage1_loss_falls_on_a_repeated_batch(tmp_path: Path) -> None:
     folder = tmp_path / "one"
     make_photos(folder, 1)
-    cfg = tiny_config(tmp_path / "run", folder,
-                      run={"max_steps": 40},
-                      data={"scale_min": 1.0, "scale_max": 1.0, "ratio_min": 1.0, "ratio_max": 1.0, "hflip": False},
-                      optim={"batch_size": 1, "lr_g": 2e-3})
+    cfg = tiny_config(
+        tmp_path / "run",
+        folder,
+        run={"max_steps": 40},
+        data={"scale_min": 1.0, "scale_max": 1.0, "ratio_min": 1.0, "ratio_max": 1.0, "hflip": False},
+        optim={"batch_size": 1, "lr_g": 2e-3},
+    )
     train(cfg)
     losses = [r["loss_g"] for r in _train_rows(tmp_path / "run")]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
@@ -114,8 +125,12 @@ def test_gradient_penalty_known_answer() -> None:
     # A critic with unit-norm gradient has zero penalty, and the penalty is differentiable.
     w_unit = torch.randn(1, 3, 4, 4)
     w_unit = (w_unit / w_unit.norm()).requires_grad_(True)
-    gp_unit = gradient_penalty(lambda c, x: (x * w_unit).flatten(1).sum(1), torch.zeros(2, 1, 4, 4),
-                               torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
+    gp_unit = gradient_penalty(
+        lambda c, x: (x * w_unit).flatten(1).sum(1),
+        torch.zeros(2, 1, 4, 4),
+        torch.rand(2, 3, 4, 4),
+        torch.rand(2, 3, 4, 4),
+    )
     assert gp_unit.item() == pytest.approx(0.0, abs=1e-10)
     gp_unit.backward()
     assert w_unit.grad is not None
@@ -138,8 +153,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, photos: Path, stage
 
 
 def test_export_loads_and_colorizes(tmp_path: Path, photos: Path) -> None:
-    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 2, "validate_every": 2},
-                      data={"val_fraction": 0.4})
+    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 2, "validate_every": 2}, data={"val_fraction": 0.4})
     train(cfg, make_validator=make_validator)
     out = tmp_path / "serving.pt"
     export_checkpoint(tmp_path / "run" / "ckpt", out, half=True)
@@ -161,9 +175,13 @@ def test_paired_nchannel_mode_trains_and_exports(tmp_path: Path) -> None:
     for path in list_images(targets):  # a fake 3-channel "thermal" image per target, same relative path
         rgb = np.asarray(Image.open(path))
         Image.fromarray(255 - rgb[..., ::-1].copy()).save(inputs / path.name)
-    cfg = tiny_config(tmp_path / "run", targets, run={"max_steps": 2},
-                      data={"train_dir": "", "input_dir": str(inputs), "target_dir": str(targets)},
-                      model={"in_channels": 3})
+    cfg = tiny_config(
+        tmp_path / "run",
+        targets,
+        run={"max_steps": 2},
+        data={"train_dir": "", "input_dir": str(inputs), "target_dir": str(targets)},
+        model={"in_channels": 3},
+    )
     train(cfg)
     out = export_checkpoint(tmp_path / "run" / "ckpt", tmp_path / "thermal.pt")
     gen = load_generator(out, device="cpu")
@@ -172,8 +190,9 @@ def test_paired_nchannel_mode_trains_and_exports(tmp_path: Path) -> None:
     assert result.size == (96, 72)
 
 
-def test_unusable_files_are_skipped_and_empty_data_is_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                                             ) -> None:
+def test_unusable_files_are_skipped_and_empty_data_is_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "mixed"
     make_photos(folder, 3)
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
@@ -211,9 +230,21 @@ def test_torchrun_two_processes_on_cpu_stay_in_sync(tmp_path: Path, photos: Path
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "training.cli", str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "training.cli",
+            str(config),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
@@ -245,23 +276,36 @@ def test_fine_tuning_starts_from_a_serving_checkpoint(tmp_path: Path, photos: Pa
     assert torch.allclose(parts.main.predict(x), served.predict(x), atol=2e-3)
     assert train(cfg)["steps"] == 1
     with pytest.raises(ValueError, match="config"):
-        other = tiny_config(tmp_path / "bad", photos, run={"max_steps": 1, "init_from": str(tmp_path / "serving.pt")},
-                            model={"start_channels": 8})
+        other = tiny_config(
+            tmp_path / "bad",
+            photos,
+            run={"max_steps": 1, "init_from": str(tmp_path / "serving.pt")},
+            model={"start_channels": 8},
+        )
         build_stage(other)
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.5])
-def test_lite0_trunk_starts_from_imagenet_and_is_frozen_or_fine_tuned(tmp_path: Path, photos: Path,
-                                                                      scale: float) -> None:
+def test_lite0_trunk_starts_from_imagenet_and_is_frozen_or_fine_tuned(
+    tmp_path: Path, photos: Path, scale: float
+) -> None:
     from model.efficientnet_lite import EfficientNetLite0, load_imagenet_weights
 
     imagenet = EfficientNetLite0(with_classifier=False)
     load_imagenet_weights(imagenet)
-    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 2},
-                      model={"global_net": "efficientnet-lite0"}, optim={"lr_global_scale": scale, "lr_g": 1e-2})
+    cfg = tiny_config(
+        tmp_path / "run",
+        photos,
+        run={"max_steps": 2},
+        model={"global_net": "efficientnet-lite0"},
+        optim={"lr_global_scale": scale, "lr_g": 1e-2},
+    )
     train(cfg)
-    trunk = {k[len("global_feature_network.trunk."):]: v for k, v in load_state(tmp_path / "run" / "ckpt")["main"].items()
-             if k.startswith("global_feature_network.trunk.")}
+    trunk = {
+        k[len("global_feature_network.trunk.") :]: v
+        for k, v in load_state(tmp_path / "run" / "ckpt")["main"].items()
+        if k.startswith("global_feature_network.trunk.")
+    }
     reference = imagenet.state_dict()
     assert set(trunk) == set(reference)
     unchanged = all(torch.equal(trunk[k], reference[k]) for k in reference)

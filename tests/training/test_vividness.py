@@ -43,8 +43,9 @@ def test_hand_computed_case() -> None:
 def test_one_global_factor_for_all_photos_and_clipping() -> None:
     rng = np.random.default_rng(0)
     originals = [rng.uniform(0, 255, (8, 8, 3)) for _ in range(3)]
-    outputs = [np.clip(o.mean(axis=2, keepdims=True) + 0.1 * (o - o.mean(axis=2, keepdims=True)), 0, 255)
-               for o in originals]
+    outputs = [
+        np.clip(o.mean(axis=2, keepdims=True) + 0.1 * (o - o.mean(axis=2, keepdims=True)), 0, 255) for o in originals
+    ]
     grays = [np.repeat((o @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=2) for o in originals]
     result = matched_colorfulness(originals, outputs, grays)
     target = 0.6 * np.mean([colorfulness(o) for o in originals])

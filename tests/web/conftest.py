@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_test_helpers import CHROMIUM_ARGS, Server, chromium_path, tiny_checkpoint
+from web_test_helpers import CHROMIUM_ARGS, Server, chromium_path
 
 
 def _serve(checkpoint: Path) -> Iterator[Server]:
@@ -35,16 +35,15 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-def server(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(chromium: str, tiny_checkpoint: Path) -> Iterator[Server]:
     """The service with a saliency-capable tiny checkpoint (WEB_TEST_CHECKPOINT: a trained one, for screenshots)."""
     trained = os.environ.get("WEB_TEST_CHECKPOINT")
-    tiny = tmp_path_factory.mktemp("web-ckpt") / "tiny.pt"
-    yield from _serve(Path(trained) if trained else tiny_checkpoint(tiny, with_saliency=True))
+    yield from _serve(Path(trained) if trained else tiny_checkpoint)
 
 
 @pytest.fixture(scope="session")
-def server_no_saliency(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _serve(tiny_checkpoint(tmp_path_factory.mktemp("web-ckpt") / "tiny-nosal.pt", with_saliency=False))
+def server_no_saliency(chromium: str, tiny_checkpoint_no_saliency: Path) -> Iterator[Server]:
+    yield from _serve(tiny_checkpoint_no_saliency)
 
 
 # Module scope: sync Playwright runs an event loop on this thread while it is open, which

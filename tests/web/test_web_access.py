@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image
-from web_test_helpers import Server, tiny_checkpoint
+from web_test_helpers import Server
 
 TIMEOUT_MS = 60_000
 API_KEY = "web-test-key-3c9e7a"
@@ -29,7 +29,7 @@ def _gray_png(path: Path, width: int = 96, height: int = 64) -> Path:
 
 
 class _AppPage(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = b"<!doctype html><title>another app</title><p>app</p>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -37,7 +37,7 @@ class _AppPage(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -60,13 +60,15 @@ def app_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def keyed_server(chromium: str, app_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def keyed_server(
+    chromium: str, app_origin: str, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """API keys on (the file holds only the key's SHA-256), and CORS for ``app_origin``."""
     folder = tmp_path_factory.mktemp("web-keyed")
     keys = folder / "api-keys"
     keys.write_text(f"sha256:{hashlib.sha256(API_KEY.encode()).hexdigest()}\n")
     server = Server(
-        tiny_checkpoint(folder / "tiny.pt", with_saliency=True),
+        tiny_checkpoint,
         SCGAN_API_KEYS_FILE=str(keys),
         SCGAN_CORS_ORIGINS=app_origin,
     )
