@@ -59,14 +59,6 @@ class GlobalFeatureNetwork(nn.Module):
             x = getattr(self, name)(x)
         return x
 
-    def features(self, x: torch.Tensor, until: str) -> torch.Tensor:
-        """Activations after layer ``until`` (used as a perceptual-loss fallback)."""
-        for name, *_ in self.LAYOUT:
-            x = getattr(self, name)(x)
-            if name == until:
-                return x
-        raise ValueError(f"no layer named {until!r} in the global feature network")
-
 
 def build_global_network(
     config: GeneratorConfig, *, spectral_norm: bool = True
