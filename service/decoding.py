@@ -36,7 +36,19 @@ _FORMAT_NAMES = {
     "GIF": "gif",
 }
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
+#: What Pillow's plugins raise on damaged data. ArithmeticError covers a TIFF strip offset past
+#: what ``seek`` takes (OverflowError) and a zero in a header field used as a divisor.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    TypeError,
+    ArithmeticError,
+)
 
 #: Leading bytes of each readable format: a file that starts like one of them but cannot be
 #: opened is a damaged image of that format (400), not an unknown format (415).

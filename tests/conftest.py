@@ -12,11 +12,18 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from tiny_models import TINY_CONFIG, make_generator
 
 from model import save_checkpoint
 
 os.environ["SCGAN_COMPILE"] = "off"
+
+# Property tests draw the same examples on every run, so CI's verdict does not depend on luck;
+# `HYPOTHESIS_PROFILE=explore` draws fresh random ones to hunt for new failures.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(scope="session")

@@ -107,6 +107,15 @@ def test_truncated_png_is_corrupt_not_unsupported() -> None:
         decode_image(data[: len(data) // 2], max_pixels=LIMIT)
 
 
+def test_tiff_strip_offset_past_seek_range_is_corrupt() -> None:
+    # Found by the property test below: one flipped byte of the strip-offset tag made Pillow's
+    # seek raise OverflowError, which escaped as a 500.
+    data = bytearray(image_bytes(rgb_image(32, 32), "TIFF"))
+    data[72] = 16
+    with pytest.raises(CorruptImage):
+        decode_image(bytes(data), max_pixels=LIMIT)
+
+
 def test_over_max_pixels_is_refused_from_the_header() -> None:
     # 100000 x 100000 would need 10 GB decoded; the header alone is enough to refuse it.
     with pytest.raises(ImageTooLarge):
