@@ -8,6 +8,14 @@ builds one graph per (batch size, render size, saliency) it is given, ahead of t
 :meth:`CompiledForwards.run` pads a smaller batch up to the nearest compiled batch size.
 Everything else (other render sizes, larger batches, a shape whose compile failed) runs
 eagerly, so a request never waits for a compiler and a missing compiler only costs speed.
+
+Weight freezing must be on while Dynamo *traces*, not only while inductor compiles: Dynamo reads
+``torch._inductor.config.freezing`` to decide whether the module's parameters and buffers become
+graph constants (which inductor's freezing passes fold and prepack for oneDNN) or graph inputs
+(which they cannot touch). ``torch.compile(options={"freezing": True})`` only reaches inductor,
+so every weight stayed an input; :data:`COMPILE_CONFIG` is therefore patched around the
+compiling call (``tests/model/test_compiled.py`` checks the traced graph,
+``benchmarks/model_forward.py`` times it against a plain compile).
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ _log = logging.getLogger(__name__)
 
 CompileSetting = Literal["auto", "on", "off"]
 COMPILE_SETTINGS: tuple[CompileSetting, ...] = get_args(CompileSetting)
+
+#: Inductor settings in force while a graph is traced and compiled (see the module docstring).
+COMPILE_CONFIG: dict[str, object] = {"freezing": True}
 
 #: (B x C x R x R input, want saliency) -> (RGB, saliency or None), in the network's dtype, on its device.
 Forward = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
@@ -127,19 +138,25 @@ class CompiledForwards:
         saliency: bool = False,
         device: torch.device,
         context: Callable[[], AbstractContextManager[object]],
+        backend: str | Callable[..., object] = "inductor",
     ) -> CompileReport:
-        """Build (by running once) one graph per batch size; a failure leaves that shape eager."""
+        """Build (by running once) one graph per batch size; a failure leaves that shape eager.
+
+        ``backend`` is inductor in production; tests pass a recording backend to inspect the traced graph.
+        """
+        import torch._inductor.config as inductor_config
+
         report = CompileReport()
         start = time.perf_counter()
         for batch_size in batch_sizes:
             shape = CompiledShape(batch_size, render_size, saliency)
             if shape in self._graphs:
                 continue
-            graph = torch.compile(self._eager, dynamic=False, fullgraph=True, options={"freezing": True})
+            graph = torch.compile(self._eager, backend=backend, dynamic=False, fullgraph=True)
             example = torch.zeros(batch_size, self._channels, render_size, render_size, device=device)
             began = time.perf_counter()
             try:
-                with context():
+                with inductor_config.patch(COMPILE_CONFIG), context():
                     graph(example.contiguous(memory_format=torch.channels_last), saliency)
             except Exception as exc:  # noqa: BLE001 -- any compiler failure means: stay eager for this shape
                 reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -181,6 +198,7 @@ class CompiledForwards:
 
 
 __all__ = [
+    "COMPILE_CONFIG",
     "COMPILE_SETTINGS",
     "CompileReport",
     "CompileSetting",

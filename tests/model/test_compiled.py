@@ -61,6 +61,29 @@ def test_compile_needs_python_headers(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert not available and "python3-dev" in why
 
 
+def test_weights_are_frozen_into_the_traced_graph() -> None:
+    """Dynamo must see freezing on, or every weight becomes a graph input that inductor cannot fold.
+
+    A recording backend stands in for inductor, so this checks what inductor would be handed
+    without compiling anything.
+    """
+    net = make_generator(seed=4).eval()
+    traced: list[torch.fx.GraphModule] = []
+
+    def recording_backend(gm: torch.fx.GraphModule, _inputs: list[torch.Tensor]) -> Callable[..., Any]:
+        traced.append(gm)
+        return gm.forward
+
+    forwards = compiled.CompiledForwards(lambda x, saliency: net(x, return_saliency=saliency), channels=1)
+    torch._dynamo.reset()
+    report = forwards.compile([1], 256, device=CPU, context=torch.inference_mode, backend=recording_backend)
+    assert report.compiled == [CompiledShape(1, 256, False)]
+    (graph,) = traced
+    ops = [node.op for node in graph.graph.nodes]
+    assert ops.count("placeholder") == 1  # the image batch; no weight is an input
+    assert ops.count("get_attr") >= sum(1 for _ in net.parameters())
+
+
 def _colorizer(precision: str = "fp32") -> Colorizer:
     return Colorizer(make_generator(seed=4), device="cpu", precision=precision, batch_size=4)
 
