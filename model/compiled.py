@@ -13,7 +13,7 @@ Weight freezing must be on while Dynamo *traces*, not only while inductor compil
 ``torch._inductor.config.freezing`` to decide whether the module's parameters and buffers become
 graph constants (which inductor's freezing passes fold and prepack for oneDNN) or graph inputs
 (which they cannot touch). ``torch.compile(options={"freezing": True})`` only reaches inductor,
-so every weight stayed an input; :data:`COMPILE_CONFIG` is therefore patched around the
+so every weight stayed an input; :data:`COMPILE_CONFIGS` are therefore patched around the
 compiling call (``tests/model/test_compiled.py`` checks the traced graph,
 ``benchmarks/model_forward.py`` times it against a plain compile).
 """
@@ -37,8 +37,10 @@ _log = logging.getLogger(__name__)
 CompileSetting = Literal["auto", "on", "off"]
 COMPILE_SETTINGS: tuple[CompileSetting, ...] = get_args(CompileSetting)
 
-#: Inductor settings in force while a graph is traced and compiled (see the module docstring).
-COMPILE_CONFIG: dict[str, object] = {"freezing": True}
+#: Inductor settings in force while a graph is traced and compiled, tried in order: weight freezing
+#: (see above) with the C++ wrapper, which calls the kernels without going through Python on every
+#: forward; then freezing alone, should the wrapper fail to build on this host.
+COMPILE_CONFIGS: tuple[dict[str, object], ...] = ({"freezing": True, "cpp_wrapper": True}, {"freezing": True})
 
 #: (B x C x R x R input, want saliency) -> (RGB, saliency or None), in the network's dtype, on its device.
 Forward = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
@@ -144,30 +146,49 @@ class CompiledForwards:
 
         ``backend`` is inductor in production; tests pass a recording backend to inspect the traced graph.
         """
-        import torch._inductor.config as inductor_config
-
         report = CompileReport()
         start = time.perf_counter()
         for batch_size in batch_sizes:
             shape = CompiledShape(batch_size, render_size, saliency)
             if shape in self._graphs:
                 continue
-            graph = torch.compile(self._eager, backend=backend, dynamic=False, fullgraph=True)
             example = torch.zeros(batch_size, self._channels, render_size, render_size, device=device)
             began = time.perf_counter()
-            try:
-                with inductor_config.patch(COMPILE_CONFIG), context():
-                    graph(example.contiguous(memory_format=torch.channels_last), saliency)
-            except Exception as exc:  # noqa: BLE001 -- any compiler failure means: stay eager for this shape
-                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                report.failed[shape] = reason
-                _log.warning("compiling %s failed, it runs eagerly: %s", shape, reason)
+            graph, failures = self._compile_one(example, saliency, context, backend)
+            if graph is None:
+                report.failed[shape] = failures[-1]
+                _log.warning("compiling %s failed, it runs eagerly: %s", shape, failures[-1])
                 continue
+            if failures:
+                _log.warning("compiled %s without inductor's C++ wrapper, which failed: %s", shape, failures[0])
             self._graphs[shape] = graph
             report.compiled.append(shape)
             _log.info("compiled %s in %.1f s", shape, time.perf_counter() - began)
         report.seconds = time.perf_counter() - start
         return report
+
+    def _compile_one(
+        self,
+        example: torch.Tensor,
+        saliency: bool,
+        context: Callable[[], AbstractContextManager[object]],
+        backend: str | Callable[..., object],
+    ) -> tuple[Forward | None, list[str]]:
+        """The graph of the first :data:`COMPILE_CONFIGS` entry that compiles, and why the ones before failed."""
+        import torch._inductor.config as inductor_config
+
+        failures: list[str] = []
+        for config in COMPILE_CONFIGS:
+            graph = torch.compile(self._eager, backend=backend, dynamic=False, fullgraph=True)
+            try:
+                with inductor_config.patch(config), context():
+                    graph(example.contiguous(memory_format=torch.channels_last), saliency)
+            except Exception as exc:  # noqa: BLE001 -- any compiler failure means: try the next config, else eager
+                text = str(exc).strip()
+                failures.append(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")
+                continue
+            return graph, failures
+        return None, failures
 
     def _graph_for(self, batch_size: int, render_size: int, saliency: bool) -> tuple[CompiledShape, Forward] | None:
         best: tuple[CompiledShape, Forward] | None = None
@@ -198,7 +219,7 @@ class CompiledForwards:
 
 
 __all__ = [
-    "COMPILE_CONFIG",
+    "COMPILE_CONFIGS",
     "COMPILE_SETTINGS",
     "CompileReport",
     "CompileSetting",

@@ -176,6 +176,26 @@ def test_a_shape_that_fails_to_compile_runs_eagerly(monkeypatch: pytest.MonkeyPa
     torch.testing.assert_close(fast.predict(x)[0], eager.predict(x)[0])
 
 
+def test_a_failing_cpp_wrapper_falls_back_to_the_python_wrapper(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch._inductor.config as inductor_config
+
+    def fake(fn: Callable[..., Any], **_kwargs: Any) -> Callable[..., Any]:
+        def graph(*args: Any) -> Any:
+            if inductor_config.cpp_wrapper:
+                raise RuntimeError("g++: cannot build the wrapper")
+            assert inductor_config.freezing
+            return fn(*args)
+
+        return graph
+
+    monkeypatch.setattr(compiled.torch, "compile", fake)
+    report = _colorizer().compile([1])
+    assert report.compiled == [CompiledShape(1, 256, False)] and report.failed == {}
+    assert "without inductor's C++ wrapper" in caplog.text and "cannot build the wrapper" in caplog.text
+
+
 def test_a_graph_that_breaks_at_run_time_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compiled.torch, "compile", _fake_compile(fail_at_compile=False))
     fast, eager = _colorizer(), _colorizer()
