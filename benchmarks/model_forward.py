@@ -257,7 +257,9 @@ def _pair_call(
         raise ValueError(f"{v.name} needs a checkpoint (width 'checkpoint')")
     precision = resolve_precision("auto", device)
     if v.engine == "plain":
-        return plain_compiled_predict(copy.deepcopy(checkpoint), device=device, precision=precision)
+        plain = plain_compiled_predict(copy.deepcopy(checkpoint), device=device, precision=precision)
+        # What Colorizer.predict does after its forward, so both rows do the same work and compare outputs.
+        return lambda x: plain(x).float().clamp(0.0, 1.0)
     colorizer = Colorizer(checkpoint, device=device, precision=precision, render_size=example.shape[-1])
     report = colorizer.compile([example.shape[0]])
     if report.failed:
