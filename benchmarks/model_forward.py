@@ -259,7 +259,7 @@ def _pair_call(
     if v.engine == "plain":
         plain = plain_compiled_predict(copy.deepcopy(checkpoint), device=device, precision=precision)
         # What Colorizer.predict does after its forward, so both rows do the same work and compare outputs.
-        return lambda x: plain(x).float().clamp(0.0, 1.0)
+        return lambda x: plain(x).float().clamp(0.0, 1.0).cpu()
     colorizer = Colorizer(checkpoint, device=device, precision=precision, render_size=example.shape[-1])
     report = colorizer.compile([example.shape[0]])
     if report.failed:
