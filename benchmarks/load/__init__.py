@@ -58,7 +58,7 @@ Results: a markdown report (printed, and written to ``OUT_DIR/load.md``), the ra
 logs (``OUT_DIR/logs/``). ``OUT_DIR`` is ``benchmarks/results`` (``benchmarks/results/quick``
 with ``--quick``) unless ``--out-dir`` says otherwise.
 
-    python -m benchmarks.load              # full run (~10 min on 2 cores; quiet machine) -> benchmarks/results/
+    python -m benchmarks.load              # full run (~13 min on 2 cores; quiet machine) -> benchmarks/results/
     python -m benchmarks.load --quick      # smoke run, about a minute -> benchmarks/results/quick/
     python -m benchmarks.load --preset bar # the bar: 8 clients, 1 worker vs default, CPU/img -> results/bar/
     python -m benchmarks.load --preset minute --device cuda   # about a minute (make gpu-check) -> results/minute/
