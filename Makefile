@@ -60,8 +60,8 @@ bench: $(RUNTIME)
 	$(BIN)/python benchmarks/model_forward.py
 
 # Service (batched with default workers and with 1, unbatched), a naive FastAPI server and the raw model (the
-# plain compile) under a concurrency sweep, plus a
-# memory soak; ~13 min on 2 cores, run it on a quiet machine. Tables and plot in benchmarks/results/.
+# plain compile) under a concurrency sweep, plus a memory soak; ~13 min on 2 cores, run it on a quiet machine.
+# Tables and plot in benchmarks/results/.
 # BENCH_LOAD_ARGS=--quick for a smoke run, "--preset bar" for the bar (8 clients, 1 worker vs default, CPU
 # per image); e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
 bench-load: $(BENCH)
