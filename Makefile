@@ -10,7 +10,7 @@ DEV := $(VENV)/.installed-dev
 # the service's RSS keeps growing under load (README, "Performance"). The Docker image always preloads it.
 JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 
-.PHONY: install browser serve test test-slow lint bench bench-load clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow lint bench bench-load gpu-check clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,11 +59,19 @@ lint: $(DEV)
 bench: $(RUNTIME)
 	$(BIN)/python benchmarks/model_forward.py
 
-# Service (batched, unbatched), a naive FastAPI server and the raw model under a concurrency sweep, plus a
-# memory soak; ~10 min on 2 cores, run it on a quiet machine. Tables and plot in benchmarks/results/.
-# BENCH_LOAD_ARGS=--quick for a smoke run; e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
+# Service (batched with default workers and with 1, unbatched), a naive FastAPI server and the raw model (the
+# plain compile) under a concurrency sweep, plus a memory soak; ~13 min on 2 cores, run it on a quiet machine.
+# Tables and plot in benchmarks/results/.
+# BENCH_LOAD_ARGS=--quick for a smoke run, "--preset bar" for the bar (8 clients, 1 worker vs default, CPU
+# per image); e.g. BENCH_LOAD_ARGS="--checkpoint my.pt --duration 20".
 bench-load: $(BENCH)
 	$(BIN)/python -m benchmarks.load $(if $(JEMALLOC),--malloc $(JEMALLOC)) $(BENCH_LOAD_ARGS)
+
+# On a CUDA machine (PyTorch preinstalled, no internet): `pip install --no-deps -e .` into $(PYTHON), the
+# imports checked, then the CUDA tests, the forward benchmark and a one-minute load run, 8 min at most;
+# results in benchmarks/results/gpu/ (README, "Performance"). E.g. `make gpu-check PYTHON=/opt/conda/bin/python`.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -9,7 +9,15 @@ meta device so counting costs nothing) and times, per batch size:
   on every call as the reference code does (spectral-norm modules in training
   mode, BatchNorm in eval mode);
 * CUDA, when present: fp32, fp32 channels_last, fp16 and bf16 autocast
-  (channels_last), and the unfolded spectral-norm network.
+  (channels_last), and the unfolded spectral-norm network;
+* with a checkpoint (width ``checkpoint``) and ``--compile``: the compiled pair, our production
+  path (``Colorizer(...).compile([batch])`` then ``Colorizer.predict``) and the plain compile
+  (``benchmarks/plain_compile.py``), both at the service's default precision
+  (``resolve_precision('auto', device)``) on the same checkpoint. After the table the script
+  prints, per batch size, our time per call over the plain compile's (the median of the per-round
+  ratios, >1: ours is slower), so a regression of our compiled path shows.
+  ``--rows compiled`` times only these two rows (on the default starter checkpoint unless
+  ``--checkpoint``), for a quick A/B over several rounds.
 
 Each cell runs ``--warmup`` untimed calls, then up to ``--repeats`` timed calls
 (stopping early once ``--budget`` seconds are spent, at least one), and reports
@@ -23,6 +31,11 @@ not per image, so that is where it shows most.
     python benchmarks/model_forward.py                     # both widths, a few minutes on 2 cores
     python benchmarks/model_forward.py --widths compact    # seconds
     python benchmarks/model_forward.py --threads 1 --repeats 5 --batch-sizes 1 2 4 8
+    python benchmarks/model_forward.py --rows compiled --repeats 20 --budget 30   # ours vs the plain compile
+
+Compiled rows are rebuilt at every batch size after ``torch._dynamo.reset()``: Dynamo caches
+compiled code per code object and could otherwise hand one variant's graph (with another's
+frozen weights) to the next, and weight freezing is patched on per call, never set for the process.
 """
 
 from __future__ import annotations
@@ -61,7 +74,13 @@ class Variant:
     channels_last: bool = False
     autocast: torch.dtype | None = None
     fused: bool = False  # BatchNorm folded into the convolutions (model.layers.fuse_batch_norm)
-    engine: str = "eager"  # eager | torchscript (freeze + optimize_for_inference) | inductor (torch.compile)
+    # eager | torchscript (freeze + optimize_for_inference) | inductor (torch.compile)
+    # | colorizer (our production compiled path) | plain (benchmarks/plain_compile.py)
+    engine: str = "eager"
+
+    @property
+    def compiled(self) -> bool:
+        return self.engine in ("inductor", "colorizer", "plain")
 
     @property
     def peak_dtype(self) -> str:
@@ -94,6 +113,20 @@ CUDA_VARIANTS = (
     Variant("fp16 torch.compile (inductor)", channels_last=True, fused=True, engine="inductor", autocast=torch.float16),
     Variant("fp32 unfolded SN, power iteration per call", unfolded=True),
 )
+OURS = "ours: Colorizer.compile + predict"
+PLAIN = "plain compile (benchmarks/plain_compile.py)"
+
+
+def compiled_pair(device: torch.device) -> tuple[Variant, Variant]:
+    """Our production compiled path and the plain compile, both at the service's default precision here."""
+    from model.device import resolve_precision
+
+    precision = resolve_precision("auto", device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return (
+        Variant(f"{precision} {OURS}", channels_last=True, fused=True, engine="colorizer", autocast=dtype),
+        Variant(f"{precision} {PLAIN}", channels_last=True, engine="plain", autocast=dtype),
+    )
 
 
 @dataclass(frozen=True)
@@ -174,9 +207,19 @@ class _Predict(torch.nn.Module):
 
 
 def make_call(
-    v: Variant, folded: Generator, unfolded: Generator, example: torch.Tensor, device: torch.device
+    v: Variant,
+    folded: Generator,
+    unfolded: Generator,
+    example: torch.Tensor,
+    device: torch.device,
+    checkpoint: Generator | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The variant's forward: its own copy of the network, prepared as the variant says."""
+    """The variant's forward: its own copy of the network, prepared as the variant says.
+
+    ``checkpoint``: the loaded generator the compiled pair (``colorizer``, ``plain``) start from.
+    """
+    if v.engine in ("colorizer", "plain"):
+        return _pair_call(v, checkpoint, example, device)
     if v.unfolded:
         net: torch.nn.Module = unfolded
     else:
@@ -191,18 +234,49 @@ def make_call(
             traced = torch.jit.trace(forward, example, check_trace=False)  # type: ignore[arg-type]
             forward = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
     elif v.engine == "inductor":
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # constant-fold the weights, prepack them for oneDNN
         forward = torch.compile(forward, dynamic=False)
 
     def call(x: torch.Tensor) -> torch.Tensor:
         if v.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _mode(v, device):
+        with _mode(v, device), _freezing(v):
             return forward(x)
 
     return call
+
+
+def _pair_call(
+    v: Variant, checkpoint: Generator | None, example: torch.Tensor, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Our compiled path (compiled here for the example's batch size) or the plain compile (on its first call)."""
+    from benchmarks.plain_compile import plain_compiled_predict
+    from model import Colorizer
+    from model.device import resolve_precision
+
+    if checkpoint is None:
+        raise ValueError(f"{v.name} needs a checkpoint (width 'checkpoint')")
+    precision = resolve_precision("auto", device)
+    if v.engine == "plain":
+        plain = plain_compiled_predict(copy.deepcopy(checkpoint), device=device, precision=precision)
+        # What Colorizer.predict does after its forward, so both rows do the same work and compare outputs.
+        return lambda x: plain(x).float().clamp(0.0, 1.0).cpu()
+    colorizer = Colorizer(checkpoint, device=device, precision=precision, render_size=example.shape[-1])
+    report = colorizer.compile([example.shape[0]])
+    if report.failed:
+        raise RuntimeError(f"{v.name}: compiling failed: {report.failed}")
+    return lambda x: colorizer.predict(x)[0]
+
+
+@contextlib.contextmanager
+def _freezing(variant: Variant) -> Iterator[None]:
+    """Inductor's weight freezing for this call only (constant-fold the weights, prepack them for oneDNN)."""
+    if variant.engine != "inductor":
+        yield
+        return
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(freezing=True):
+        yield
 
 
 def _sync(device: torch.device) -> None:
@@ -253,30 +327,45 @@ def psnr(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
-def _load_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+def _load_checkpoint(path: Path) -> tuple[Generator, dict[str, torch.Tensor]]:
     from model import load_generator
 
     net = load_generator(path, device="cpu")
-    return net.config, {k: v for k, v in net.state_dict().items() if not k.startswith("saliency")}
+    return net, {k: v for k, v in net.state_dict().items() if not k.startswith("saliency")}
 
 
-def run(args: argparse.Namespace) -> list[Cell]:
-    """Time every variant at every batch size.
+def pair_ratios(rounds: Sequence[dict[str, float]], ours: str, plain: str) -> list[float]:
+    """Per round in which both were timed: our seconds per call over the plain compile's."""
+    return [r[ours] / r[plain] for r in rounds if ours in r and plain in r]
+
+
+def run(args: argparse.Namespace) -> tuple[list[Cell], list[str]]:
+    """Time every variant at every batch size; the cells, and the lines comparing the compiled pair.
 
     Within a batch size the variants take turns, one timed call each per round, so
     that a change in load on a shared machine hits all of them alike.
     """
     device = torch.device(args.device)
-    variants = [
-        v
-        for v in (CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS)
-        if (args.compile or v.engine != "inductor") and (args.torchscript or v.engine != "torchscript")
-    ]
+    ours, plain = compiled_pair(device)
+    if args.rows == "compiled":
+        variants = [ours, plain]
+    else:
+        variants = [
+            v
+            for v in (CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS)
+            if (args.compile or v.engine != "inductor") and (args.torchscript or v.engine != "torchscript")
+        ]
     cells: list[Cell] = []
+    comparison: list[str] = []
     for width in args.widths:
         state = None
+        checkpoint: Generator | None = None
+        width_variants = variants
         if width == "checkpoint":
-            config, state = _load_checkpoint(args.checkpoint)
+            checkpoint, state = _load_checkpoint(args.checkpoint)
+            config = checkpoint.config
+            if args.rows == "all" and args.compile:
+                width_variants = [*variants, ours, plain]
         else:
             config = WIDTHS[width]
         gflop = gflop_per_image(config)
@@ -285,13 +374,17 @@ def run(args: argparse.Namespace) -> list[Cell]:
         per_image: dict[str, float] = {}  # from the previous batch size, to skip needless warm-ups
         reference: torch.Tensor | None = None  # fp32 eager output at the first batch size
         for batch in args.batch_sizes:
-            active = [v for v in variants if not v.unfolded or args.sn_all_batches or batch == args.batch_sizes[0]]
+            active = [
+                v for v in width_variants if not v.unfolded or args.sn_all_batches or batch == args.batch_sizes[0]
+            ]
             x = torch.rand(batch, config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(batch))
             x = x.to(device)
+            if any(v.compiled for v in active):
+                torch._dynamo.reset()  # no compiled code of an earlier batch size or width is reused
             calls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
             for v in active:
                 print(f"  {width:10s} {v.name:44s} b={batch}: preparing", file=sys.stderr)
-                calls[v.name] = make_call(v, folded, unfolded, x, device)
+                calls[v.name] = make_call(v, folded, unfolded, x, device, checkpoint)
             outputs: dict[str, torch.Tensor] = {}
             for v in active:
                 # A warm-up call that would take longer than the budget is skipped (see the module docstring),
@@ -301,13 +394,25 @@ def run(args: argparse.Namespace) -> list[Cell]:
                         outputs.setdefault(v.name, calls[v.name](x))
                         _sync(device)
             times: dict[str, list[float]] = {v.name: [] for v in active}
+            rounds: list[dict[str, float]] = []  # seconds per variant timed in each round
             for _ in range(args.repeats):
+                rounds.append({})
                 for v in active:
                     if times[v.name] and sum(times[v.name]) >= args.budget:
                         continue
                     seconds, out = _timed(functools.partial(calls[v.name], x), device)
                     times[v.name].append(seconds)
+                    rounds[-1][v.name] = seconds
                     outputs.setdefault(v.name, out)
+            ratios = pair_ratios(rounds, ours.name, plain.name)
+            if ratios:
+                line = (
+                    f"{width}, batch {batch}: ours / plain compile, time per call = {statistics.median(ratios):.3f} "
+                    f"(median of {len(ratios)} per-round ratios, range {min(ratios):.3f}-{max(ratios):.3f}; "
+                    ">1: ours is slower)"
+                )
+                comparison.append(line)
+                print(f"  {line}", file=sys.stderr)
             fidelity: dict[str, float] = {}
             if photos is not None and batch == args.batch_sizes[-1]:
                 chunks = {v.name: [] for v in active}
@@ -318,7 +423,8 @@ def run(args: argparse.Namespace) -> list[Cell]:
                     for v in active:
                         chunks[v.name].append(calls[v.name](chunk).float().cpu())
                 outs = {name: torch.cat(parts)[: len(photos)] for name, parts in chunks.items()}
-                fidelity = {name: float(psnr(out, outs[BASELINE]).min()) for name, out in outs.items()}
+                ref_name = BASELINE if BASELINE in outs else active[0].name
+                fidelity = {name: float(psnr(out, outs[ref_name]).min()) for name, out in outs.items()}
             for v in active:
                 seconds = statistics.median(times[v.name])
                 per_image[v.name] = seconds / batch
@@ -333,10 +439,12 @@ def run(args: argparse.Namespace) -> list[Cell]:
                 )
                 print(f"  {width:10s} {v.name:44s} b={batch}: {1000 * seconds / batch:9.1f} ms/image", file=sys.stderr)
         del folded, unfolded
-    return cells
+    return cells, comparison
 
 
-def render(cells: Sequence[Cell], peaks: dict[str, float], args: argparse.Namespace) -> str:
+def render(
+    cells: Sequence[Cell], peaks: dict[str, float], args: argparse.Namespace, comparison: Sequence[str] = ()
+) -> str:
     cpu = platform.processor() or platform.machine()
     baseline = {(c.width, c.batch): c.seconds for c in cells if c.variant.name == BASELINE}
     lines = [
@@ -366,6 +474,9 @@ def render(cells: Sequence[Cell], peaks: dict[str, float], args: argparse.Namesp
             f"| {c.width} | {c.device} | {c.variant.name} | {c.batch} | {c.ms_per_image:.1f} | "
             f"{1000.0 / c.ms_per_image:.2f} | {speedup} | {c.gflops:.1f} | {share} | {c.runs} | {diff} | {fid} |"
         )
+    if comparison:
+        lines += ["", "Our compiled path against the plain compile (same process, interleaved call by call):", ""]
+        lines += [f"- {line}" for line in comparison]
     return "\n".join(lines)
 
 
@@ -373,7 +484,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from model.weights import default_checkpoint_path
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--widths", nargs="+", choices=(*WIDTHS, "checkpoint"), default=list(WIDTHS))
+    p.add_argument(
+        "--widths",
+        nargs="+",
+        choices=(*WIDTHS, "checkpoint"),
+        default=None,
+        help="networks timed (default: published and compact; with --rows compiled: checkpoint)",
+    )
+    p.add_argument(
+        "--rows",
+        choices=("all", "compiled"),
+        default="all",
+        help="all variants, or only our compiled path and the plain compile (width checkpoint)",
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -409,6 +532,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peak-size", type=int, default=2048, help="matrix size of the peak matmul measurement")
     p.add_argument("--peak-seconds", type=float, default=2.0)
     args = p.parse_args(argv)
+    if args.widths is None:
+        args.widths = ["checkpoint"] if args.rows == "compiled" else list(WIDTHS)
+    if args.rows == "compiled" and args.widths != ["checkpoint"]:
+        p.error("--rows compiled times the checkpoint only (--widths checkpoint)")
+    if args.rows == "compiled" and not args.compile:
+        p.error("--rows compiled needs --compile")
     if any(b < 1 for b in args.batch_sizes) or args.repeats < 1 or args.warmup < 0 or args.budget <= 0:
         p.error("batch sizes and repeats must be >= 1, warmup >= 0, budget > 0")
     if "checkpoint" in args.widths and (args.checkpoint is None or not args.checkpoint.is_file()):
@@ -432,8 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     peaks = {
         name: peak_matmul_gflops(device, dtype, args.peak_size, args.peak_seconds) for name, dtype in dtypes.items()
     }
-    cells = run(args)
-    print(render(cells, peaks, args))
+    cells, comparison = run(args)
+    print(render(cells, peaks, args, comparison))
     return 0
 
 

@@ -3,18 +3,31 @@
 One run measures, over a concurrency sweep (default 1, 2, 4, 8, 16, 32 closed-loop clients):
 
 * **batched** -- the service (``python -m service``) with its default settings (dynamic
-  batching, ``--max-batch-size``, default the service's: 8 with CUDA, else 4);
+  batching, ``--max-batch-size``, default the service's: 8 with CUDA, else 4; ``SCGAN_WORKERS``
+  unset, so the service picks its number of worker processes);
+* **batched-1w** -- the same with ``SCGAN_WORKERS=1``; the report gives the default's img/s
+  over this one's at each concurrency (the worker ratio);
 * **unbatched** -- the same service with ``SCGAN_MAX_BATCH_SIZE=1``;
 * **naive** -- ``benchmarks/naive_app.py``: a minimal FastAPI app that decodes,
   ``colorize_one``-s and encodes inside an ``async def`` handler, one forward per request,
   as most colorization demos serve (``--naive-handler sync``: a plain ``def`` handler on
   FastAPI's thread pool instead);
-* **raw model** -- ``Colorizer.predict`` in a tight loop on pre-made inputs, no HTTP and no
+* **raw model** -- a forward in a tight loop on pre-made inputs, no HTTP and no
   pre/post-processing, at every batch size up to the largest, on a dedicated thread as the
-  service's inference worker runs it, with the service's compiled graphs when it compiles
-  (``--compile``); the best is the ceiling. It is measured before the sweeps and after each
-  server's (full run); the best of these counts. The same process also times one
-  request's stages without the service (decode, prepare, forward, finish, encode).
+  service's inference worker runs it. When the service compiles (``--compile``) the ceiling is
+  the plain compile (``benchmarks/plain_compile.py``) of the same checkpoint at the service's
+  precision and render size, and ``Colorizer.predict`` on the service's own compiled graphs is
+  a second row; otherwise ``Colorizer.predict`` eagerly is the ceiling. It is measured before the
+  sweeps and after them (full run); the best of these counts. Each timing also gives the helper's
+  CPU per image. The same process also times one request's stages without the service (decode,
+  prepare, forward, finish, encode).
+
+CPU per image: the server's CPU time (user + system of its process and every child process, so a
+multi-worker server counts whole) over each measured window, per answer in the window, next to
+the raw model's CPU per image timed just before the point; efficiency = raw ÷ service, which
+holds whatever the client costs. The client's own CPU per image and the cores it kept busy are
+reported beside them. The servers take turns at each concurrency, so a drift in the machine's
+speed hits them alike.
 
 Every server runs in its own process on 127.0.0.1 (an ephemeral port), all started in
 parallel and measured one at a time (idle servers use no CPU); all load the model the
@@ -45,8 +58,10 @@ Results: a markdown report (printed, and written to ``OUT_DIR/load.md``), the ra
 logs (``OUT_DIR/logs/``). ``OUT_DIR`` is ``benchmarks/results`` (``benchmarks/results/quick``
 with ``--quick``) unless ``--out-dir`` says otherwise.
 
-    python -m benchmarks.load              # full run (~10 min on 2 cores; quiet machine) -> benchmarks/results/
+    python -m benchmarks.load              # full run (~13 min on 2 cores; quiet machine) -> benchmarks/results/
     python -m benchmarks.load --quick      # smoke run, about a minute -> benchmarks/results/quick/
+    python -m benchmarks.load --preset bar # the bar: 8 clients, 1 worker vs default, CPU/img -> results/bar/
+    python -m benchmarks.load --preset minute --device cuda   # about a minute (make gpu-check) -> results/minute/
     python -m benchmarks.load --checkpoint my.pt --concurrency 1 8 32 --duration 20
     python -m benchmarks.load --torch-threads 1   # SCGAN_TORCH_THREADS=1 everywhere (shared cores)
 

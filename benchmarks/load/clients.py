@@ -10,7 +10,25 @@ from typing import Any
 
 import httpx
 
+from benchmarks.load.system import process_tree, tree_cpu_s
 from benchmarks.load.workers import serve_commands
+
+Sample = tuple[float, float | None, float]  # (perf_counter, server tree CPU s or None, this process's CPU s)
+
+
+def cpu_at(samples: list[Sample], when: float, column: int) -> float | None:
+    """A CPU counter (column 1: server, 2: client) at ``when``, linearly between the samples around it."""
+    known = [(s[0], float(v)) for s in samples if (v := s[column]) is not None]
+    if not known:
+        return None
+    before = [k for k in known if k[0] <= when]
+    after = [k for k in known if k[0] >= when]
+    if not before:
+        return after[0][1]
+    if not after:
+        return before[-1][1]
+    (t0, v0), (t1, v1) = before[-1], after[0]
+    return v0 if t1 == t0 else v0 + (v1 - v0) * (when - t0) / (t1 - t0)
 
 
 def make_photo(width: int, height: int, fmt: str = "jpeg", seed: int = 0) -> bytes:
@@ -60,6 +78,18 @@ async def drive(command: dict[str, Any], upload: bytes, content_type: str) -> di
     remaining = [int(count)] if count is not None else [0]
     started = time.perf_counter()
     cpu_started = time.process_time()
+    # The server's CPU (its process and its worker processes) and ours, sampled to cut at the window's edges.
+    server_pid = command.get("server_pid")
+    pids = process_tree(int(server_pid)) if server_pid else []
+    samples: list[Sample] = []
+
+    def sample() -> None:
+        samples.append((time.perf_counter(), tree_cpu_s(pids) if pids else None, time.process_time()))
+
+    async def sampler() -> None:
+        while True:
+            sample()
+            await asyncio.sleep(0.1)
 
     async with httpx.AsyncClient(base_url=command["url"], timeout=float(command["timeout_s"]), limits=limits) as client:
 
@@ -93,13 +123,25 @@ async def drive(command: dict[str, Any], upload: bytes, content_type: str) -> di
                 if status != 200:
                     await asyncio.sleep(0.1)  # no busy loop on fast refusals (503) or failures
 
+        sampling = asyncio.ensure_future(sampler()) if count is None else None
         await asyncio.gather(*(worker(i) for i in range(n)))
+        if sampling is not None:
+            sampling.cancel()
+        sample()
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    server_window: float | None = None
+    client_window: float | None = None
     if count is None:
         start, end = window
         counted = [r for r in records if start < r[1] <= end]
         seconds = end - start
+        server_start, server_end = cpu_at(samples, start, 1), cpu_at(samples, end, 1)
+        if server_start is not None and server_end is not None:
+            server_window = server_end - server_start
+        client_start, client_end = cpu_at(samples, start, 2), cpu_at(samples, end, 2)
+        if client_start is not None and client_end is not None:
+            client_window = client_end - client_start
     else:
         counted = records
         seconds = max(r[1] for r in records) - started if records else wall
@@ -116,6 +158,8 @@ async def drive(command: dict[str, Any], upload: bytes, content_type: str) -> di
         "seconds": seconds,
         "wall_s": wall,
         "client_cpu_s": cpu,
+        "server_cpu_window_s": server_window,  # the server's CPU over the measured window (None: not sampled)
+        "client_cpu_window_s": client_window,
         "sent": len(records),
         "ok_total": sum(1 for r in records if r[2] == 200),
     }

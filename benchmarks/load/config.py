@@ -15,15 +15,22 @@ DEFAULT_OUT_DIR = PACKAGE.parent / "results"
 
 MODES: dict[str, str] = {
     "batched": "service, dynamic batching",
+    "batched-1w": "service, dynamic batching, 1 worker",
     "unbatched": "service, max batch 1",
     "naive": "naive FastAPI demo",
 }
 TARGET_SHARE = 0.90  # service at saturation / raw model ceiling
 TARGET_GROWTH = 0.10  # RSS growth over the soak
 
-# Full run and --quick: what each option defaults to (an option given on the command line wins).
+#: SCGAN_WORKERS of each service mode; a mode not named here leaves it unset (the service's default, auto).
+MODE_WORKERS: dict[str, str] = {"batched-1w": "1"}
+
+# What each option defaults to per --preset (an option given on the command line wins). full: the
+# whole table; quick: a smoke run; bar: the issue's bar (8 clients, 1 worker against the default
+# workers, CPU per image and efficiency); minute: about a minute of load (e.g. on a GPU machine).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
+        "modes": list(MODES),
         "concurrency": [1, 2, 4, 8, 16, 32],
         "duration": 10.0,
         "warmup": 2.0,
@@ -35,6 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "out_dir": DEFAULT_OUT_DIR,
     },
     "quick": {
+        "modes": list(MODES),
         "concurrency": [1, 4],
         "duration": 1.5,
         "warmup": 0.3,
@@ -45,6 +53,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         "raw_after": False,
         "out_dir": DEFAULT_OUT_DIR / "quick",
     },
+    "bar": {
+        "modes": ["batched-1w", "batched"],
+        "concurrency": [8],
+        "duration": 15.0,
+        "warmup": 3.0,
+        "soak_requests": 0,
+        "raw_budget": 3.0,
+        "raw_now_budget": 1.0,
+        "raw_batch_sizes": None,
+        "raw_after": True,
+        "out_dir": DEFAULT_OUT_DIR / "bar",
+    },
+    "minute": {
+        "modes": ["batched", "unbatched"],
+        "concurrency": [1, 8, 32],
+        "duration": 8.0,
+        "warmup": 2.0,
+        "soak_requests": 0,
+        "raw_budget": 1.0,
+        "raw_now_budget": 0.3,
+        "raw_batch_sizes": "ends",
+        "raw_after": False,
+        "out_dir": DEFAULT_OUT_DIR / "minute",
+    },
 }
 
 
@@ -53,6 +85,7 @@ class LoadConfig:
     """One run's settings: the command line with the preset (full or ``--quick``) filled in. Fields: ``--help``."""
 
     quick: bool
+    preset: str
     checkpoint: Path | None
     out_dir: Path
     concurrency: list[int]
@@ -103,6 +136,13 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run (the presets below in brackets)")
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help="full (default), quick (= --quick), bar (the issue's bar: 8 clients, 1 worker against the default "
+        "workers, CPU per image; benchmarks/results/bar), minute (about a minute; benchmarks/results/minute)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint (default: what the service loads by default)")
     parser.add_argument("--out-dir", type=Path, help="where load.md/.json/.png go (benchmarks/results[/quick])")
     parser.add_argument("--concurrency", type=int, nargs="+", help="clients per point (1 2 4 8 16 32 [1 4])")
@@ -116,7 +156,9 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
     parser.add_argument(
         "--max-batch-size", type=int, default=None, help="the batched service's max batch (default: the service's)"
     )
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="servers to measure")
+    parser.add_argument(
+        "--modes", nargs="+", choices=list(MODES), help="servers to measure (all; bar: batched-1w batched)"
+    )
     parser.add_argument(
         "--naive-handler",
         choices=("async", "sync"),
@@ -162,7 +204,12 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
     if args.client_worker or args.raw_worker:
         role = "client-worker" if args.client_worker else "raw-worker"
         return WorkerCall(role, Path(args.upload), args.output_format)
-    for key, value in PRESETS["quick" if args.quick else "full"].items():
+    if args.preset is None:
+        args.preset = "quick" if args.quick else "full"
+    elif args.quick and args.preset != "quick":
+        parser.error("--quick is --preset quick")
+    args.quick = args.preset == "quick"
+    for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.max_batch_size is None:

@@ -28,6 +28,57 @@ def saturation(points: Sequence[Point], mode: str) -> Point | None:
     return max(mine, key=lambda p: p.throughput) if mine else None
 
 
+RAW_LABELS = {
+    "plain compile": "raw model (plain compile, `benchmarks/plain_compile.py`; no HTTP, no pre/post-processing)",
+    "service path": "raw model (`Colorizer.predict`, no HTTP, no pre/post-processing)",
+}
+
+
+def workers_ratio(points: Sequence[Point]) -> dict[str, float]:
+    """Per concurrency measured with both: img/s of the default workers (``batched``) over one worker's."""
+    one = {p.concurrency: p.throughput for p in points if p.mode == "batched-1w"}
+    return {
+        str(p.concurrency): p.throughput / one[p.concurrency]
+        for p in points
+        if p.mode == "batched" and one.get(p.concurrency)
+    }
+
+
+def cpu_table(points: Sequence[Point], ceiling: str) -> list[str]:
+    """Server CPU per image against the raw model's (efficiency = raw / service), and the client's CPU."""
+    lines = [
+        "## CPU per image and efficiency",
+        "",
+        (
+            f"| configuration | clients | img/s | p50 / p99 (ms) | service CPU (ms/img) | raw CPU (ms/img, {ceiling}) "
+            "| efficiency (raw ÷ service) | client CPU (ms/img) | client CPU (cores) |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        lines.append(
+            f"| {MODES[p.mode]} | {p.concurrency} | {p.throughput:.2f} | {p.p50:.0f} / {p.p99:.0f} "
+            f"| {_fmt(p.server_cpu_ms_per_img, '.1f')} | {_fmt(p.raw_now_cpu_ms, '.1f')} | {_fmt(p.efficiency, '.0%')} "
+            f"| {_fmt(p.client_cpu_ms_per_img, '.1f')} | {_fmt(p.client_cores, '.2f')} |"
+        )
+    lines += [
+        "",
+        "`service CPU`: the server process and its child processes (worker processes), user + system, over the "
+        "measured window, per answer in it. `raw CPU`: the raw-model helper's CPU over its timed loop per image, "
+        "at its fastest batch size, timed just before the point. Efficiency is their ratio, so it holds whatever "
+        "the client costs; the client's own CPU (window) is in the last two columns.",
+    ]
+    ratios = workers_ratio(points)
+    if ratios:
+        lines += [
+            "",
+            "Workers (default `SCGAN_WORKERS`, auto, ÷ `SCGAN_WORKERS=1`), img/s: "
+            + ", ".join(f"{ratio:.2f}x at {clients} clients" for clients, ratio in ratios.items())
+            + ".",
+        ]
+    return lines
+
+
 def report(
     points: Sequence[Point],
     raw: dict[str, dict[str, float]],
@@ -37,11 +88,17 @@ def report(
     soaked: Soak | None,
     config: LoadConfig,
     context: dict[str, Any],
+    *,
+    raw_cpu: dict[str, dict[str, float]] | None = None,
+    raw_service: dict[str, dict[str, float]] | None = None,
 ) -> str:
+    """The markdown report; ``raw``: the ceiling's img/s per run and batch size, ``raw_cpu`` its CPU ms per image,
+    ``raw_service``: the service's own path (``img_per_s``, ``cpu_ms_per_img``) when it is not the ceiling."""
     best_raw = {b: max(run.get(b, 0.0) for run in raw.values()) for b in raw["before"]}
     ceiling_batch, ceiling = max(best_raw.items(), key=lambda kv: kv[1])
+    ceiling_path = str(info.get("ceiling", "service path"))
     lines = [
-        "# Load benchmark: service vs naive server vs raw model",
+        f"# Load benchmark: service vs naive server vs raw model (preset {config.preset})",
         "",
         (
             f"{context['date']} — {context['cpu']}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -90,8 +147,8 @@ def report(
             f"| {sum(p.errors for p in mine)} / {sum(p.timeouts for p in mine)} | {mib(peaks.get(mode))} |"
         )
     lines.append(
-        f"| raw model (`Colorizer.predict`, no HTTP, no pre/post-processing) | {ceiling:.2f} | batch "
-        f"{ceiling_batch} | — | — | — | 100% | — | — |"
+        f"| {RAW_LABELS.get(ceiling_path, ceiling_path)} | {ceiling:.2f} | batch {ceiling_batch} | — | — | — | 100% "
+        "| — | — |"
     )
     lines += [
         "",
@@ -112,6 +169,7 @@ def report(
                 f"{' -> '.join(mib(rss) for rss in soaked.rss_quarters)}."
             ),
         ]
+    lines += ["", *cpu_table(points, ceiling_path)]
     lines += [
         "",
         "## Concurrency sweep",
@@ -145,16 +203,34 @@ def report(
         "",
         "## Raw model",
         "",
-        "| batch | " + " | ".join(f"img/s {when}" for when in raw) + " | ms per image (best) |",
-        "|---:|" + "---:|" * len(raw) + "---:|",
+        f"The ceiling is the {ceiling_path}"
+        + (
+            " (`torch.compile` of the generator's `predict` with weight freezing, at the service's precision, render "
+            "size and batch sizes)"
+            if ceiling_path == "plain compile"
+            else " (the service compiles nothing, so its own eager forward is the ceiling)"
+        )
+        + ".",
+        "",
+        "| path | batch | "
+        + " | ".join(f"img/s {when}" for when in raw)
+        + " | ms per image (best) | CPU ms per image (before) |",
+        "|---|---:|" + "---:|" * len(raw) + "---:|---:|",
     ]
+    cpu_before = (raw_cpu or {}).get("before", {})
     for b in raw["before"]:
         runs = " | ".join(_fmt(run.get(b), ".2f") for run in raw.values())
-        lines.append(f"| {b} | {runs} | {1e3 / best_raw[b]:.1f} |")
+        lines.append(f"| {ceiling_path} | {b} | {runs} | {1e3 / best_raw[b]:.1f} | {_fmt(cpu_before.get(b), '.1f')} |")
+    if raw_service is not None:
+        for b, speed in raw_service["img_per_s"].items():
+            blanks = " | ".join([f"{speed:.2f}"] + ["—"] * (len(raw) - 1))
+            cpu = _fmt(raw_service["cpu_ms_per_img"].get(b), ".1f")
+            lines.append(f"| service path (`Colorizer.predict`) | {b} | {blanks} | {1e3 / speed:.1f} | {cpu} |")
     lines += [
         "",
-        "The raw model is timed before the sweeps and after each server's (`--raw-after`): this shared CPU's "
-        "speed drifts by tens of percent within minutes, so the best of these is the ceiling.",
+        "The ceiling is timed before the sweeps and after them (`--raw-after`): this shared CPU's "
+        "speed drifts by tens of percent within minutes, so the best of these is the ceiling. `CPU ms per image`: "
+        "the raw helper process's CPU time over its timed loop per image.",
         "",
         "One request's work without the service (median ms, one thread): "
         + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.load.config import NAIVE_APP, REPO, LoadConfig
+from benchmarks.load.config import MODE_WORKERS, NAIVE_APP, REPO, LoadConfig
 from benchmarks.load.system import free_port
 
 
@@ -46,7 +46,9 @@ def start_server(mode: str, env: dict[str, str], config: LoadConfig, logs: Path)
         command += ["--handler", config.naive_handler]
     else:
         command = [sys.executable, "-m", "service"]
-        env["SCGAN_MAX_BATCH_SIZE"] = str(config.max_batch_size if mode == "batched" else 1)
+        env["SCGAN_MAX_BATCH_SIZE"] = str(1 if mode == "unbatched" else config.max_batch_size)
+        if mode in MODE_WORKERS:
+            env["SCGAN_WORKERS"] = MODE_WORKERS[mode]
     log = logs / f"{mode}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)

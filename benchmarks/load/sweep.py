@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.load.config import LoadConfig
 from benchmarks.load.servers import Server, service_stats
-from benchmarks.load.system import machine_busy_s, process_cpu_s
+from benchmarks.load.system import machine_busy_s, process_tree_cpu_s
 from benchmarks.load.workers import Worker
 
 
@@ -37,11 +37,38 @@ class Point:
     ok_total: int  # successful answers over the whole point, warm-up and tail included
     latencies_ms: list[float] = field(repr=False)
     client_cpu_s: float
-    server_cpu_s: float | None
+    server_cpu_s: float | None  # the server's process tree over the whole point
     other_cpu_s: float | None  # busy CPU of the machine minus the server's and the client's
     mean_batch: float | None
     model_busy: float | None  # share of the wall time the service's inference thread spent in forwards
     raw_now: float | None = None  # the raw model's best img/s, timed just before this point
+    raw_now_cpu_ms: float | None = None  # the raw helper's CPU ms per image at that best batch size
+    server_cpu_window_s: float | None = None  # the server's process tree over the measured window
+    client_cpu_window_s: float | None = None  # the client's own CPU over the measured window
+
+    @property
+    def server_cpu_ms_per_img(self) -> float | None:
+        """The server's CPU (process and workers) per answer inside the window."""
+        if self.server_cpu_window_s is None or not self.ok:
+            return None
+        return 1e3 * self.server_cpu_window_s / self.ok
+
+    @property
+    def efficiency(self) -> float | None:
+        """Raw CPU ms per image over the server's: 1.0 means serving costs no CPU beyond the forward's."""
+        server = self.server_cpu_ms_per_img
+        return self.raw_now_cpu_ms / server if self.raw_now_cpu_ms and server else None
+
+    @property
+    def client_cpu_ms_per_img(self) -> float | None:
+        return 1e3 * self.client_cpu_window_s / self.ok if self.client_cpu_window_s is not None and self.ok else None
+
+    @property
+    def client_cores(self) -> float | None:
+        """Cores the client kept busy during the window."""
+        return (
+            self.client_cpu_window_s / self.seconds if self.client_cpu_window_s is not None and self.seconds else None
+        )
 
     @property
     def throughput(self) -> float:
@@ -73,10 +100,10 @@ def client_command(server: Server, config: LoadConfig, concurrency: int, **extra
 
 def measure_point(client: Worker, server: Server, config: LoadConfig, concurrency: int) -> Point:
     before = service_stats(server)
-    server_cpu, machine = process_cpu_s(server.process.pid), machine_busy_s()
+    server_cpu, machine = process_tree_cpu_s(server.process.pid), machine_busy_s()
     command = client_command(server, config, concurrency, duration=config.duration, warmup=config.warmup)
-    result = client.request(**command, min_answers=config.min_answers)
-    server_cpu_after, machine_after = process_cpu_s(server.process.pid), machine_busy_s()
+    result = client.request(**command, min_answers=config.min_answers, server_pid=server.process.pid)
+    server_cpu_after, machine_after = process_tree_cpu_s(server.process.pid), machine_busy_s()
     after = service_stats(server)
     server_cpu_s = server_cpu_after - server_cpu if server_cpu is not None and server_cpu_after is not None else None
     other = None
@@ -100,6 +127,8 @@ def measure_point(client: Worker, server: Server, config: LoadConfig, concurrenc
         mean_batch=(after["images"] - before["images"]) / batches if batches > 0 else None,
         # the whole point (warm-up and tail included), as the server's counters cannot be cut at the window
         model_busy=(after["forward_s"] - before["forward_s"]) / result["wall_s"] if before and after else None,
+        server_cpu_window_s=result.get("server_cpu_window_s"),
+        client_cpu_window_s=result.get("client_cpu_window_s"),
     )
 
 

@@ -53,8 +53,11 @@ def test_quick_load_benchmark_reports_every_configuration(
     labels = list(load_benchmark.MODES.values())
     summary = [line for line in report.splitlines() if line.startswith("| ") and "|---" not in line]
     for label in labels:
-        assert sum(line.startswith(f"| {label} | ") for line in summary) == 3  # summary row + one per concurrency
+        # summary row + one per concurrency in the sweep and in the CPU table
+        assert sum(line.startswith(f"| {label} | ") for line in summary) == 5
+    # Nothing is compiled (--compile off), so the service's own eager forward is the ceiling.
     assert any(line.startswith("| raw model (`Colorizer.predict`") for line in summary)
+    assert "## CPU per image and efficiency" in report and "Workers (default `SCGAN_WORKERS`" in report
     assert "**Memory soak**" in report and "peak RSS" in report
     assert "compiled batch sizes none (eager) (SCGAN_COMPILE=off)" in report
 
@@ -64,7 +67,13 @@ def test_quick_load_benchmark_reports_every_configuration(
         (mode, n) for mode in load_benchmark.MODES for n in (1, 2)
     ]
     assert all(p["ok"] >= 2 and p["errors"] == 0 and p["timeouts"] == 0 for p in points)
-    assert all(p["raw_now"] > 0 for p in points)
+    assert all(p["raw_now"] > 0 and p["raw_now_cpu_ms"] > 0 for p in points)
+    # CPU per image over the window: the server's process tree, the client's own, and raw ÷ service.
+    assert all(p["server_cpu_window_s"] > 0 and p["server_cpu_ms_per_img"] > 0 for p in points)
+    assert all(0 < p["efficiency"] and p["client_cpu_ms_per_img"] > 0 and p["client_cores"] > 0 for p in points)
+    assert set(results["workers"]) == {"1", "2"} and all(r > 0 for r in results["workers"].values())
+    assert results["model"]["ceiling"] == "service path" and results["raw_service_path"] is None
+    assert set(results["raw_cpu_ms_per_img"]["before"]) == {"1", "2"}
     assert results["raw_ceiling_img_per_s"] > 0
     assert set(results["raw_img_per_s"]["before"]) == {"1", "2"}
     assert results["soak"]["ok"] == 8 and results["soak"]["rss_start"] > 0

@@ -1,0 +1,102 @@
+"""Fast checks of the benchmarks' helpers: CPU accounting of process trees, the compiled A/B's options, gpu-check."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _script(monkeypatch: pytest.MonkeyPatch, name: str) -> ModuleType:
+    monkeypatch.syspath_prepend(str(REPO))
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_at_interpolates_between_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.load.clients import cpu_at
+
+    samples = [(0.0, 1.0, 10.0), (1.0, None, 11.0), (2.0, 3.0, 12.0)]
+    assert cpu_at(samples, 1.0, 1) == pytest.approx(2.0)  # the None sample is skipped
+    assert cpu_at(samples, 0.5, 2) == pytest.approx(10.5)
+    assert cpu_at(samples, -1.0, 1) == 1.0 and cpu_at(samples, 5.0, 2) == 12.0  # held at the ends
+    assert cpu_at([(0.0, None, 1.0)], 0.0, 1) is None
+
+
+def test_a_servers_cpu_includes_its_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child process that burns CPU is in the tree, and its CPU in the tree's sum."""
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.load.system import process_cpu_s, process_tree, process_tree_cpu_s
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 60
+        while (process_cpu_s(child.pid) or 0.0) < 0.25:
+            assert time.monotonic() < deadline, "the child did not burn its CPU in time"
+            time.sleep(0.05)
+        assert child.pid in process_tree(os.getpid())
+        own = process_cpu_s(os.getpid())
+        total = process_tree_cpu_s(os.getpid())
+        assert own is not None and total is not None and total - own >= 0.25
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_compiled_rows_default_to_the_starter_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _script(monkeypatch, "model_forward")
+    from model.device import resolve_precision
+
+    args = module.parse_args(["--rows", "compiled", "--device", "cpu"])
+    assert args.widths == ["checkpoint"] and args.compile
+    ours, plain = module.compiled_pair(torch.device("cpu"))
+    precision = resolve_precision("auto", torch.device("cpu"))
+    assert ours.name.startswith(precision) and plain.name.startswith(precision)
+    assert ours.autocast is plain.autocast and ours.compiled and plain.compiled
+    with pytest.raises(SystemExit):
+        module.parse_args(["--rows", "compiled", "--no-compile", "--device", "cpu"])
+    rounds = [{ours.name: 2.0, plain.name: 1.0}, {ours.name: 3.0}, {ours.name: 1.0, plain.name: 1.0}]
+    assert module.pair_ratios(rounds, ours.name, plain.name) == [2.0, 1.0]  # rounds where both ran
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer of a machine without CUDA")
+def test_gpu_check_says_no_cuda_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GPU_CHECK_ALLOW_CPU"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out-dir", str(tmp_path / "gpu")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("gpu-check: no CUDA device") and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "gpu").exists()  # nothing installed, nothing written
+
+
+def test_gpu_check_dry_run_plans_tiny_parts_on_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    module = _script(monkeypatch, "gpu_check")
+    args = module.parse_args(["--out-dir", str(tmp_path), "--no-install"])
+    on_cpu = module.parts(sys.executable, args, cpu=True)
+    on_gpu = module.parts(sys.executable, args, cpu=False)
+    assert [p.name for p in on_cpu] == ["tests", "forward", "load"]
+    assert [p.name for p in on_gpu] == ["tests", "forward", "forward, compiled", "load"]
+    assert sum(p.limit_s for p in on_gpu) <= module.TOTAL_S - 20  # room for install and imports
+    assert all("cuda" in p.command for p in on_gpu if "--device" in p.command)
+    assert args.photos.is_dir() and any(args.photos.glob("*.jpg"))  # the committed real photos
