@@ -16,6 +16,8 @@ from enum import Enum
 
 from PIL import Image
 
+from model.pipeline import YCbCrPlanes
+
 
 class OutputFormat(str, Enum):
     """Formats the service writes."""
@@ -85,4 +87,22 @@ def encode_image(
     return Encoded(buffer.getvalue(), fmt.media_type, flattened)
 
 
-__all__ = ["DEFAULT_QUALITY", "Encoded", "OutputFormat", "encode_image"]
+def encode_ycbcr_jpeg(
+    planes: YCbCrPlanes,
+    *,
+    quality: int | None = None,
+    icc_profile: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+) -> Encoded:
+    """A 4:2:0 JPEG of ``planes``, written as they are: no RGB image, no colour conversion in the encoder."""
+    params: dict[str, object] = {"quality": quality or DEFAULT_QUALITY, "subsampling": "4:2:0"}
+    if icc_profile:
+        params["icc_profile"] = icc_profile
+    if dpi:
+        params["dpi"] = dpi
+    buffer = io.BytesIO()
+    planes.to_image().save(buffer, "JPEG", **params)
+    return Encoded(buffer.getvalue(), OutputFormat.JPEG.media_type, False)
+
+
+__all__ = ["DEFAULT_QUALITY", "Encoded", "OutputFormat", "encode_image", "encode_ycbcr_jpeg"]
