@@ -58,17 +58,18 @@ def combine_luma_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tenso
     return offsets.mul_(scale).add_(y).clamp_(0.0, 1.0)
 
 
-def fit_chroma(chroma: torch.Tensor, luma_low: torch.Tensor, luma_high: torch.Tensor) -> torch.Tensor:
-    """Scale ``chroma`` (in place) towards gray just enough that it fits the RGB cube at any luma in [low, high].
+def fit_chroma(chroma: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
+    """Scale ``chroma`` (in place) towards gray just enough that ``luma + chroma`` fits the RGB cube.
 
-    The same rule as :func:`combine_luma_chroma`, for one chroma value shared by
-    several pixels (a 4:2:0 JPEG block): the room above is bounded by the brightest
-    of them, the room below by the darkest.
+    The rule of :func:`combine_luma_chroma`, without building the RGB: for a chroma
+    plane stored at lower resolution than the luma (a 4:2:0 JPEG), pass the luma
+    averaged over each chroma sample's pixels.
     """
     offsets = _chroma_offsets(chroma)
+    y = luma.clamp(0.0, 1.0)
     tiny = torch.finfo(offsets.dtype).tiny
-    room_up = (1.0 - luma_high.clamp(0.0, 1.0)).div_(offsets.amax(dim=-3, keepdim=True).clamp_min_(tiny))
-    room_down = luma_low.clamp(0.0, 1.0).div_(offsets.amin(dim=-3, keepdim=True).neg_().clamp_min_(tiny))
+    room_up = (1.0 - y).div_(offsets.amax(dim=-3, keepdim=True).clamp_min_(tiny))
+    room_down = y.div(offsets.amin(dim=-3, keepdim=True).neg_().clamp_min_(tiny))
     return chroma.mul_(torch.minimum(room_up, room_down).clamp_(0.0, 1.0))
 
 

@@ -3,7 +3,8 @@
 1. decode (limits first) and :meth:`~model.Colorizer.prepare` on the CPU pool;
 2. the model input waits in the batcher and runs in a shared forward;
 3. :meth:`~model.Colorizer.finish` (chroma recombined at full resolution) and
-   encoding on the CPU pool.
+   encoding on the CPU pool; a JPEG answer takes :meth:`~model.Colorizer.finish_ycbcr`,
+   the planes a 4:2:0 JPEG stores, when the image allows.
 
 Waiting for stage 2 races the request's deadline, the client's disconnect and
 the shutdown deadline: whichever comes first cancels the queued item, so it is
@@ -27,7 +28,7 @@ import torch
 from model import Colorizer, PreparedImage
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DecodedImage, decode_image
-from service.encoding import Encoded, OutputFormat, encode_image
+from service.encoding import Encoded, OutputFormat, encode_image, encode_ycbcr_jpeg
 from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, ShuttingDown
 from service.logging_setup import request_id_var
 from service.runtime import WorkItem
@@ -109,6 +110,10 @@ def decode_and_prepare(
 def _finish_color(
     colorizer: Colorizer, item: PreparedUpload, rgb: torch.Tensor, output: ColorizeOptions, fmt: OutputFormat
 ) -> Encoded:
+    if fmt is OutputFormat.JPEG and colorizer.can_finish_ycbcr(item.prepared):
+        # A 4:2:0 JPEG keeps luma and half-resolution chroma: build just those, never the full-size RGB.
+        planes = colorizer.finish_ycbcr(item.prepared, rgb, output.chroma_gain)
+        return encode_ycbcr_jpeg(planes, quality=output.quality, icc_profile=item.icc_profile, dpi=item.dpi)
     image = colorizer.finish(item.prepared, rgb, output.chroma_gain)
     return encode_image(image, fmt, quality=output.quality, icc_profile=item.icc_profile, dpi=item.dpi)
 
