@@ -11,10 +11,17 @@ has already been applied to the pixels.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass
 from enum import Enum
 
 from PIL import Image
+
+try:  # a pinned dependency (benchmarks/results/encode.md); an install without it writes PNG with Pillow
+    from fpng import fpng_ext as _fpng
+except ImportError:  # pragma: no cover - exercised only in such an install
+    _fpng = None
 
 from model.pipeline import YCbCrPlanes
 
@@ -33,9 +40,11 @@ class OutputFormat(str, Enum):
 
 #: Default quality for the lossy formats; PNG is lossless and ignores ``quality``.
 DEFAULT_QUALITY = 90
-#: zlib level 1: several times faster than Pillow's default 6 for photographs, for files somewhat larger;
-#: encoding otherwise costs as much CPU as a compact model's forward.
+#: Pillow's zlib level for the PNGs fpng cannot write (gray, or without fpng): several times faster than
+#: its default 6 for photographs, for files somewhat larger.
 _PNG_COMPRESS_LEVEL = 1
+#: A PNG's signature and IHDR chunk: metadata chunks go right after them.
+_PNG_HEAD = 8 + 4 + 4 + 13 + 4
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,28 @@ def _flatten(image: Image.Image) -> Image.Image:
     background = Image.new("RGB", image.size, (255, 255, 255))
     background.paste(image.convert("RGB"), mask=image.getchannel("A"))
     return background
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _fast_png(image: Image.Image, icc_profile: bytes | None, dpi: tuple[float, float] | None) -> bytes | None:
+    """An RGB(A) image as PNG by fpng (many times Pillow's speed, lossless), with the metadata Pillow would write.
+
+    None when fpng is not installed or cannot write this image (other modes).
+    """
+    if _fpng is None or image.mode not in ("RGB", "RGBA"):
+        return None
+    data = bytes(_fpng.encode_image_to_memory(image.tobytes(), image.width, image.height, len(image.mode)))
+    if data[12:16] != b"IHDR":
+        return None
+    chunks = b""
+    if icc_profile:  # as Pillow names it; iCCP and pHYs must precede the image data
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile))
+    if dpi:
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", int(dpi[0] / 0.0254 + 0.5), int(dpi[1] / 0.0254 + 0.5), 1))
+    return data[:_PNG_HEAD] + chunks + data[_PNG_HEAD:]
 
 
 def encode_image(
@@ -80,6 +111,9 @@ def encode_image(
         params.update(quality=q, lossless=q == 100, method=4)
         pil_format = "WEBP"
     else:
+        fast = _fast_png(image, icc_profile if image.mode != "L" else None, dpi)
+        if fast is not None:
+            return Encoded(fast, fmt.media_type, False)
         params.update(compress_level=_PNG_COMPRESS_LEVEL)
         pil_format = "PNG"
     buffer = io.BytesIO()
