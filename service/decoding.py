@@ -25,6 +25,7 @@ _log = logging.getLogger(__name__)
 
 #: Pillow decoders the service tries (the JPEG one also opens MPO, the multi-picture JPEG many phones write).
 READABLE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+_READABLE_LIST = list(READABLE_FORMATS)  # what Image.open takes, built once
 
 #: Canonical lower-case name of each readable format (what clients see, what ``format`` accepts).
 _FORMAT_NAMES = {
@@ -163,7 +164,7 @@ def decode_image(
         # TIFF structure too): damaged metadata, readable pixels, so it does not count.
         warnings.simplefilter("always")
         try:
-            image = Image.open(fp, formats=list(READABLE_FORMATS))
+            image = Image.open(fp, formats=_READABLE_LIST)
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
         except UnidentifiedImageError as exc:
