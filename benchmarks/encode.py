@@ -13,7 +13,7 @@ request -- ``Colorizer.finish`` + encoding vs. ``Colorizer.finish_ycbcr`` +
 a YCbCr JPEG -- on a bundled-checkpoint colorizer, with the PSNR of each JPEG
 against the current path's.
 
-    python benchmarks/encode.py [PHOTO_FOLDER] [--photos 4] [--rounds 15] [--out benchmarks/results/encode.md]
+    python benchmarks/encode.py [PHOTO_FOLDER] [--photos 4] [--rounds 15] [--sizes 512x384,1024x768] [--out FILE]
 
 Alternative encoders that are not installed are skipped (listed in the output).
 """
@@ -214,7 +214,9 @@ def encoder_table(
     return lines + [""]
 
 
-def finish_table(colorizer: Colorizer, photos: list[Image.Image], rounds: int) -> list[str]:
+def finish_table(
+    colorizer: Colorizer, photos: list[Image.Image], rounds: int, sizes: tuple[tuple[int, int], ...] = SIZES
+) -> list[str]:
     """Post-processing of one gray JPEG upload, per request: the current path vs. the YCbCr planes."""
     lines = [
         "## Post-processing of a gray upload (finish + encode), per image",
@@ -254,16 +256,15 @@ def finish_table(colorizer: Colorizer, photos: list[Image.Image], rounds: int) -
         paths["finish_ycbcr + simplejpeg planes"] = simple
     except ImportError:
         pass
-    for size in SIZES:
+    for size in sizes:
         inputs = []
         for photo in photos:
             color = colorized_like(photo, size)
             gray = color.convert("L")
             prepared = colorizer.prepare(gray)
-            rgb = torch.from_numpy(np.asarray(color.resize((render, render), Image.Resampling.BILINEAR))).permute(
-                2, 0, 1
-            )
-            inputs.append((gray, prepared, rgb.float().div(255.0)))
+            small = np.array(color.resize((render, render), Image.Resampling.BILINEAR))
+            rgb = torch.from_numpy(small).permute(2, 0, 1).float().div(255.0)
+            inputs.append((gray, prepared, rgb))
         cases = {
             f"{name}#{i}": (lambda f=fn, p=p, rgb=rgb: f(p, rgb))
             for name, fn in paths.items()
@@ -294,20 +295,25 @@ def finish_table(colorizer: Colorizer, photos: list[Image.Image], rounds: int) -
     return lines + [""]
 
 
-def main() -> None:
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple((int(w), int(h)) for w, h in (part.split("x") for part in text.split(",")))
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", nargs="?", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--photos", dest="count", type=int, default=4, help="photos used (the first N by name)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a CPU-pool thread's share)")
+    parser.add_argument("--sizes", type=_sizes, default=SIZES, help="image sizes, e.g. 512x384,1024x768")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "encode.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     files = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[: args.count]
     if not files:
         sys.exit(f"no photos in {args.photos}")
     photos = [Image.open(f).convert("RGB") for f in files]
-    images = {size: [colorized_like(p, size) for p in photos] for size in SIZES}
+    images = {size: [colorized_like(p, size) for p in photos] for size in args.sizes}
     png, png_missing = png_encoders()
     jpeg, jpeg_missing = jpeg_encoders()
     checkpoint = default_checkpoint_path()
@@ -335,7 +341,7 @@ def main() -> None:
     ]
     body = encoder_table("PNG (RGB, colorized-like)", png, images, args.rounds, png=True)
     body += encoder_table("JPEG q90 (RGB, colorized-like)", jpeg, images, args.rounds, png=False)
-    body += finish_table(colorizer, photos, args.rounds)
+    body += finish_table(colorizer, photos, args.rounds, args.sizes)
     text = "\n".join(header + body)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
