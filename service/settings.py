@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         ge=1,
         le=178_956_970,  # 2x Pillow's MAX_IMAGE_PIXELS: past it Pillow refuses to open the file at all
         description="Largest image (width x height); checked from the header before decoding; beyond it: 413. "
-        "Post-processing peaks at about 90 bytes per input pixel.",
+        "Memory per input pixel: benchmarks/results/pixel_memory.md.",
     )
     max_pixels_in_flight: int | None = Field(
         default=None,
