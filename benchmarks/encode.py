@@ -38,6 +38,7 @@ from PIL import Image, features
 
 from model import Colorizer, default_checkpoint_path
 from model.images import IMAGE_SUFFIXES
+from model.pipeline import YCbCrPlanes
 from service.encoding import OutputFormat, encode_image, encode_ycbcr_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,6 +215,12 @@ def encoder_table(
     return lines + [""]
 
 
+def _pillow_ycbcr_jpeg(planes: YCbCrPlanes) -> bytes:
+    buffer = io.BytesIO()
+    planes.to_image().save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling="4:2:0")
+    return buffer.getvalue()
+
+
 def finish_table(
     colorizer: Colorizer, photos: list[Image.Image], rounds: int, sizes: tuple[tuple[int, int], ...] = SIZES
 ) -> list[str]:
@@ -239,11 +246,8 @@ def finish_table(
                 quality=JPEG_QUALITY,  # type: ignore[arg-type]
             ).data
         ),
-        "finish_ycbcr + JPEG (YCbCr planes)": lambda p, rgb: (
-            encode_ycbcr_jpeg(
-                colorizer.finish_ycbcr(p, rgb),
-                quality=JPEG_QUALITY,  # type: ignore[arg-type]
-            ).data
+        "finish_ycbcr + Pillow JPEG of a YCbCr image": lambda p, rgb: _pillow_ycbcr_jpeg(
+            colorizer.finish_ycbcr(p, rgb)  # type: ignore[arg-type]
         ),
     }
     try:
@@ -256,6 +260,9 @@ def finish_table(
         paths["finish_ycbcr + simplejpeg planes"] = simple
     except ImportError:
         pass
+    paths["finish_ycbcr + encode_ycbcr_jpeg (service)"] = lambda p, rgb: (
+        encode_ycbcr_jpeg(colorizer.finish_ycbcr(p, rgb), quality=JPEG_QUALITY).data  # type: ignore[arg-type]
+    )
     for size in sizes:
         inputs = []
         for photo in photos:

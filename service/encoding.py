@@ -22,6 +22,10 @@ try:  # a pinned dependency (benchmarks/results/encode.md); an install without i
     from fpng import fpng_ext as _fpng
 except ImportError:  # pragma: no cover - exercised only in such an install
     _fpng = None
+try:  # likewise: JPEGs straight from YCbCr planes; without it Pillow writes them from a full-size YCbCr image
+    import simplejpeg as _simplejpeg
+except ImportError:  # pragma: no cover
+    _simplejpeg = None
 
 from model.pipeline import YCbCrPlanes
 
@@ -45,6 +49,11 @@ DEFAULT_QUALITY = 90
 _PNG_COMPRESS_LEVEL = 1
 #: A PNG's signature and IHDR chunk: metadata chunks go right after them.
 _PNG_HEAD = 8 + 4 + 4 + 13 + 4
+#: A JPEG's SOI and JFIF APP0 segment (16 bytes, no thumbnail): the density is in it, the ICC profile follows it.
+_JFIF_HEAD = 2 + 2 + 16
+_ICC_MARKER = b"ICC_PROFILE\0"
+#: Most profile bytes one APP2 segment carries (65535 less the length field, the name and the chunk numbers).
+_ICC_CHUNK = 65535 - 2 - len(_ICC_MARKER) - 2
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,25 @@ def encode_image(
     return Encoded(buffer.getvalue(), fmt.media_type, flattened)
 
 
+def _jpeg_metadata(data: bytes, icc_profile: bytes | None, dpi: tuple[float, float] | None) -> bytes | None:
+    """``data`` (a JFIF JPEG) with the density and ICC profile Pillow would have written; None if not JFIF as expected."""
+    if data[2:4] != b"\xff\xe0" or data[4:6] != b"\x00\x10" or data[6:11] != b"JFIF\0":
+        return None
+    head = bytearray(data[:_JFIF_HEAD])
+    if dpi:
+        head[13] = 1  # dots per inch
+        head[14:18] = struct.pack(">HH", *(min(65535, max(1, round(v))) for v in dpi))
+    segments = b""
+    if icc_profile:
+        chunks = [icc_profile[i : i + _ICC_CHUNK] for i in range(0, len(icc_profile), _ICC_CHUNK)]
+        if len(chunks) > 255:
+            return None
+        for number, chunk in enumerate(chunks, 1):
+            payload = _ICC_MARKER + bytes((number, len(chunks))) + chunk
+            segments += b"\xff\xe2" + struct.pack(">H", len(payload) + 2) + payload
+    return bytes(head) + segments + data[_JFIF_HEAD:]
+
+
 def encode_ycbcr_jpeg(
     planes: YCbCrPlanes,
     *,
@@ -128,7 +156,15 @@ def encode_ycbcr_jpeg(
     icc_profile: bytes | None = None,
     dpi: tuple[float, float] | None = None,
 ) -> Encoded:
-    """A 4:2:0 JPEG of ``planes``, written as they are: no RGB image, no colour conversion in the encoder."""
+    """A 4:2:0 JPEG of ``planes``, written as they are: no RGB image, no colour conversion in the encoder.
+
+    simplejpeg takes the half-resolution chroma as it is; Pillow (the fallback) needs it at full size.
+    """
+    if _simplejpeg is not None:
+        data = _simplejpeg.encode_jpeg_yuv_planes(planes.y, planes.cb, planes.cr, quality=quality or DEFAULT_QUALITY)
+        with_metadata = _jpeg_metadata(data, icc_profile, dpi)
+        if with_metadata is not None:
+            return Encoded(with_metadata, OutputFormat.JPEG.media_type, False)
     params: dict[str, object] = {"quality": quality or DEFAULT_QUALITY, "subsampling": "4:2:0"}
     if icc_profile:
         params["icc_profile"] = icc_profile

@@ -29,5 +29,5 @@ def test_encode_benchmark_writes_its_tables(tmp_path: Path, monkeypatch: pytest.
     text = out.read_text()
     assert "| 64x48 | Pillow level 1 |" in text and "| 64x48 | Pillow q90 (RGB in) |" in text
     assert "| NO |" not in text  # every PNG encoder is lossless
-    ycbcr = next(line for line in text.splitlines() if "finish_ycbcr + JPEG (YCbCr planes)" in line)
+    ycbcr = next(line for line in text.splitlines() if "encode_ycbcr_jpeg (service)" in line)
     assert ycbcr.rstrip().endswith("| yes |")  # the input's luma, exactly
