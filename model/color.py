@@ -58,11 +58,27 @@ def combine_luma_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tenso
     return offsets.mul_(scale).add_(y).clamp_(0.0, 1.0)
 
 
+def fit_chroma(chroma: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
+    """Scale ``chroma`` (in place) towards gray just enough that ``luma + chroma`` fits the RGB cube.
+
+    The rule of :func:`combine_luma_chroma`, without building the RGB: for a chroma
+    plane stored at lower resolution than the luma (a 4:2:0 JPEG), pass the luma
+    averaged over each chroma sample's pixels.
+    """
+    offsets = _chroma_offsets(chroma)
+    y = luma.clamp(0.0, 1.0)
+    tiny = torch.finfo(offsets.dtype).tiny
+    room_up = (1.0 - y).div_(offsets.amax(dim=-3, keepdim=True).clamp_min_(tiny))
+    room_down = y.div(offsets.amin(dim=-3, keepdim=True).neg_().clamp_min_(tiny))
+    return chroma.mul_(torch.minimum(room_up, room_down).clamp_(0.0, 1.0))
+
+
 __all__ = [
     "CB_SCALE",
     "CR_SCALE",
     "GRAY_WEIGHTS",
     "combine_luma_chroma",
+    "fit_chroma",
     "rgb_to_chroma",
     "rgb_to_gray",
 ]

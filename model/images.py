@@ -69,7 +69,8 @@ def to_planes(image: Image.Image) -> ImagePlanes:
         image = image.convert("L")
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = np.asarray(image, dtype=np.float32)  # a fresh converted copy: scaled in place, no second array
+    pixels /= 255.0
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return ImagePlanes(pixels, alpha)

@@ -25,13 +25,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from model.checkpoint import CheckpointInfo, Task, default_task, load_generator
-from model.color import GRAY_WEIGHTS, combine_luma_chroma, rgb_to_chroma, rgb_to_gray
+from model.color import GRAY_WEIGHTS, combine_luma_chroma, fit_chroma, rgb_to_chroma, rgb_to_gray
 from model.compiled import CompiledForwards, CompiledShape, CompileReport
 from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, resolve_device, resolve_precision
 from model.generator import Generator
 from model.images import to_planes
 from model.layers import fold_spectral_norm, fuse_batch_norm
+
+#: Luma weights as a 3 x 1 x 1 tensor, built once (prepare runs per request); read-only.
+_GRAY_WEIGHTS_CHW = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)
 
 #: The range of ``chroma_gain``: 0 gives the gray image, 1 the model's colours, 2 twice their saturation.
 CHROMA_GAIN_MIN, CHROMA_GAIN_MAX = 0.0, 2.0
@@ -98,6 +101,50 @@ def _to_image(t: torch.Tensor) -> Image.Image:
     return Image.merge("RGB", [Image.fromarray(plane, "L") for plane in planes])
 
 
+def _to_bytes(t: torch.Tensor, offset: float = 0.0) -> np.ndarray:
+    """A float plane in [0, 1] (``offset`` added after scaling to 0..255) -> uint8, rounded to nearest."""
+    return t.mul(255.0).add_(offset + 0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
+
+
+def _block_mean(y: np.ndarray) -> torch.Tensor:
+    """Mean luma (1 x ceil(H/2) x ceil(W/2), float in [0, 1]) of each 2 x 2 block of uint8 ``y``, edges replicated.
+
+    Strided uint8 sums: many times cheaper than pooling the float luma.
+    """
+    height, width = y.shape
+    if height % 2 or width % 2:
+        y = np.pad(y, ((0, height % 2), (0, width % 2)), mode="edge")
+    rows = y[0::2].astype(np.uint16) + y[1::2]
+    return torch.from_numpy(rows[:, 0::2] + rows[:, 1::2])[None].float().div_(4.0 * 255.0)
+
+
+@dataclass(frozen=True)
+class YCbCrPlanes:
+    """A colour result as a 4:2:0 JPEG stores it: luma at full resolution, chroma at half (JFIF, full range).
+
+    Writing these planes skips the RGB image, and the encoder's RGB -> YCbCr
+    conversion and chroma downsampling, altogether; the luma is the input's own.
+    """
+
+    y: np.ndarray  # H x W, uint8
+    cb: np.ndarray  # ceil(H/2) x ceil(W/2), uint8, 128 = no colour
+    cr: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the image, as PIL reports sizes."""
+        return self.y.shape[1], self.y.shape[0]
+
+    def to_image(self) -> Image.Image:
+        """A full-size YCbCr image whose chroma is constant over each 2 x 2 block.
+
+        A 4:2:0 encoder averages each block back to exactly the half-resolution value.
+        """
+        size = self.size
+        cb, cr = (Image.fromarray(p, "L").resize(size, Image.Resampling.NEAREST) for p in (self.cb, self.cr))
+        return Image.merge("YCbCr", [Image.fromarray(self.y, "L"), cb, cr])
+
+
 class Colorizer:
     """Colorizes PIL images with a loaded generator, in batches, on a chosen device and precision."""
 
@@ -155,8 +202,7 @@ class Colorizer:
         planes = to_planes(image)
         pixels = torch.from_numpy(np.ascontiguousarray(planes.pixels)).permute(2, 0, 1)  # C x H x W
         if pixels.shape[0] == 3:
-            w = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)
-            luma = (pixels * w).sum(0, keepdim=True)
+            luma = (pixels * _GRAY_WEIGHTS_CHW).sum(0, keepdim=True)
         else:
             luma = pixels
         source = luma if self.in_channels == 1 else (pixels if pixels.shape[0] == 3 else pixels.expand(3, -1, -1))
@@ -225,6 +271,29 @@ class Colorizer:
             result.putalpha(prepared.alpha)
         return result
 
+    def can_finish_ycbcr(self, prepared: PreparedImage) -> bool:
+        """Whether :meth:`finish_ycbcr` applies: a gray -> RGB model and an image without alpha."""
+        return self.task is Task.GRAY_TO_RGB and prepared.alpha is None
+
+    def finish_ycbcr(self, prepared: PreparedImage, rgb: torch.Tensor, chroma_gain: float = 1.0) -> YCbCrPlanes:
+        """:meth:`finish` for a 4:2:0 JPEG answer: the input's luma and the chroma at half resolution.
+
+        The predicted chroma is resized straight to half the image's size (a 4:2:0
+        JPEG keeps no more) and fitted to the RGB cube at each 2 x 2 block's mean
+        luma, as the encoder's average of per-pixel fitted chroma would be; the
+        full-resolution RGB image is never built.
+        """
+        if not self.can_finish_ycbcr(prepared):
+            raise ValueError("finish_ycbcr needs a gray->rgb model and an image without alpha")
+        gain = check_chroma_gain(chroma_gain)
+        width, height = prepared.size
+        chroma = _resize(rgb_to_chroma(rgb.float()), ((height + 1) // 2, (width + 1) // 2))
+        if gain != 1.0:
+            chroma.mul_(gain)
+        y = _to_bytes(prepared.luma)[0]
+        cb, cr = _to_bytes(fit_chroma(chroma, _block_mean(y)), 128.0)
+        return YCbCrPlanes(y, cb, cr)
+
     def finish_saliency(self, prepared: PreparedImage, saliency: torch.Tensor) -> Image.Image:
         """Grayscale saliency map of the input's size from one predicted 1 x R x R map."""
         width, height = prepared.size
@@ -275,6 +344,7 @@ __all__ = [
     "CHROMA_GAIN_MIN",
     "Colorizer",
     "PreparedImage",
+    "YCbCrPlanes",
     "check_chroma_gain",
     "check_render_size",
 ]

@@ -87,6 +87,7 @@ def _lifespan(
         state = ServiceState(settings, metrics, runtime)
         metrics.bind_queue(lambda: state.batcher.depth, state.batcher.capacity)
         metrics.bind_ready(lambda: state.ready)
+        metrics.bind_pixels(lambda: state.pixels.in_use, state.pixels.limit)
         app.state.service = state
         warm_up = asyncio.create_task(state.warm_up_and_start(), name="scgan-warm-up")
         try:

@@ -13,6 +13,7 @@ import logging
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -24,6 +25,7 @@ _log = logging.getLogger(__name__)
 
 #: Pillow decoders the service tries (the JPEG one also opens MPO, the multi-picture JPEG many phones write).
 READABLE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+_READABLE_LIST = list(READABLE_FORMATS)  # what Image.open takes, built once
 
 #: Canonical lower-case name of each readable format (what clients see, what ``format`` accepts).
 _FORMAT_NAMES = {
@@ -135,8 +137,13 @@ def _check_png_chunks(fp: IO[bytes]) -> None:
     fp.seek(0)
 
 
-def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
+def decode_image(
+    source: bytes | IO[bytes], *, max_pixels: int, reserve: Callable[[int], None] | None = None
+) -> DecodedImage:
     """Decode ``source`` (bytes or a binary file) completely, or raise a :mod:`service.exceptions` error.
+
+    ``reserve`` is called with width x height once the header passed the checks,
+    before any pixel is decoded (the pixel budget); what it raises propagates.
 
     Raises :class:`EmptyUpload` (no bytes), :class:`UnsupportedImage` (not an image
     or a format we do not read), :class:`ImageTooLarge` (a PNG of absurdly many chunks; width x height over
@@ -157,7 +164,7 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
         # TIFF structure too): damaged metadata, readable pixels, so it does not count.
         warnings.simplefilter("always")
         try:
-            image = Image.open(fp, formats=list(READABLE_FORMATS))
+            image = Image.open(fp, formats=_READABLE_LIST)
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
         except UnidentifiedImageError as exc:
@@ -174,6 +181,12 @@ def decode_image(source: bytes | IO[bytes], *, max_pixels: int) -> DecodedImage:
         if width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
         fmt = _FORMAT_NAMES[image.format or "PNG"]
+        if reserve is not None:
+            try:
+                reserve(width * height)
+            except BaseException:
+                image.close()
+                raise
         metadata_warnings = 0 if fmt == "tiff" else len(caught)
         try:
             image.load()

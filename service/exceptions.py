@@ -51,6 +51,10 @@ class NotReady(ServiceError):
     """The model is still loading or warming up, or the inference worker stopped."""
 
 
+class PixelBudgetFull(ServiceError):
+    """The images in progress already hold ``max_pixels_in_flight`` pixels: this one would not fit now."""
+
+
 class ShuttingDown(ServiceError):
     """The service is draining and accepts no new work."""
 
@@ -76,6 +80,7 @@ __all__ = [
     "InferenceFailed",
     "InvalidOptions",
     "NotReady",
+    "PixelBudgetFull",
     "SaliencyUnavailable",
     "ServiceError",
     "ShuttingDown",

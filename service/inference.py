@@ -3,7 +3,8 @@
 1. decode (limits first) and :meth:`~model.Colorizer.prepare` on the CPU pool;
 2. the model input waits in the batcher and runs in a shared forward;
 3. :meth:`~model.Colorizer.finish` (chroma recombined at full resolution) and
-   encoding on the CPU pool.
+   encoding on the CPU pool; a JPEG answer takes :meth:`~model.Colorizer.finish_ycbcr`,
+   the planes a 4:2:0 JPEG stores, when the image allows.
 
 Waiting for stage 2 races the request's deadline, the client's disconnect and
 the shutdown deadline: whichever comes first cancels the queued item, so it is
@@ -27,7 +28,7 @@ import torch
 from model import Colorizer, PreparedImage
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DecodedImage, decode_image
-from service.encoding import Encoded, OutputFormat, encode_image
+from service.encoding import Encoded, OutputFormat, encode_image, encode_ycbcr_jpeg
 from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, ShuttingDown
 from service.logging_setup import request_id_var
 from service.runtime import WorkItem
@@ -85,10 +86,18 @@ class PreparedUpload:
 
 
 def decode_and_prepare(
-    source: bytes | IO[bytes], *, colorizer: Colorizer, render_size: int, max_pixels: int
+    source: bytes | IO[bytes],
+    *,
+    colorizer: Colorizer,
+    render_size: int,
+    max_pixels: int,
+    reserve: Callable[[int], None] | None = None,
 ) -> PreparedUpload:
-    """Stage 1 (CPU pool): decode within the limits, then ``Colorizer.prepare``; damaged files raise domain errors."""
-    decoded: DecodedImage = decode_image(source, max_pixels=max_pixels)
+    """Stage 1 (CPU pool): decode within the limits, then ``Colorizer.prepare``; damaged files raise domain errors.
+
+    ``reserve`` gets the image's pixel count before its pixels are decoded (:func:`~service.decoding.decode_image`).
+    """
+    decoded: DecodedImage = decode_image(source, max_pixels=max_pixels, reserve=reserve)
     try:
         prepared = colorizer.prepare(decoded.image, render_size)
     except _PREPARE_ERRORS as exc:  # e.g. a damaged EXIF block met while applying the orientation
@@ -101,6 +110,10 @@ def decode_and_prepare(
 def _finish_color(
     colorizer: Colorizer, item: PreparedUpload, rgb: torch.Tensor, output: ColorizeOptions, fmt: OutputFormat
 ) -> Encoded:
+    if fmt is OutputFormat.JPEG and colorizer.can_finish_ycbcr(item.prepared):
+        # A 4:2:0 JPEG keeps luma and half-resolution chroma: build just those, never the full-size RGB.
+        planes = colorizer.finish_ycbcr(item.prepared, rgb, output.chroma_gain)
+        return encode_ycbcr_jpeg(planes, quality=output.quality, icc_profile=item.icc_profile, dpi=item.dpi)
     image = colorizer.finish(item.prepared, rgb, output.chroma_gain)
     return encode_image(image, fmt, quality=output.quality, icc_profile=item.icc_profile, dpi=item.dpi)
 
@@ -167,29 +180,32 @@ async def run_image_request(
     colorizer = state.runtime.colorizer
     render_size = _resolve_render_size(state, options)
     deadline = started_at + state.settings.request_timeout_s
-    with admission.pipeline_slot():
-        t0 = time.monotonic()
-        with admission.preparing():
-            item = await state.run_cpu(
-                decode_and_prepare,
-                source,
-                colorizer=colorizer,
-                render_size=render_size,
-                max_pixels=state.settings.max_pixels,
-            )
-            preprocess_s = time.monotonic() - t0
-            work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())
-            future = state.batcher.submit(work, deadline=deadline)
-        state.metrics.stage_duration.labels("preprocess").observe(preprocess_s)
-        batched = await _await_result(state, future, deadline, disconnected)
-    t1 = time.monotonic()
-    if saliency:
-        encoded = await state.run_cpu(_finish_saliency, colorizer, item, batched.value)
-    else:
-        output = options if isinstance(options, ColorizeOptions) else ColorizeOptions()
-        fmt = _output_format(output, item.decoded_format)
-        encoded = await state.run_cpu(_finish_color, colorizer, item, batched.value, output, fmt)
-    t2 = time.monotonic()
+    # The pixels are held from the header to the encoded answer: the stretch where the image takes memory.
+    with admission.pixels() as reservation:
+        with admission.pipeline_slot():
+            t0 = time.monotonic()
+            with admission.preparing():
+                item = await state.run_cpu(
+                    decode_and_prepare,
+                    source,
+                    colorizer=colorizer,
+                    render_size=render_size,
+                    max_pixels=state.settings.max_pixels,
+                    reserve=reservation.hold,
+                )
+                preprocess_s = time.monotonic() - t0
+                work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())
+                future = state.batcher.submit(work, deadline=deadline)
+            state.metrics.stage_duration.labels("preprocess").observe(preprocess_s)
+            batched = await _await_result(state, future, deadline, disconnected)
+        t1 = time.monotonic()
+        if saliency:
+            encoded = await state.run_cpu(_finish_saliency, colorizer, item, batched.value)
+        else:
+            output = options if isinstance(options, ColorizeOptions) else ColorizeOptions()
+            fmt = _output_format(output, item.decoded_format)
+            encoded = await state.run_cpu(_finish_color, colorizer, item, batched.value, output, fmt)
+        t2 = time.monotonic()
     state.metrics.stage_duration.labels("postprocess").observe(t2 - t1)
     state.metrics.images.labels("saliency" if saliency else "colorize").inc()
     width, height = item.prepared.size

@@ -80,6 +80,17 @@ class ServiceMetrics:
             ("reason",),
             registry=r,
         )
+        self.pixel_budget_rejected = Counter(
+            "scgan_pixel_budget_rejected",
+            "Images refused with 503 because the pixels in progress were at max_pixels_in_flight.",
+            registry=r,
+        )
+        self.pixels_in_flight = Gauge(
+            "scgan_pixels_in_flight", "Image pixels reserved now (decoding, waiting or encoding).", registry=r
+        )
+        self.pixels_in_flight_limit = Gauge(
+            "scgan_pixels_in_flight_limit", "The pixel budget (max_pixels_in_flight).", registry=r
+        )
         self.model_info = Gauge(
             "scgan_model_info",
             "The loaded model (value is always 1).",
@@ -93,6 +104,11 @@ class ServiceMetrics:
         """Read the queue depth at scrape time (always current, no bookkeeping)."""
         self.queue_depth.set_function(lambda: float(depth()))
         self.queue_capacity.set(capacity)
+
+    def bind_pixels(self, in_use: Callable[[], int], limit: int) -> None:
+        """Read the pixels in flight at scrape time, like the queue depth."""
+        self.pixels_in_flight.set_function(lambda: float(in_use()))
+        self.pixels_in_flight_limit.set(limit)
 
     def bind_ready(self, ready: Callable[[], bool]) -> None:
         self.ready.set_function(lambda: 1.0 if ready() else 0.0)

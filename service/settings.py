@@ -97,7 +97,15 @@ class Settings(BaseSettings):
         ge=1,
         le=178_956_970,  # 2x Pillow's MAX_IMAGE_PIXELS: past it Pillow refuses to open the file at all
         description="Largest image (width x height); checked from the header before decoding; beyond it: 413. "
-        "Post-processing peaks at about 90 bytes per input pixel.",
+        "Memory per input pixel: benchmarks/results/pixel_memory.md.",
+    )
+    max_pixels_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most image pixels (width x height, summed) being decoded, waiting or encoded at once; an image "
+        "that does not fit now: 503 + Retry-After. Bounds memory by pixels rather than request count (README). "
+        "Unset: max_pixels x (max_batch_size + cpu_threads), a full batch plus one image per CPU thread. "
+        "At least max_pixels.",
     )
 
     # -- process -----------------------------------------------------------------
@@ -190,6 +198,11 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.render_size is not None and self.render_size > self.max_render_size:
             raise ValueError(f"render_size {self.render_size} exceeds max_render_size {self.max_render_size}")
+        if self.max_pixels_in_flight is not None and self.max_pixels_in_flight < self.max_pixels:
+            raise ValueError(
+                f"SCGAN_MAX_PIXELS_IN_FLIGHT ({self.max_pixels_in_flight}) is below SCGAN_MAX_PIXELS "
+                f"({self.max_pixels}): an image of the largest accepted size could never be served"
+            )
         if self.metrics_auth and self.api_keys_file is None:
             raise ValueError("SCGAN_METRICS_AUTH=true needs SCGAN_API_KEYS_FILE")
         return self
@@ -197,6 +210,13 @@ class Settings(BaseSettings):
     @property
     def max_batch_delay_s(self) -> float:
         return self.max_batch_delay_ms / 1000.0
+
+    @property
+    def pixels_in_flight_limit(self) -> int:
+        """``max_pixels_in_flight``, or its default: max_pixels x (max_batch_size + cpu_threads)."""
+        if self.max_pixels_in_flight is not None:
+            return self.max_pixels_in_flight
+        return self.max_pixels * (self.max_batch_size + self.cpu_threads)
 
 
 __all__ = ["CompileSetting", "LogFormat", "LogLevel", "PrecisionSetting", "Settings"]

@@ -26,7 +26,8 @@ from typing import ParamSpec, TypeVar
 import torch
 
 from service.batcher import Batcher, QueueFull
-from service.exceptions import NotReady, SaliencyUnavailable, ShuttingDown
+from service.budget import PixelBudget, Reservation
+from service.exceptions import NotReady, PixelBudgetFull, SaliencyUnavailable, ShuttingDown
 from service.metrics import ServiceMetrics
 from service.runtime import ModelRuntime, WorkItem, work_key
 from service.settings import Settings
@@ -66,6 +67,8 @@ class ServiceState:
         # Image requests in the pipeline (decoding, queued or computing): see Admission.pipeline_slot.
         self._admitted = 0
         self._admission_limit = settings.queue_capacity + settings.max_batch_size
+        #: Pixels of the images between header and encoded answer: see Admission.pixels.
+        self.pixels = PixelBudget(settings.pixels_in_flight_limit)
         # Image requests admitted and not yet answered, upload included: shutdown waits for them.
         self._active = 0
         self._preparing = 0
@@ -245,6 +248,24 @@ class Admission:
             yield
         finally:
             state._admitted -= 1
+
+    @contextmanager
+    def pixels(self) -> Iterator[Reservation]:
+        """The request's share of the pixel budget, released when the block ends, however it ends.
+
+        The decoder fills it (:meth:`Reservation.hold`) once the image's header gives
+        its size, before any pixel is decoded; an image that does not fit now is a
+        503 (``pixel_budget_full``), counted in ``scgan_pixel_budget_rejected_total``.
+        The block should last until the answer is encoded.
+        """
+        reservation = self._state.pixels.reservation()
+        try:
+            yield reservation
+        except PixelBudgetFull:
+            self._state.metrics.pixel_budget_rejected.inc()
+            raise
+        finally:
+            reservation.release()
 
     @contextmanager
     def preparing(self) -> Iterator[None]:
