@@ -47,6 +47,8 @@ def start_server(mode: str, env: dict[str, str], config: LoadConfig, logs: Path)
     else:
         command = [sys.executable, "-m", "service"]
         env["SCGAN_MAX_BATCH_SIZE"] = str(config.max_batch_size if mode == "batched" else 1)
+        if config.workers:
+            env["SCGAN_WORKERS"] = config.workers
     log = logs / f"{mode}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
