@@ -156,7 +156,8 @@ class ServiceMetrics:
             self.ready.set(1.0 if self._is_ready() else 0.0)
 
     def set_model(self, *, checkpoint: str, sha256: str, task: str, device: str, precision: str) -> None:
-        self.model_info.clear()
+        if self.multiprocess_dir is None:  # not implemented in multiprocess mode (and never needed there: set once)
+            self.model_info.clear()
         self.model_info.labels(checkpoint, sha256, task, device, precision).set(1)
 
     # -- BatchObserver -------------------------------------------------------------
