@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import shutil
 import signal
@@ -193,6 +194,8 @@ def _worker_main(settings: Settings, index: int, count: int, sock: socket.socket
     except SystemExit as exc:  # uvicorn's start-up failure (3)
         status = exc.code if isinstance(exc.code, int) else 1
     # Drained and stopped: skip the interpreter's teardown of torch (seconds on a busy host), nothing is left to save.
+    # multiprocessing's own exit step still runs: it releases the semaphores torch.compile's workers registered.
+    multiprocessing.util._exit_function()  # type: ignore[attr-defined]
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
