@@ -8,8 +8,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -19,7 +21,15 @@ from service_test_helpers import gray_image, image_bytes, run_app, run_main
 
 from service import Settings
 from service.settings import MAX_AUTO_WORKERS
-from service.workers import WorkerPlan, cgroup_cores, plan_workers, usable_cores
+from service.workers import (
+    MAX_RESTARTS,
+    RESTART_WINDOW_S,
+    Supervisor,
+    WorkerPlan,
+    cgroup_cores,
+    plan_workers,
+    usable_cores,
+)
 
 # -- the plan ------------------------------------------------------------------------------------------------------
 
@@ -292,3 +302,18 @@ def test_a_checkpoint_that_cannot_be_loaded_stops_all_workers_with_status_3(tmp_
     reasons = [line for line in process.stderr.splitlines() if "CRITICAL" in line]
     assert len(reasons) == 1 and str(checkpoint) in reasons[0], process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_workers_that_keep_dying_stop_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    supervisor = Supervisor(Settings(), WorkerPlan(2, 1))
+    started: list[int] = []
+    monkeypatch.setattr(supervisor, "_start", started.append)
+    dead = SimpleNamespace(pid=None, exitcode=-9)
+    for _ in range(MAX_RESTARTS):
+        assert supervisor._replace(0, dead) is None  # type: ignore[arg-type]
+    assert started == [0] * MAX_RESTARTS
+    assert supervisor._replace(1, dead) == 1  # type: ignore[arg-type]  # one death too many within the window
+    assert started == [0] * MAX_RESTARTS
+    supervisor._restarts = deque(t - RESTART_WINDOW_S - 1 for t in supervisor._restarts)  # the window has passed
+    assert supervisor._replace(1, dead) is None  # type: ignore[arg-type]
+    assert started[-1] == 1
