@@ -259,7 +259,7 @@ class Supervisor:
             self.count,
             self.settings.torch_threads or "torch's default",
             self.settings.host,
-            self.settings.port,
+            self._sock.getsockname()[1],  # the port the kernel chose for SCGAN_PORT=0
             self._metrics_dir,
         )
         try:
