@@ -1,5 +1,15 @@
 """Prometheus metrics of one app, in its own registry (so several apps in one process never collide).
 
+With several worker processes (:mod:`service.workers`) every worker writes its
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode, chosen by that variable before the first metric exists) and
+a scrape of any worker answers for all of them. Each gauge declares how the
+workers' values combine: requests in flight, queue depth, queue capacity and
+workers are summed or maximised over the live workers, readiness is the
+minimum (the host is ready only when every worker is). Values that a single
+process reads at scrape time (queue depth, readiness) are written by each
+worker as they change instead (:meth:`ServiceMetrics.refresh`).
+
 Names follow the Prometheus conventions: a ``scgan_`` namespace, base units
 (seconds, bytes), ``_total`` for counters. Route labels are route *templates*
 (``/colorize``), never raw paths, so cardinality stays bounded.
@@ -7,13 +17,22 @@ Names follow the Prometheus conventions: a ``scgan_`` namespace, base units
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256)
+#: Set (by :mod:`service.workers`) before prometheus-client is imported: values live in files there, one per process.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, or None in a single process."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
 
 
 class ServiceMetrics:
@@ -23,6 +42,10 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        #: Several workers share the exposition: see the module's docstring.
+        self.multiprocess_dir = multiprocess_dir()
+        self._depth: Callable[[], int] | None = None
+        self._is_ready: Callable[[], bool] | None = None
         r = self.registry
         self.requests = Counter(
             "scgan_http_requests",
@@ -37,15 +60,22 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge("scgan_http_requests_in_flight", "HTTP requests being handled now.", registry=r)
+        self.in_flight = Gauge(
+            "scgan_http_requests_in_flight", "HTTP requests being handled now.", registry=r, multiprocess_mode="livesum"
+        )
         self.queue_wait = Histogram(
             "scgan_queue_wait_seconds",
             "Time a request waited in the batch queue before its forward started.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("scgan_queue_depth", "Requests waiting in the batch queue.", registry=r)
-        self.queue_capacity = Gauge("scgan_queue_capacity", "Capacity of the batch queue.", registry=r)
+        self.queue_depth = Gauge(
+            "scgan_queue_depth", "Requests waiting in the batch queue.", registry=r, multiprocess_mode="livesum"
+        )
+        # Summed like the depth, so depth / capacity stays the fill of the host's queues.
+        self.queue_capacity = Gauge(
+            "scgan_queue_capacity", "Capacity of the batch queue.", registry=r, multiprocess_mode="livesum"
+        )
         self.batch_size = Histogram(
             "scgan_batch_size", "Images per generator forward.", buckets=_BATCH_BUCKETS, registry=r
         )
@@ -96,14 +126,31 @@ class ServiceMetrics:
             "The loaded model (value is always 1).",
             ("checkpoint", "sha256", "task", "device", "precision"),
             registry=r,
+            multiprocess_mode="livemax",
         )
-        self.ready = Gauge("scgan_ready", "1 when the service accepts work (warm, worker running).", registry=r)
+        self.ready = Gauge(
+            "scgan_ready",
+            "1 when the service accepts work (warm, worker running; with several workers: all of them).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.workers = Gauge(
+            "scgan_workers",
+            "Model worker processes serving this port (SCGAN_WORKERS).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.workers.set(1)
 
     # -- wiring ------------------------------------------------------------------
     def bind_queue(self, depth: Callable[[], int], capacity: int) -> None:
         """Read the queue depth at scrape time (always current, no bookkeeping)."""
-        self.queue_depth.set_function(lambda: float(depth()))
         self.queue_capacity.set(capacity)
+        if self.multiprocess_dir is None:
+            self.queue_depth.set_function(lambda: float(depth()))
+        else:  # a scrape reads files, not functions: written at each change (refresh)
+            self._depth = depth
+            self.refresh()
 
     def bind_pixels(self, in_use: Callable[[], int], limit: int) -> None:
         """Read the pixels in flight at scrape time, like the queue depth."""
@@ -111,10 +158,22 @@ class ServiceMetrics:
         self.pixels_in_flight_limit.set(limit)
 
     def bind_ready(self, ready: Callable[[], bool]) -> None:
-        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        if self.multiprocess_dir is None:
+            self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+        else:
+            self._is_ready = ready
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Multiprocess mode: write the current queue depth and readiness for the other workers' scrapes."""
+        if self._depth is not None:
+            self.queue_depth.set(self._depth())
+        if self._is_ready is not None:
+            self.ready.set(1.0 if self._is_ready() else 0.0)
 
     def set_model(self, *, checkpoint: str, sha256: str, task: str, device: str, precision: str) -> None:
-        self.model_info.clear()
+        if self.multiprocess_dir is None:  # not implemented in multiprocess mode (and never needed there: set once)
+            self.model_info.clear()
         self.model_info.labels(checkpoint, sha256, task, device, precision).set(1)
 
     # -- BatchObserver -------------------------------------------------------------
@@ -125,13 +184,20 @@ class ServiceMetrics:
             self.queue_wait.observe(wait)
         if failed:
             self.batches_failed.inc()
+        self.refresh()  # the batch left the queue
 
     def on_drop(self, reason: str) -> None:
         self.dropped.labels(reason).inc()
+        self.refresh()
 
     # -- exposition ----------------------------------------------------------------
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self.refresh()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
 
 
-__all__ = ["ServiceMetrics"]
+__all__ = ["MULTIPROC_DIR_ENV", "ServiceMetrics", "multiprocess_dir"]

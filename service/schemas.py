@@ -81,6 +81,10 @@ class Readiness(BaseModel):
         default=False, description="One forward has run longer than request_timeout_s (ready again when it returns)."
     )
     draining: bool
+    workers_ready: int | None = Field(
+        default=None, description="Several workers (SCGAN_WORKERS): how many are ready; ready needs all of them."
+    )
+    workers: int | None = Field(default=None, description="Several workers: how many serve this port.")
 
 
 class CheckpointDescription(BaseModel):

@@ -23,6 +23,10 @@ from model.device import PrecisionSetting
 from service.auth import ApiKeys
 
 LogFormat = Literal["text", "json"]
+#: Most workers "auto" starts on a CPU host: each worker holds its own model and compiled graphs in memory.
+MAX_AUTO_WORKERS = 8
+#: Most workers an operator may ask for explicitly (SCGAN_WORKERS).
+MAX_WORKERS = 64
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -120,7 +124,18 @@ class Settings(BaseSettings):
         description="Threads that decode, pre-process, post-process and encode images.",
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, le=256, description="torch intra-op threads (process-wide). Unset: torch's default."
+        default=None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads (per process). Unset: torch's default with one worker; with several, "
+        "the usable cores divided among them (at least 1 each).",
+    )
+    workers: int | Literal["auto"] = Field(
+        default="auto",
+        description="Model worker processes behind the one port, each with its own model (memory: one model and its "
+        "compiled graphs per worker). 'auto': 1 on CUDA (one process per GPU); on CPU one per usable core (CPU "
+        f"affinity and cgroup quota), at most {MAX_AUTO_WORKERS}. 1: a single process, no supervisor "
+        "(service/workers.py).",
     )
 
     # -- access ------------------------------------------------------------------
@@ -141,6 +156,22 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _check_workers(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError(f"must be 'auto' or a whole number from 1 to {MAX_WORKERS}")
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value != "auto":
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise ValueError(f"must be 'auto' or a whole number from 1 to {MAX_WORKERS}") from None
+        if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f"must be 'auto' or a whole number from 1 to {MAX_WORKERS}, got {value}")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -219,4 +250,4 @@ class Settings(BaseSettings):
         return self.max_pixels * (self.max_batch_size + self.cpu_threads)
 
 
-__all__ = ["CompileSetting", "LogFormat", "LogLevel", "PrecisionSetting", "Settings"]
+__all__ = ["MAX_AUTO_WORKERS", "MAX_WORKERS", "CompileSetting", "LogFormat", "LogLevel", "PrecisionSetting", "Settings"]

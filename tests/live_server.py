@@ -30,9 +30,13 @@ def free_port() -> int:
 
 
 def service_env(**variables: str) -> dict[str, str]:
-    """This process's environment without its ``SCGAN_*`` variables, compiling off (tests/conftest.py), plus these."""
+    """This process's environment without its ``SCGAN_*`` variables, compiling off (tests/conftest.py), plus these.
+
+    One worker process unless ``SCGAN_WORKERS`` is among ``variables`` (the default, 'auto', would start one per core).
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith("SCGAN_")}
     env["SCGAN_COMPILE"] = "off"
+    env["SCGAN_WORKERS"] = "1"
     env.update(variables)
     return env
 
@@ -109,9 +113,16 @@ class ServerProcess:
 
 
 @contextmanager
-def service_process(checkpoint: Path, env: dict[str, str], *, timeout_s: float = 90.0) -> Iterator[str]:
-    """The service as deployed (``python -m service``) on a free loopback port: yields its URL once ready."""
+def service_process(
+    checkpoint: Path, env: dict[str, str], *, timeout_s: float = 90.0, workers: int | None = None
+) -> Iterator[str]:
+    """The service as deployed (``python -m service``) on a free loopback port: yields its URL once ready.
+
+    ``workers``: SCGAN_WORKERS (default: what ``env`` says, one with :func:`service_env`).
+    """
     port = free_port()
+    if workers is not None:
+        env = {**env, "SCGAN_WORKERS": str(workers)}
     process = start_process(service_command(checkpoint, port), env)
     try:
         base_url = f"http://127.0.0.1:{port}"

@@ -103,6 +103,7 @@ class LoadConfig:
     raw_after: bool
     device: str | None
     torch_threads: int | None
+    workers: str | None
     malloc: Path | None
     compile: str
     image_size: tuple[int, int]
@@ -179,6 +180,9 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
     )
     parser.add_argument("--device", help="SCGAN_DEVICE for every server and the raw model (default: auto)")
     parser.add_argument("--torch-threads", type=int, help="SCGAN_TORCH_THREADS (default: torch's own)")
+    parser.add_argument(
+        "--workers", help="SCGAN_WORKERS of the services: auto or N (default: the service's default, auto)"
+    )
     parser.add_argument(
         "--malloc",
         type=Path,

@@ -49,6 +49,8 @@ def start_server(mode: str, env: dict[str, str], config: LoadConfig, logs: Path)
         env["SCGAN_MAX_BATCH_SIZE"] = str(1 if mode == "unbatched" else config.max_batch_size)
         if mode in MODE_WORKERS:
             env["SCGAN_WORKERS"] = MODE_WORKERS[mode]
+        elif config.workers:
+            env["SCGAN_WORKERS"] = config.workers
     log = logs / f"{mode}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)

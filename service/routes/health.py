@@ -6,11 +6,16 @@ key when ``SCGAN_METRICS_AUTH`` is on (see :func:`service.app.create_app`).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.deps import MetricsDep, OptionalStateDep
 from service.schemas import Health, Readiness
+
+#: ``app.state.peer_readiness`` with several workers: () -> (the other workers that are ready, all workers).
+PeerReadiness = Callable[[], tuple[int, int]]
 
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])
@@ -27,12 +32,20 @@ async def healthz() -> Health:
     summary="Readiness: model loaded and warmed up, inference worker running, not draining",
     responses={503: {"model": Readiness, "description": "Not ready (loading, warming up, worker stopped, draining)."}},
 )
-async def readyz(state: OptionalStateDep) -> JSONResponse:
+async def readyz(request: Request, state: OptionalStateDep) -> JSONResponse:
     if state is None:
         body = Readiness(ready=False, model_loaded=False, warmed_up=False, worker_running=False, draining=False)
     else:
         body = Readiness(ready=state.ready, **state.readiness_detail())
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+    # Several worker processes (service.workers): ready only when every one of them is, since any may get the request.
+    peers: PeerReadiness | None = getattr(request.app.state, "peer_readiness", None)
+    if peers is not None:
+        ready_peers, workers = peers()
+        ready_workers = ready_peers + (1 if body.ready else 0)
+        body = body.model_copy(
+            update={"ready": ready_workers == workers, "workers_ready": ready_workers, "workers": workers}
+        )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if body.ready else 503)
 
 
 @metrics_router.get(
@@ -45,4 +58,4 @@ async def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)
 
 
-__all__ = ["metrics_router", "router"]
+__all__ = ["PeerReadiness", "metrics_router", "router"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,9 @@ from deploy_helpers import (
     run,
     tool,
 )
+
+from service.settings import Settings
+from service.workers import plan_workers
 
 GPU_OVERLAYS = ("k8s/overlays/gpu", "k8s/overlays/monitoring")
 CPU_OVERLAYS = ("k8s/overlays/cpu", "k8s/overlays/ci")
@@ -94,9 +98,22 @@ def test_resources_and_threads(overlay: str) -> None:
     for key in ("cpu", "memory"):
         assert quantity(resources["requests"][key]) <= quantity(resources["limits"][key]), key
     settings = config(overlay)
-    # The torch and image threads together stay within the CPU limit.
-    threads = int(settings["SCGAN_TORCH_THREADS"]) + int(settings["SCGAN_CPU_THREADS"])
-    assert threads <= quantity(resources["limits"]["cpu"]), (threads, resources["limits"]["cpu"])
+    limit = quantity(resources["limits"]["cpu"])
+    # The workers the pod starts: SCGAN_WORKERS as service/workers.py resolves it under this CPU limit (cgroup quota).
+    torch_threads = int(settings["SCGAN_TORCH_THREADS"])
+    plan = plan_workers(
+        Settings(workers=settings.get("SCGAN_WORKERS", "auto")).workers,
+        cuda=settings["SCGAN_DEVICE"].startswith("cuda"),
+        cores=max(1, math.floor(limit)),
+        torch_threads=torch_threads,
+    )
+    if plan.workers == 1:
+        # The torch and image threads together stay within the CPU limit.
+        threads = torch_threads + int(settings["SCGAN_CPU_THREADS"])
+        assert threads <= limit, (threads, resources["limits"]["cpu"])
+    else:
+        # torch's (spinning) threads of all workers together stay within the CPU limit.
+        assert plan.workers * torch_threads <= limit, (plan, resources["limits"]["cpu"])
 
 
 @pytest.mark.parametrize("overlay", SERVING_OVERLAYS)

@@ -5,6 +5,9 @@ Where a test needs the model to be slow, the server is started through a
 launcher that makes every forward sleep first, for a delay read from a file at
 each forward (so a test can change it while the server runs); everything else
 -- uvicorn, signals, the app, the model -- is the production code.
+
+Each server runs as one process and as two workers behind one port
+(SCGAN_WORKERS, service/workers.py): the contracts are the same.
 """
 
 from __future__ import annotations
@@ -47,10 +50,14 @@ def slow_predict(self, batch, saliency):
 
 
 runtime.ModelRuntime._model_predict = slow_predict
-from service.__main__ import main
 
-sys.exit(main(sys.argv[2:]))
+if __name__ == "__main__":  # worker processes import this file too (multiprocessing's spawn), patch included
+    from service.__main__ import main
+
+    sys.exit(main(sys.argv[2:]))
 """
+#: SCGAN_WORKERS of the servers these tests start: the single process and the supervisor with two workers.
+WORKERS = (1, 2)
 
 
 def server_env(**settings: str) -> dict[str, str]:
@@ -74,6 +81,7 @@ class Server:
     port: int
     log: Path
     delay_file: Path
+    workers: int = 1
 
     @property
     def base(self) -> str:
@@ -121,11 +129,17 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.kill()
+            self.process.terminate()  # with several workers, the supervisor stops them too
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
         self.process.wait(30)
 
 
-def start_server(tmp_path: Path, checkpoint: Path, *, delay_s: float = 0.0, **settings: str) -> Server:
+def start_server(
+    tmp_path: Path, checkpoint: Path, *, delay_s: float = 0.0, workers: int = 1, **settings: str
+) -> Server:
     launcher = tmp_path / "launch_slow_server.py"
     launcher.write_text(LAUNCHER)
     delay_file = tmp_path / "predict-delay"
@@ -134,8 +148,9 @@ def start_server(tmp_path: Path, checkpoint: Path, *, delay_s: float = 0.0, **se
     log = tmp_path / f"server-{port}.log"
     command = [sys.executable, str(launcher), str(delay_file), "--checkpoint", str(checkpoint), "--port", str(port)]
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=REPO, env=server_env(**settings), stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(process, port, log, delay_file)
+        env = server_env(workers=str(workers), **settings)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    server = Server(process, port, log, delay_file, workers)
     try:
         server.wait_ready()
     except BaseException:
@@ -144,12 +159,15 @@ def start_server(tmp_path: Path, checkpoint: Path, *, delay_s: float = 0.0, **se
     return server
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=WORKERS, ids=lambda workers: f"{workers}-workers")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
+) -> Iterator[Server]:
     """One server for the client-abuse tests: small queue, small batches, a 3 s request timeout."""
     running = start_server(
         tmp_path_factory.mktemp("abuse-server"),
         tiny_checkpoint,
+        workers=request.param,
         queue_capacity="4",
         max_batch_size="2",
         max_batch_delay_ms="20",
@@ -265,6 +283,8 @@ def test_a_client_that_disconnects_mid_upload_is_a_499_and_leaks_nothing(fresh: 
 
 
 def test_a_client_that_disconnects_while_queued_is_never_computed(fresh: Server) -> None:
+    if fresh.workers > 1:
+        pytest.skip("needs the ghost queued behind the one running forward; a second worker would compute it at once")
     fresh.set_delay(1.5)
     before = fresh.colorize_counts()
     batched_before = fresh.metric("scgan_batch_size_sum")
@@ -325,7 +345,8 @@ def test_ten_times_the_queue_capacity_at_once_is_answered_and_accounted_for(fres
     statuses = [status for status, _, _ in outcomes]
     assert set(statuses) <= {200, 503, 504}, outcomes
     ok, refused, late = statuses.count(200), statuses.count(503), statuses.count(504)
-    assert ok >= 4 and refused >= sent - 6  # queue (4) + one batch (2) admitted, the rest refused at once
+    # Per worker, queue (4) + one batch (2) admitted, the rest refused at once.
+    assert ok >= 4 and refused >= sent - 6 * fresh.workers
     assert {code for status, _, code in outcomes if status == 503} == {"queue_full"}
     fresh.set_delay(0.0)
     fresh.settle()
@@ -339,9 +360,10 @@ def test_ten_times_the_queue_capacity_at_once_is_answered_and_accounted_for(fres
 # -- 3. a checkpoint that cannot be served ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("workers", WORKERS, ids=lambda workers: f"{workers}-workers")
 @pytest.mark.parametrize("problem", ["missing", "corrupt", "truncated"])
 def test_an_unusable_checkpoint_stops_start_up_with_a_one_line_reason(
-    problem: str, tmp_path: Path, tiny_checkpoint: Path
+    problem: str, workers: int, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
     checkpoint = tmp_path / f"{problem}.pt"
     if problem == "corrupt":
@@ -350,7 +372,7 @@ def test_an_unusable_checkpoint_stops_start_up_with_a_one_line_reason(
         checkpoint.write_bytes(tiny_checkpoint.read_bytes()[:2000])
     port = free_port()
     command = [sys.executable, "-m", "service", "--checkpoint", str(checkpoint), "--port", str(port)]
-    env = server_env(log_format="text")
+    env = server_env(log_format="text", workers=str(workers))
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ever_ready = False
@@ -422,14 +444,16 @@ def refused_within(port: int, timeout_s: float) -> bool:
     return False
 
 
+@pytest.mark.parametrize("workers", WORKERS, ids=lambda workers: f"{workers}-workers")
 def test_sigterm_under_load_finishes_every_request_refuses_new_ones_and_exits_0(
-    tmp_path: Path, tiny_checkpoint: Path
+    workers: int, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
     grace, count = 10.0, 6
     server = start_server(
         tmp_path,
         tiny_checkpoint,
         delay_s=0.4,
+        workers=workers,
         max_batch_size="2",
         shutdown_timeout_s=str(grace),
         request_timeout_s="30",
@@ -451,8 +475,9 @@ def test_sigterm_under_load_finishes_every_request_refuses_new_ones_and_exits_0(
         server.stop()
 
 
+@pytest.mark.parametrize("workers", WORKERS, ids=lambda workers: f"{workers}-workers")
 def test_shutdown_takes_at_most_the_grace_period_even_when_a_forward_outlasts_it(
-    tmp_path: Path, tiny_checkpoint: Path
+    workers: int, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
     """uvicorn's wait for open connections and the service's drain share one SCGAN_SHUTDOWN_TIMEOUT_S."""
     grace, count = 1.5, 3
@@ -460,6 +485,7 @@ def test_shutdown_takes_at_most_the_grace_period_even_when_a_forward_outlasts_it
         tmp_path,
         tiny_checkpoint,
         delay_s=0.0,
+        workers=workers,
         max_batch_size="2",
         shutdown_timeout_s=str(grace),
         request_timeout_s="30",
