@@ -46,6 +46,7 @@ class ServiceMetrics:
         self.multiprocess_dir = multiprocess_dir()
         self._depth: Callable[[], int] | None = None
         self._is_ready: Callable[[], bool] | None = None
+        self._pixels: Callable[[], int] | None = None
         r = self.registry
         self.requests = Counter(
             "scgan_http_requests",
@@ -116,10 +117,16 @@ class ServiceMetrics:
             registry=r,
         )
         self.pixels_in_flight = Gauge(
-            "scgan_pixels_in_flight", "Image pixels reserved now (decoding, waiting or encoding).", registry=r
+            "scgan_pixels_in_flight",
+            "Image pixels reserved now (decoding, waiting or encoding).",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.pixels_in_flight_limit = Gauge(
-            "scgan_pixels_in_flight_limit", "The pixel budget (max_pixels_in_flight).", registry=r
+            "scgan_pixels_in_flight_limit",
+            "The pixel budget (max_pixels_in_flight; with several workers, summed over them).",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.model_info = Gauge(
             "scgan_model_info",
@@ -154,8 +161,12 @@ class ServiceMetrics:
 
     def bind_pixels(self, in_use: Callable[[], int], limit: int) -> None:
         """Read the pixels in flight at scrape time, like the queue depth."""
-        self.pixels_in_flight.set_function(lambda: float(in_use()))
         self.pixels_in_flight_limit.set(limit)
+        if self.multiprocess_dir is None:
+            self.pixels_in_flight.set_function(lambda: float(in_use()))
+        else:
+            self._pixels = in_use
+            self.refresh()
 
     def bind_ready(self, ready: Callable[[], bool]) -> None:
         if self.multiprocess_dir is None:
@@ -165,9 +176,11 @@ class ServiceMetrics:
             self.refresh()
 
     def refresh(self) -> None:
-        """Multiprocess mode: write the current queue depth and readiness for the other workers' scrapes."""
+        """Multiprocess mode: write the current queue depth, pixels and readiness for the other workers' scrapes."""
         if self._depth is not None:
             self.queue_depth.set(self._depth())
+        if self._pixels is not None:
+            self.pixels_in_flight.set(self._pixels())
         if self._is_ready is not None:
             self.ready.set(1.0 if self._is_ready() else 0.0)
 

@@ -264,6 +264,8 @@ def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(wor
     assert samples[("scgan_workers", ())] == 2
     assert samples[("scgan_ready", ())] == 1
     assert samples[("scgan_queue_capacity", ())] == 2 * Settings.model_fields["queue_capacity"].default
+    assert samples[("scgan_pixels_in_flight", ())] == 0  # written by each worker, summed: every answer is out
+    assert samples[("scgan_pixels_in_flight_limit", ())] > 0
 
     # A worker that dies is replaced; what it counted stays counted.
     os.kill(pids[0], signal.SIGKILL)
