@@ -1,7 +1,7 @@
 """One uvicorn server around one app: the configuration, the shared-clock drain and the run.
 
 Used by ``scgan-serve`` directly (one worker) and by each worker process of
-:mod:`service.workers` (several workers on one pre-bound socket).
+:mod:`service.workers` (several workers, each on its own ``SO_REUSEPORT`` socket of one port).
 """
 
 from __future__ import annotations
@@ -25,26 +25,15 @@ class Server(uvicorn.Server):
     uvicorn first waits for open connections, then runs the lifespan shutdown;
     without this the second phase would get a fresh ``shutdown_timeout_s``.
     ``on_started`` runs once the lifespan start-up is done and the server accepts connections.
-    ``listen_backlog``: see :func:`serve`.
     """
 
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        app: FastAPI,
-        on_started: Callable[[], None] | None = None,
-        listen_backlog: int | None = None,
-    ) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, on_started: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self._app = app
         self._on_started = on_started
-        self._listen_backlog = listen_backlog
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self._listen_backlog is not None:
-            for sock in sockets or []:
-                sock.listen(self._listen_backlog)  # the kernel's queue; asyncio keeps accepting one per wake-up
         if self._on_started is not None and not self.should_exit:
             self._on_started()
 
@@ -92,19 +81,13 @@ def serve(
 ) -> Server:
     """Run ``app`` until SIGTERM or SIGINT has drained it; returns the server (``started``: start-up succeeded).
 
-    ``sockets``: listening sockets shared with other worker processes. asyncio accepts up to its
-    ``backlog`` of waiting connections each time the socket is readable, so one worker would take a
-    whole burst of new connections (and keep them, with keep-alive) while the others idle; with
-    shared sockets it accepts one per wake-up, and the kernel's queue keeps uvicorn's length.
+    ``sockets``: a worker's own bound socket (:mod:`service.workers`); uvicorn listens on it.
     A failed start-up raises ``SystemExit(3)`` (uvicorn's start-up failure).
     """
     if settings.log_level != "DEBUG":
         logging.getLogger("uvicorn.error").addFilter(QuietStartupTraceback())
     config = uvicorn_config(app, settings)
-    listen_backlog = None
-    if sockets is not None:
-        listen_backlog, config.backlog = config.backlog, 1
-    server = Server(config, app, on_started, listen_backlog)
+    server = Server(config, app, on_started)
     # uvicorn restores the handlers it found and re-raises the signal once it has stopped; with the default
     # handlers that would kill the process (status -15) after a clean shutdown. Ours make it return.
     previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -6,11 +6,15 @@ core; N processes with ``cores // N`` threads each keep every core busy
 (benchmarks/results/workers.md). On CUDA it stays one process per GPU: the
 batcher already fills the GPU, and N models would share one device's memory.
 
-How: this supervisor binds the listening socket once, creates a fresh
+How: this supervisor reserves the port (a socket bound with ``SO_REUSEPORT``
+that never listens, so ``SCGAN_PORT=0`` picks one port for all), creates a fresh
 ``PROMETHEUS_MULTIPROC_DIR`` (removed at exit) and spawns N worker processes.
-Each runs the usual app under the usual uvicorn server (:mod:`service.server`)
-on that one socket; the kernel hands each new connection to one worker's
-accept. Worker 0 starts first, so a checkpoint that cannot be loaded stops the
+Each binds its own ``SO_REUSEPORT`` socket to that port and runs the usual app
+under the usual uvicorn server (:mod:`service.server`); the kernel spreads new
+connections evenly over the listening workers by their address hash. (One
+socket shared by all workers left the balancing to whichever accept() won the
+race: under load one worker took every connection while the other idled.)
+Worker 0 starts first, so a checkpoint that cannot be loaded stops the
 service with its one-line reason and exit status 3, exactly as one process
 would; the others start once it serves.
 
@@ -152,8 +156,8 @@ class _WorkerField(logging.Filter):
         return True
 
 
-def _worker_main(settings: Settings, index: int, count: int, sock: socket.socket, states: Any) -> None:
-    """One worker: the app on the shared socket, publishing its readiness; exits 3 when start-up fails."""
+def _worker_main(settings: Settings, index: int, count: int, port: int, states: Any) -> None:
+    """One worker: the app on its own socket of the shared port, publishing its readiness; exits 3 when start-up fails."""
     from service.app import create_app
     from service.logging_setup import configure_logging
     from service.server import serve
@@ -189,6 +193,7 @@ def _worker_main(settings: Settings, index: int, count: int, sock: socket.socket
         states[index] = SERVING
 
     try:
+        sock = bind_socket(settings.host, port)
         server = serve(app, settings, sockets=[sock], on_started=started)
         status = 0 if server.started else 1
     except SystemExit as exc:  # uvicorn's start-up failure (3)
@@ -206,12 +211,12 @@ def _worker_main(settings: Settings, index: int, count: int, sock: socket.socket
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """The listening socket, bound once here (workers call listen() when they start serving)."""
+    """A socket bound to the port with ``SO_REUSEPORT`` (its owner calls listen() when it starts serving)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
 
 
@@ -237,7 +242,7 @@ class Supervisor:
         self._states[index] = STARTING
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, index, self.count, self._sock, self._states),
+            args=(self.settings, index, self.count, self._sock.getsockname()[1], self._states),
             name=f"scgan-worker-{index}",
         )
         process.start()
@@ -335,7 +340,7 @@ class Supervisor:
 
     def _stop_all(self) -> Sequence[int | None]:
         if self._sock is not None:
-            self._sock.close()  # with the workers' copies closed too, new connections are refused
+            self._sock.close()  # it never listened; the workers close theirs as they drain
         alive = [p for p in self._processes if p is not None]
         for process in alive:
             if process.is_alive() and process.pid is not None:

@@ -18,6 +18,7 @@ MODES: dict[str, str] = {
     "batched-1w": "service, dynamic batching, 1 worker",
     "unbatched": "service, max batch 1",
     "naive": "naive FastAPI demo",
+    "baseline": "service from --baseline (another checkout), dynamic batching, its default workers",
 }
 TARGET_SHARE = 0.90  # service at saturation / raw model ceiling
 TARGET_GROWTH = 0.10  # RSS growth over the soak
@@ -104,6 +105,7 @@ class LoadConfig:
     device: str | None
     torch_threads: int | None
     workers: str | None
+    baseline: Path | None
     malloc: Path | None
     compile: str
     image_size: tuple[int, int]
@@ -184,6 +186,12 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
         "--workers", help="SCGAN_WORKERS of the services: auto or N (default: the service's default, auto)"
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier version (e.g. `git worktree add /tmp/before <commit>`): mode 'baseline' "
+        "serves the same checkpoint with that code, so a change is measured against it in the same run",
+    )
+    parser.add_argument(
         "--malloc",
         type=Path,
         help="an allocator every server and the raw model preload (LD_PRELOAD), e.g. jemalloc as the Docker image "
@@ -222,6 +230,13 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
         args.max_batch_size = Settings.model_fields["max_batch_size"].get_default(call_default_factory=True)
     if args.soak_concurrency is None:
         args.soak_concurrency = args.max_batch_size
+    if args.baseline is not None:
+        if not (args.baseline / "service" / "__main__.py").is_file():
+            parser.error(f"--baseline: {args.baseline} is not a checkout of this project (no service/__main__.py)")
+        if "baseline" not in args.modes:
+            args.modes = ["baseline", *args.modes]
+    elif "baseline" in args.modes:
+        parser.error("--modes baseline needs --baseline DIR")
     if args.malloc is not None and not args.malloc.is_file():
         parser.error(f"--malloc: no such file {args.malloc}")
     options = dict(vars(args), image_size=tuple(args.image_size))

@@ -51,9 +51,13 @@ def start_server(mode: str, env: dict[str, str], config: LoadConfig, logs: Path)
             env["SCGAN_WORKERS"] = MODE_WORKERS[mode]
         elif config.workers:
             env["SCGAN_WORKERS"] = config.workers
+    cwd = REPO
+    if mode == "baseline" and config.baseline is not None:
+        cwd = config.baseline.resolve()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH")]))
     log = logs / f"{mode}.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
     return Server(mode, process, f"http://127.0.0.1:{port}", log)
 
 
