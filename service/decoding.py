@@ -40,7 +40,7 @@ _FORMAT_NAMES = {
 
 #: What Pillow's plugins raise on damaged data. ArithmeticError covers a TIFF strip offset past
 #: what ``seek`` takes (OverflowError) and a zero in a header field used as a divisor.
-_DECODE_ERRORS = (
+DECODE_ERRORS = (
     OSError,
     SyntaxError,
     ValueError,
@@ -173,7 +173,7 @@ def decode_image(
             if claimed is not None:  # Pillow's plugin refused a file of a format we read: it is damaged
                 raise CorruptImage(f"the file starts like a {claimed} image but its header cannot be read") from exc
             raise UnsupportedImage("not an image, or not a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)") from exc
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             raise CorruptImage(f"the image header cannot be read: {exc}") from exc
         width, height = image.size
         if width < 1 or height < 1:
@@ -192,7 +192,7 @@ def decode_image(
             image.load()
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             raise CorruptImage(f"the {fmt.upper()} data is corrupt or truncated: {exc}") from exc
     for warning in caught[metadata_warnings:]:
         if "truncated" in str(warning.message).lower():
@@ -200,4 +200,11 @@ def decode_image(
     return DecodedImage(image=image, format=fmt, icc_profile=_rgb_icc(image), dpi=_dpi(image))
 
 
-__all__ = ["MAX_PNG_CHUNKS", "MAX_PNG_METADATA_CHUNKS", "READABLE_FORMATS", "DecodedImage", "decode_image"]
+__all__ = [
+    "DECODE_ERRORS",
+    "MAX_PNG_CHUNKS",
+    "MAX_PNG_METADATA_CHUNKS",
+    "READABLE_FORMATS",
+    "DecodedImage",
+    "decode_image",
+]

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ import torch
 
 from model import Colorizer, PreparedImage
 from service.batcher import Batched, DeadlineExceeded
-from service.decoding import DecodedImage, decode_image
+from service.decoding import DECODE_ERRORS, DecodedImage, decode_image
 from service.encoding import Encoded, OutputFormat, encode_image, encode_ycbcr_jpeg
 from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, ShuttingDown
 from service.logging_setup import request_id_var
@@ -37,18 +35,9 @@ from service.state import Admission, ServiceState
 
 _log = logging.getLogger(__name__)
 
-#: What reading a damaged image's metadata or pixels raises inside Colorizer.prepare.
-_PREPARE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    struct.error,
-    zlib.error,
-    KeyError,
-    IndexError,
-    TypeError,
-)
+#: What reading a damaged image's metadata or pixels raises inside Colorizer.prepare: what decoding
+#: raises, and KeyError from a damaged EXIF block met while applying the orientation.
+_PREPARE_ERRORS = (*DECODE_ERRORS, KeyError)
 
 _SAME_AS_INPUT = {"png": OutputFormat.PNG, "jpeg": OutputFormat.JPEG, "webp": OutputFormat.WEBP}
 
