@@ -20,6 +20,8 @@ MODES: dict[str, str] = {
     "naive": "naive FastAPI demo",
     "baseline": "service from --baseline (another checkout), dynamic batching, its default workers",
 }
+#: The servers of a full or quick run ('baseline' joins only when --baseline names a checkout).
+DEFAULT_MODES: list[str] = [mode for mode in MODES if mode != "baseline"]
 TARGET_SHARE = 0.90  # service at saturation / raw model ceiling
 TARGET_GROWTH = 0.10  # RSS growth over the soak
 
@@ -31,7 +33,7 @@ MODE_WORKERS: dict[str, str] = {"batched-1w": "1"}
 # workers, CPU per image and efficiency); minute: about a minute of load (e.g. on a GPU machine).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
-        "modes": list(MODES),
+        "modes": DEFAULT_MODES,
         "concurrency": [1, 2, 4, 8, 16, 32],
         "duration": 10.0,
         "warmup": 2.0,
@@ -43,7 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "out_dir": DEFAULT_OUT_DIR,
     },
     "quick": {
-        "modes": list(MODES),
+        "modes": DEFAULT_MODES,
         "concurrency": [1, 4],
         "duration": 1.5,
         "warmup": 0.3,
@@ -160,7 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig | WorkerCall:
         "--max-batch-size", type=int, default=None, help="the batched service's max batch (default: the service's)"
     )
     parser.add_argument(
-        "--modes", nargs="+", choices=list(MODES), help="servers to measure (all; bar: batched-1w batched)"
+        "--modes", nargs="+", choices=list(MODES), help="servers to measure (all but baseline; bar: batched-1w batched)"
     )
     parser.add_argument(
         "--naive-handler",

@@ -100,3 +100,17 @@ def test_gpu_check_dry_run_plans_tiny_parts_on_the_cpu(monkeypatch: pytest.Monke
     assert sum(p.limit_s for p in on_gpu) <= module.TOTAL_S - 20  # room for install and imports
     assert all("cuda" in p.command for p in on_gpu if "--device" in p.command)
     assert args.photos.is_dir() and any(args.photos.glob("*.jpg"))  # the committed real photos
+
+
+def test_load_baseline_joins_the_run_only_when_a_checkout_is_named(tmp_path: Path) -> None:
+    from benchmarks.load.config import DEFAULT_MODES, LoadConfig, parse_args
+
+    full = parse_args(["--max-batch-size", "4"])
+    assert isinstance(full, LoadConfig) and full.modes == DEFAULT_MODES and "baseline" not in full.modes
+    with_baseline = parse_args(["--preset", "bar", "--max-batch-size", "4", "--baseline", str(REPO)])
+    assert isinstance(with_baseline, LoadConfig)
+    assert with_baseline.modes == ["baseline", "batched-1w", "batched"] and with_baseline.baseline == REPO
+    with pytest.raises(SystemExit):
+        parse_args(["--baseline", str(tmp_path)])  # not a checkout of this project
+    with pytest.raises(SystemExit):
+        parse_args(["--modes", "baseline", "--max-batch-size", "4"])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from tiny_models import TINY_CONFIG
 
+from benchmarks.load.config import DEFAULT_MODES
 from model import Generator, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ def test_quick_load_benchmark_reports_every_configuration(
 
     report = (out / "load.md").read_text()
     assert report in capsys.readouterr().out
-    labels = list(load_benchmark.MODES.values())
+    labels = [load_benchmark.MODES[mode] for mode in DEFAULT_MODES]  # baseline: only with --baseline
     summary = [line for line in report.splitlines() if line.startswith("| ") and "|---" not in line]
     for label in labels:
         # summary row + one per concurrency in the sweep and in the CPU table
@@ -63,9 +64,7 @@ def test_quick_load_benchmark_reports_every_configuration(
 
     results = json.loads((out / "load.json").read_text())
     points = results["points"]
-    assert [(p["mode"], p["concurrency"]) for p in points] == [
-        (mode, n) for mode in load_benchmark.MODES for n in (1, 2)
-    ]
+    assert [(p["mode"], p["concurrency"]) for p in points] == [(mode, n) for mode in DEFAULT_MODES for n in (1, 2)]
     assert all(p["ok"] >= 2 and p["errors"] == 0 and p["timeouts"] == 0 for p in points)
     assert all(p["raw_now"] > 0 and p["raw_now_cpu_ms"] > 0 for p in points)
     # CPU per image over the window: the server's process tree, the client's own, and raw ÷ service.
@@ -77,6 +76,6 @@ def test_quick_load_benchmark_reports_every_configuration(
     assert results["raw_ceiling_img_per_s"] > 0
     assert set(results["raw_img_per_s"]["before"]) == {"1", "2"}
     assert results["soak"]["ok"] == 8 and results["soak"]["rss_start"] > 0
-    assert all(results["peak_rss_bytes"][mode] > 0 for mode in load_benchmark.MODES)
+    assert all(results["peak_rss_bytes"][mode] > 0 for mode in DEFAULT_MODES)
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
