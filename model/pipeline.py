@@ -17,6 +17,7 @@ import copy
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,7 +181,7 @@ class Colorizer:
         self.generator = fuse_batch_norm(fold_spectral_norm(inference_net)).to(self.device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
-        self._forwards = CompiledForwards(self._eager_forward, generator.config.in_channels)
+        self._forwards = CompiledForwards(self.generator, generator.config.in_channels)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> Colorizer:
@@ -210,20 +211,23 @@ class Colorizer:
         return PreparedImage(luma=luma.contiguous(), alpha=planes.alpha, model_input=model_input, render_size=size)
 
     # -- stage 2: device ---------------------------------------------------------
-    def _eager_forward(self, x: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.generator(x, return_saliency=saliency)
-
     @contextlib.contextmanager
     def _forward_context(self) -> Iterator[None]:
         with torch.inference_mode(), autocast(self.device, self.precision):
             yield
 
     def compile(
-        self, batch_sizes: Iterable[int], render_size: int | None = None, *, saliency: bool = False
+        self,
+        batch_sizes: Iterable[int],
+        render_size: int | None = None,
+        *,
+        saliency: bool = False,
+        cache_dir: Path | None = None,
     ) -> CompileReport:
-        """``torch.compile`` the forward for these batch sizes at one render size (default: this one's).
+        """Compile the forward for these batch sizes at one render size (default: this one's), or load it.
 
-        Takes seconds to a minute per shape; afterwards :meth:`predict` pads a batch up to the
+        A shape found in ``cache_dir`` (:mod:`model.compile_cache`) loads in under a second; one that is
+        not takes tens of seconds to a minute to compile and is saved there (None: nothing is kept). Afterwards :meth:`predict` pads a batch up to the
         nearest compiled size and runs that graph; other shapes, and any shape whose compile
         fails (reported, logged), run eagerly. See :mod:`model.compiled`.
         """
@@ -231,7 +235,13 @@ class Colorizer:
         if self.channels_last is False:
             raise ValueError("compiled forwards are built for channels_last inputs; construct with channels_last=True")
         return self._forwards.compile(
-            batch_sizes, size, saliency=saliency, device=self.device, context=self._forward_context
+            batch_sizes,
+            size,
+            saliency=saliency,
+            device=self.device,
+            precision=self.precision,
+            context=lambda: autocast(self.device, self.precision),
+            cache_dir=cache_dir,
         )
 
     @property

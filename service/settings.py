@@ -17,6 +17,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.compile_cache import default_cache_dir
 from model.compiled import CompileSetting
 from model.config import SIZE_MULTIPLE
 from model.device import PrecisionSetting
@@ -64,6 +65,14 @@ class Settings(BaseSettings):
         "at render_size (smaller batches are zero-padded up; other shapes run eagerly). 'auto': on for CPUs with a C++ "
         "compiler (several times faster there, benchmarks/results/model_forward.md; costs tens of seconds of start-up "
         "per batch size on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
+    )
+    compile_cache_dir: Path | None = Field(
+        default_factory=default_cache_dir,
+        description="Folder of compiled forwards (one AOTInductor package per batch size, model/compile_cache.py), "
+        "shared by the workers and by later starts: a start that finds its shapes there loads them in seconds instead "
+        "of compiling for minutes. Default: $XDG_CACHE_HOME/scgan-colorize/compile (~/.cache/...). Empty: no cache, "
+        "every start compiles. Entries are keyed by weights, torch, CPU/GPU, precision and shape; delete the folder to "
+        "reclaim its space.",
     )
     fallback_seed: int = Field(default=0, description="Seed of the random generator used when no checkpoint exists.")
     warmup: bool = Field(
@@ -190,6 +199,24 @@ class Settings(BaseSettings):
     def _check_render_size(cls, value: int | None) -> int | None:
         if value is not None and (value < SIZE_MULTIPLE or value % SIZE_MULTIPLE):
             raise ValueError(f"must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
+        return value
+
+    @field_validator("compile_cache_dir", mode="before")
+    @classmethod
+    def _empty_cache_dir(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("compile_cache_dir")
+    @classmethod
+    def _check_cache_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a folder")
+        existing = next(p for p in (value, *value.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"{value} cannot be created or written ({existing} is not writable)")
         return value
 
     @field_validator("checkpoint")
