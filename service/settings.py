@@ -209,15 +209,9 @@ class Settings(BaseSettings):
     @field_validator("compile_cache_dir")
     @classmethod
     def _check_cache_dir(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        value = value.expanduser()
-        if value.exists() and not value.is_dir():
+        if value is not None and value.expanduser().exists() and not value.expanduser().is_dir():
             raise ValueError(f"{value} exists and is not a folder")
-        existing = next(p for p in (value, *value.parents) if p.exists())
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ValueError(f"{value} cannot be created or written ({existing} is not writable)")
-        return value
+        return value.expanduser() if value is not None else None
 
     @field_validator("checkpoint")
     @classmethod
@@ -261,6 +255,13 @@ class Settings(BaseSettings):
                 f"SCGAN_MAX_PIXELS_IN_FLIGHT ({self.max_pixels_in_flight}) is below SCGAN_MAX_PIXELS "
                 f"({self.max_pixels}): an image of the largest accepted size could never be served"
             )
+        if self.compile != "off" and self.compile_cache_dir is not None:
+            existing = next(p for p in (self.compile_cache_dir, *self.compile_cache_dir.parents) if p.exists())
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise ValueError(
+                    f"SCGAN_COMPILE_CACHE_DIR {self.compile_cache_dir} cannot be created or written "
+                    f"({existing} is not writable); point it at a writable folder, or set it empty for no cache"
+                )
         if self.metrics_auth and self.api_keys_file is None:
             raise ValueError("SCGAN_METRICS_AUTH=true needs SCGAN_API_KEYS_FILE")
         return self
