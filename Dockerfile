@@ -90,7 +90,7 @@ RUN apt-get update \
     && test -e /usr/local/lib/libjemalloc.so.2
 RUN groupadd --system --gid 10001 scgan \
     && useradd --system --uid 10001 --gid scgan --home-dir /home/scgan --create-home --shell /usr/sbin/nologin scgan \
-    && install -d -o scgan -g scgan /checkpoints /workspace
+    && install -d -o scgan -g scgan /checkpoints /workspace /var/cache/scgan
 COPY --from=builder /opt/venv /opt/venv
 COPY configs /opt/scgan/configs
 COPY docker/healthcheck.py /opt/scgan/healthcheck.py
@@ -101,18 +101,22 @@ COPY MODEL_CARD.md LICENSE /opt/scgan/
 #   device auto + precision auto: CUDA with fp16 when a GPU is visible, else CPU with bf16 (native
 #   bf16 CPUs) or fp32.
 #   SCGAN_CHECKPOINT unset: the bundled starter checkpoint; set it to a mounted file to override.
-# Caches go to /tmp so the root filesystem can be mounted read-only.
+# Caches go to /tmp so the root filesystem can be mounted read-only; the compiled forwards go to
+# the volume /var/cache/scgan (compose: a named volume; Kubernetes: an emptyDir), so that a restart
+# loads them in seconds instead of compiling for minutes (docs/operations.md, "Start-up time").
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 \
     HOME=/home/scgan \
     XDG_CACHE_HOME=/tmp/.cache \
     TORCHINDUCTOR_CACHE_DIR=/tmp/.cache/torchinductor \
+    SCGAN_COMPILE_CACHE_DIR=/var/cache/scgan/compile \
     SCGAN_HOST=0.0.0.0 \
     SCGAN_PORT=8000 \
     SCGAN_DEVICE=auto \
     SCGAN_PRECISION=auto \
     SCGAN_LOG_FORMAT=json
+VOLUME ["/var/cache/scgan"]
 WORKDIR /workspace
 USER 10001:10001
 EXPOSE 8000

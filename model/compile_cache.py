@@ -156,7 +156,9 @@ class CacheEntry:
         import torch._inductor
 
         try:
-            return torch._inductor.aoti_load_package(str(self.package), device_index=_device_index(device))
+            # CPU only: a CUDA package may read its kernels' files from that folder after loading.
+            with _extraction_dir() if device.type == "cpu" else contextlib.nullcontext():
+                return torch._inductor.aoti_load_package(str(self.package), device_index=_device_index(device))
         except Exception as exc:  # noqa: BLE001 -- a package torch cannot load is an invalid entry, rebuilt
             raise InvalidEntry(f"failed to load ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
 
@@ -175,6 +177,27 @@ class CacheEntry:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _extraction_dir() -> Iterator[None]:
+    """A private ``TMPDIR`` for the loader, removed once the package is loaded.
+
+    torch's loader unpacks the package's shared library into ``$TMPDIR/aotinductor_*`` and removes it only
+    when the model is destroyed, which a worker ending with ``os._exit`` never does; once loaded, the
+    library stays mapped without its file, so nothing is left behind in ``/tmp`` however the process ends.
+    """
+    folder = tempfile.mkdtemp(prefix="scgan-aoti-load-")
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = folder
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _device_index(device: torch.device) -> int:

@@ -84,7 +84,10 @@ class ExportCompiler:
 
     def install(self, monkeypatch: pytest.MonkeyPatch | None = None) -> ExportCompiler:
         """Replace torch's AOTInductor entry points (through ``monkeypatch``, or for good in a child process)."""
-        for name, fn in (("aoti_compile_and_package", self.compile_and_package), ("aoti_load_package", self.load_package)):
+        for name, fn in (
+            ("aoti_compile_and_package", self.compile_and_package),
+            ("aoti_load_package", self.load_package),
+        ):
             if monkeypatch is None:
                 setattr(torch._inductor, name, fn)
             else:
