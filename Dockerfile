@@ -121,9 +121,10 @@ WORKDIR /workspace
 USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process and its event loop answer); readiness is /readyz, used by
-# Kubernetes. The start period covers loading the model, the CUDA context and, on CPU,
-# compiling one graph per batch size (about 75 s for 1, 2, 4 on 2 cores).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
+# Kubernetes and by docker-compose.yml's healthcheck. The start period covers loading the model,
+# the CUDA context and, on CPU, a cold start's compiling: twice the slowest one measured
+# (307 s with 2 workers on a busy 2-core machine, benchmarks/results/time_to_ready.md).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=660s --retries=3 \
     CMD ["python", "/opt/scgan/healthcheck.py"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # The same start command as `make serve`: the scgan-serve console script (service.__main__:main).
