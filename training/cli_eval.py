@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.cli.colorize import iter_inputs
-from model.cli.common import add_precision_argument, open_colorizer
+from cli.colorize import iter_inputs
+from cli.common import add_precision_argument, open_colorizer
 from training.evaluate import evaluate, write_report
 
 log = logging.getLogger("scgan.evaluate")

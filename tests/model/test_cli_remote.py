@@ -21,8 +21,8 @@ import pytest
 from live_server import ServerProcess, free_port
 from PIL import Image
 
-from model.cli import colorize as colorize_cli
-from model.cli.remote import RetryPolicy, check_server_url, parse_retry_after, read_api_key
+from cli import colorize as colorize_cli
+from cli.remote import RetryPolicy, check_server_url, parse_retry_after, read_api_key
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -294,7 +294,7 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
     folder = _folder(tmp_path, 1)
     code = (
         "import sys\n"
-        "from model.cli.colorize import main\n"
+        "from cli.colorize import main\n"
         f"status = main([{str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--checkpoint', {str(compact_checkpoint)!r},"
         " '--device', 'cpu'])\n"
         "print(status, 'httpx' in sys.modules)\n"
@@ -309,3 +309,26 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.stdout.split() == ["0", "False"], result.stderr
+
+
+def test_server_mode_imports_neither_torch_nor_the_networks(tmp_path: Path) -> None:
+    """A --server run (here against a closed port) loads PIL and httpx, never torch or the model's networks."""
+    folder = _folder(tmp_path, 1)
+    code = (
+        "import sys\n"
+        "from cli.colorize import main\n"
+        f"status = main([{str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--server', 'http://127.0.0.1:9',"
+        " '--retries', '0'])\n"
+        "loaded = [m for m in ('torch', 'model.pipeline', 'model.generator', 'httpx') if m in sys.modules]\n"
+        "print(status, *loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.stdout.split() == ["2", "httpx"], result.stdout + result.stderr

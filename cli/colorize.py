@@ -10,13 +10,17 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from model.cli.common import add_precision_argument, open_colorizer
+from cli.common import add_precision_argument, open_colorizer
 from model.images import is_image_file
-from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, Colorizer, check_chroma_gain
+from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
+
+if TYPE_CHECKING:
+    from model.pipeline import Colorizer
 
 log = logging.getLogger("scgan.colorize")
 
@@ -135,7 +139,7 @@ def _check_remote_args(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> tuple[int, bool]:
     """Run ``jobs`` on ``--server``: (files that failed, whether the run was aborted)."""
-    from model.cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
+    from cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
 
     try:
         check_server_url(args.server)
