@@ -20,6 +20,7 @@ from fastapi.params import Depends as DependsParam
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
+from model.wording import count
 from service.auth import ApiKeys, require_api_key
 from service.http_errors import install_error_handlers
 from service.metrics import ServiceMetrics
@@ -70,7 +71,10 @@ def _lifespan(
         else:
             protected = "/colorize, /saliency, /v1/model" + (", /metrics" if settings.metrics_auth else "")
             _log.info(
-                "API keys required for %s (%d keys from %s)", protected, len(app.state.api_keys), settings.api_keys_file
+                "API keys required for %s (%s from %s)",
+                protected,
+                count(len(app.state.api_keys), "key"),
+                settings.api_keys_file,
             )
         try:
             runtime = await asyncio.to_thread(ModelRuntime.load, settings, predict=predict)

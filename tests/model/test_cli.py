@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,29 @@ def test_all_good_exits_zero(good_folder: Path, tmp_path: Path, compact_checkpoi
     out = tmp_path / "out"
     assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 0
     assert _outputs(out) == ["a.png", "b.png", "sub/c.png"]
+
+
+def test_outputs_get_the_mode_the_umask_gives_a_new_file(
+    good_folder: Path, tmp_path: Path, compact_checkpoint: Path
+) -> None:
+    """0644 under umask 022 and 0640 under 027 (not the temporary file's private 0600), saliency maps too."""
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        out = tmp_path / f"out-{umask:o}"
+        before = os.umask(umask)
+        try:
+            assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--saliency") == 0
+        finally:
+            os.umask(before)
+        modes = {name: stat.S_IMODE((out / name).stat().st_mode) for name in _outputs(out)}
+        assert len(modes) == 6 and set(modes.values()) == {mode}, modes
+
+
+def test_one_image_is_counted_in_the_singular(
+    good_folder: Path, tmp_path: Path, compact_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="scgan.colorize"):
+        assert _run(good_folder / "a.png", "-o", tmp_path / "out", "--checkpoint", compact_checkpoint) == 0
+    assert "colorized 1 of 1 image into" in caplog.text and "1 images" not in caplog.text
 
 
 @pytest.mark.parametrize(("fmt", "suffix", "pil_format"), [("jpeg", ".jpg", "JPEG"), ("webp", ".webp", "WEBP")])
