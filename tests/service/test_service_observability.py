@@ -93,6 +93,26 @@ async def test_unmatched_paths_do_not_explode_label_cardinality(make_settings: C
         assert svc.metric("scgan_http_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}) == 5
 
 
+async def test_the_schema_and_the_docs_have_their_own_route_labels(make_settings: Callable[..., Settings]) -> None:
+    """/openapi.json, /docs, /redoc and their bundled assets are counted under their own routes, not 'unmatched'."""
+    routes = {
+        "/openapi.json": "/openapi.json",
+        "/docs": "/docs",
+        "/redoc": "/redoc",
+        "/docs-assets/redoc.standalone.js": "/docs-assets/{path}",
+        "/docs-assets/swagger-ui.css": "/docs-assets/{path}",
+    }
+    async with run_app(make_settings()) as svc:
+        for path in routes:
+            assert (await svc.client.get(path)).status_code == 200, path
+        for label in set(routes.values()):
+            expected = sum(1 for value in routes.values() if value == label)
+            assert (
+                svc.metric("scgan_http_requests_total", {"route": label, "method": "GET", "status": "200"}) == expected
+            )
+        assert svc.metric("scgan_http_requests_total", {"route": "unmatched", "method": "GET", "status": "200"}) == 0
+
+
 async def test_two_apps_in_one_process_keep_separate_metrics(make_settings: Callable[..., Settings]) -> None:
     async with run_app(make_settings()) as first, run_app(make_settings()) as second:
         assert (await first.client.post("/colorize", files=files())).status_code == 200
