@@ -168,6 +168,7 @@ def _worker_main(settings: Settings, index: int, count: int, port: int, states: 
         handler.addFilter(_WorkerField(index))
     app = create_app(settings)
     app.state.metrics.workers.set(count)
+    app.state.metrics.bind_worker(index)
 
     def peer_readiness() -> tuple[int, int]:
         return sum(1 for i in range(count) if i != index and states[i] == READY), count

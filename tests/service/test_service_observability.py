@@ -62,6 +62,8 @@ async def test_metrics_are_exposed_and_move(make_settings: Callable[..., Setting
         assert labels["checkpoint"] == "tiny.pt" and labels["device"] == "cpu" and labels["precision"] == "fp32"
         assert before[("scgan_queue_capacity", ())] == 16
         assert before[("scgan_ready", ())] == 1
+        rss = before[("scgan_worker_resident_memory_bytes", (("worker", "0"),))]
+        assert rss > 10 * 2**20 and before[("scgan_worker_cpu_seconds", (("worker", "0"),))] > 0
 
         for _ in range(2):
             assert (await svc.client.post("/colorize", files=files())).status_code == 200
