@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import Task, save_checkpoint
-from model.generator import Generator
+from model.generator import build_generator
 from training.config import build_config
 from training.state import load_state
 
@@ -31,7 +31,7 @@ def export_checkpoint(
     cfg = build_config(dict(state["config"]))
     weights = state["ema"] if use_ema and state.get("ema") else state["main"]
     has_saliency = any(k.startswith("attention_prediction_network.") for k in weights)
-    generator = Generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)
+    generator = build_generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)
     generator.load_state_dict(weights, strict=True)
     generator.eval()
     metrics = {

@@ -341,8 +341,8 @@ class Trainer:
         net.eval()
         n = min(self.cfg.run.sample_images, len(self.parts.train_set))
         items = [self.parts.train_set[(i, 12345 + i)] for i in range(n)]
-        x = torch.stack([it["input"] for it in items]).to(self.device)
-        rgb = net(x, return_saliency=False)[0].float().clamp(0, 1).cpu()
+        x = torch.stack([torch.cat((it["input"], it["hints"])) if "hints" in it else it["input"] for it in items])
+        rgb = net(x.to(self.device), return_saliency=False)[0].float().clamp(0, 1).cpu()
         target = torch.stack([it["rgb"] for it in items])
         gray = torch.stack([it["input"] for it in items])
         gray = gray.expand(-1, 3, -1, -1) if gray.shape[1] == 1 else gray[:, :3]
