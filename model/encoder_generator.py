@@ -142,12 +142,12 @@ class EncoderGenerator(nn.Module):
     def chroma_of(self, head: torch.Tensor) -> torch.Tensor:
         """Head output at H/2 -> B x 2 x H/2 x W/2 chroma."""
         if self.config.chroma_head == "bins":
-            return annealed_mean(head, self.bin_centres)
+            return annealed_mean(head, self.get_buffer("bin_centres"))
         return head
 
     def forward(
         self, x: torch.Tensor, return_saliency: bool | None = None, *, return_head: bool = False
-    ) -> tuple[torch.Tensor, ...]:
+    ) -> tuple[torch.Tensor | None, ...]:
         """``(rgb, saliency or None)``, plus the half-resolution head output when ``return_head`` (training)."""
         if return_saliency is None:
             return_saliency = self.training and self.has_saliency
@@ -161,7 +161,9 @@ class EncoderGenerator(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Inference path: RGB only, the saliency branch is skipped."""
-        return self.forward(x, return_saliency=False)[0]
+        rgb = self.forward(x, return_saliency=False)[0]
+        assert rgb is not None
+        return rgb
 
 
 class SaliencyHead(nn.Module):
