@@ -177,7 +177,7 @@ class ModelRuntime:
         """
         start = time.perf_counter()
         size = self.colorizer.render_size
-        channels = self.colorizer.in_channels
+        channels = self.colorizer.input_channels
         if self.compile_forwards:
             sizes = bucket_batch_sizes(max_batch_size)
             _log.info(
