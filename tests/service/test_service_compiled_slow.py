@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from service_test_helpers import RunningApp, decode, gray_image, image_bytes, max_abs_diff, run_app
+from service_test_helpers import RunningApp, decode, gray_image, image_bytes, max_abs_diff, run_app, wait_ready
 
 from model import Colorizer
 from model.compiled import compiler_available
 from service import Settings
+
+#: Compiling two shapes of the tiny generator: 20-70 s each on 2 shared cores.
+COMPILE_TIMEOUT_S = 600.0
 
 pytestmark = [
     pytest.mark.anyio,
@@ -36,7 +39,8 @@ async def test_warm_up_compiles_each_bucket_and_answers_match_eager(
         torch_threads=1,
         compile_cache_dir=tmp_path / "cache",
     )
-    async with run_app(settings) as running:
+    async with run_app(settings, ready=False) as running:
+        await wait_ready(running.client, timeout_s=COMPILE_TIMEOUT_S)
         assert (await running.client.get("/v1/model")).json()["compiled_batch_sizes"] == [1, 2]
         images = [gray_image(80, 60, seed=s) for s in range(3)]
         uploads = [image_bytes(img, "PNG") for img in images]
