@@ -79,11 +79,11 @@ HINTS_FORM_SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "example": '[{"x": 120, "y": 80, "color": "#1f4fd0"}]',
     "description": "Colour hints, for a checkpoint that takes them (GET /v1/model: takes_hints): a JSON array of "
     '{"x": X, "y": Y, "color": "#rrggbb"}. X and Y are integer pixel coordinates in the uploaded image as '
-    "displayed (after its EXIF orientation), origin at the top left. Only the colour's chroma is used; the "
-    "photo keeps its own luma. An empty array is no hints. 422 (code invalid_hints) for bad JSON or a wrong "
+    'displayed (after its EXIF orientation), origin at the top left, e.g. [{"x": 120, "y": 80, "color": '
+    '"#1f4fd0"}]. '
+    "Only the colour's chroma is used; the photo keeps its own luma. An empty array is no hints. 422 (code invalid_hints) for bad JSON or a wrong "
     "shape, a point outside the image, a colour that is not #rrggbb, more than limits.max_hints hints, or "
     "any hint for a checkpoint that takes none. Multipart only.",
 }

@@ -71,7 +71,9 @@ def test_lite1_and_lite2_logits_match_the_reference(variant: str) -> None:
     assert load_imagenet_weights(net) == default_weights_path(variant).name  # type: ignore[arg-type]
     net.eval()
     reference = ReferenceEfficientNet.from_pretrained(
-        f"efficientnet-{variant}", weights_path=str(default_weights_path(variant)), image_size=(250, 333)  # type: ignore[arg-type]
+        f"efficientnet-{variant}",
+        weights_path=str(default_weights_path(variant)),
+        image_size=(250, 333),  # type: ignore[arg-type]
     ).eval()
     x = normalize_input(torch.cat([_photo_like(250, 333, 2), torch.rand(1, 3, 250, 333)]))
     got, expected = net(x), reference(x)
