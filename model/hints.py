@@ -22,9 +22,7 @@ from model.config import HINT_PLANES
 HINT_PATCH = 3
 #: The default cap on hints per request (the service's setting defaults to it).
 DEFAULT_MAX_HINTS = 256
-#: A hint's colour: ``#rrggbb``, six hex digits (either case).
-COLOUR_PATTERN = "#[0-9a-fA-F]{6}"
-_COLOUR = re.compile(COLOUR_PATTERN)
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 class HintError(ValueError):
@@ -113,7 +111,6 @@ def hints_to_json(hints: Sequence[Hint]) -> str:
 
 
 __all__ = [
-    "COLOUR_PATTERN",
     "DEFAULT_MAX_HINTS",
     "HINT_PATCH",
     "Hint",

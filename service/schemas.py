@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model.config import SIZE_MULTIPLE
-from model.hints import COLOUR_PATTERN
 from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN
 from service.encoding import OutputFormat
 
@@ -62,30 +61,17 @@ class ColorizeOptions(RenderOptions):
 #: The multipart form field of POST /colorize that carries colour hints.
 HINTS_FIELD = "hints"
 
-#: OpenAPI of that field: a string holding a JSON array (parsed by :func:`model.hints.parse_hints`).
+#: OpenAPI of that field: a string holding a JSON array (parsed by :func:`model.hints.parse_hints`). Plain text,
+#: not ``contentMediaType``: Swagger UI offers a file chooser for that.
 HINTS_FORM_SCHEMA: dict[str, Any] = {
     "type": "string",
-    "contentMediaType": "application/json",
-    "contentSchema": {
-        "type": "array",
-        "items": {
-            "type": "object",
-            "required": ["x", "y", "color"],
-            "additionalProperties": False,
-            "properties": {
-                "x": {"type": "integer", "minimum": 0, "description": "Column, 0 at the left."},
-                "y": {"type": "integer", "minimum": 0, "description": "Row, 0 at the top."},
-                "color": {"type": "string", "pattern": f"^{COLOUR_PATTERN}$", "description": "#rrggbb"},
-            },
-        },
-    },
+    "default": "[]",  # what an absent field means; Swagger UI's try-it-out would otherwise fill in "string"
     "description": "Colour hints, for a checkpoint that takes them (GET /v1/model: takes_hints): a JSON array of "
-    '{"x": X, "y": Y, "color": "#rrggbb"}. X and Y are integer pixel coordinates in the uploaded image as '
-    'displayed (after its EXIF orientation), origin at the top left, e.g. [{"x": 120, "y": 80, "color": '
-    '"#1f4fd0"}]. '
-    "Only the colour's chroma is used; the photo keeps its own luma. An empty array is no hints. 422 (code invalid_hints) for bad JSON or a wrong "
-    "shape, a point outside the image, a colour that is not #rrggbb, more than limits.max_hints hints, or "
-    "any hint for a checkpoint that takes none. Multipart only.",
+    '{"x": X, "y": Y, "color": "#rrggbb"}, e.g. [{"x": 120, "y": 80, "color": "#1f4fd0"}]. X and Y are integer '
+    "pixel coordinates in the uploaded image as displayed (after its EXIF orientation), origin at the top left. "
+    "Only the colour's chroma is used; the photo keeps its own luma. An empty array, or a blank field, is no hints. 422 (code "
+    "invalid_hints) for bad JSON or a wrong shape, a point outside the image, a colour that is not #rrggbb, "
+    "more than limits.max_hints hints, or any hint for a checkpoint that takes none. Multipart only.",
 }
 
 

@@ -105,14 +105,14 @@ def _merge_options(query: OptionsT, fields: dict[str, str]) -> OptionsT:
 
 
 def _hints(state: ServiceState, request: Request, fields: dict[str, str]) -> list[Hint]:
-    """The request's colour hints (the form field ``hints``); :class:`InvalidHints` (422) says what is wrong.
+    """The request's colour hints (the form field ``hints``, absent or blank: none); :class:`InvalidHints` (422) says what is wrong.
 
     Whether each point lies inside the image is checked once the image is decoded and oriented.
     """
     if HINTS_FIELD in request.query_params:
         raise InvalidHints(f"send hints as the multipart form field '{HINTS_FIELD}', not in the query string")
-    text = fields.get(HINTS_FIELD)
-    if text is None:
+    text = fields.get(HINTS_FIELD, "")
+    if not text.strip():  # a blank form field (as Swagger UI and HTML forms send) is no hints
         return []
     try:
         hints = parse_hints(text, limit=state.settings.max_hints)

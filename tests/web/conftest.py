@@ -46,6 +46,12 @@ def server_no_saliency(chromium: str, tiny_checkpoint_no_saliency: Path) -> Iter
     yield from _serve(tiny_checkpoint_no_saliency)
 
 
+@pytest.fixture(scope="session")
+def server_hints(chromium: str, tiny_hint_checkpoint: Path) -> Iterator[Server]:
+    """The service with the hint follower: hints paint their colour around them (tests/tiny_models.py)."""
+    yield from _serve(tiny_hint_checkpoint)
+
+
 # Module scope: sync Playwright runs an event loop on this thread while it is open, which
 # other tests' async code (anyio) would trip over.
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def test_swagger_ui_works_offline_and_try_it_out_colorizes(server: Server, offli
     operation.locator(".execute").click()
     status = operation.locator(".live-responses-table .response .response-col_status").first
     status.wait_for()
-    assert status.inner_text().strip() == "200"
+    assert status.inner_text().strip() == "200", operation.locator(".live-responses-table").inner_text()
     assert "x-total-ms" in operation.locator(".live-responses-table").inner_text().lower()
 
     assert page.blocked == [], page.blocked  # nothing was even attempted elsewhere
