@@ -158,7 +158,7 @@
     beforeImg.alt = `${name}, original`;
     result.hidden = false;  // before measuring: hidden images have no layout width
     dimensions.textContent = `${afterImg.naturalWidth} × ${afterImg.naturalHeight} px` +
-      (afterImg.naturalWidth > beforeImg.clientWidth ? " (preview scaled; the download is full size)" : "");
+      (afterImg.naturalWidth > afterImg.clientWidth ? " (preview scaled; the download is full size)" : "");
     if (!drag) renderHints();  // the photo's size is known now
     result.removeAttribute("aria-busy");
     const hinted = hints.length ? ` with ${hints.length} colour hint${hints.length > 1 ? "s" : ""}` : "";
