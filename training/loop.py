@@ -362,6 +362,18 @@ class Trainer:
         return [str(g) for g in gathered]
 
     # -- the loop -------------------------------------------------------------------
+    def _time_is_up(self, started: float) -> bool:
+        """Whether ``run.max_minutes`` of wall time have passed (rank 0's clock decides for every rank)."""
+        budget = self.cfg.run.max_minutes
+        if budget <= 0:
+            return False
+        up = float(time.monotonic() - started >= 60.0 * budget)
+        if self.ctx.enabled:
+            up = distributed.mean_across(self.ctx, {"up": up if self.ctx.is_main else 0.0})["up"]
+        if up > 0:
+            log.info("run.max_minutes=%g reached at step %d", budget, self.step)
+        return up > 0
+
     def run(self) -> dict[str, Any]:
         self._setup()
         cfg, ctx = self.cfg, self.ctx
@@ -415,6 +427,8 @@ class Trainer:
                         self._samples(epoch)
                         if not cfg.run.validate_every:
                             self._validate()
+                    if self._time_is_up(started):
+                        self.total_steps = self.step
                     if end_of_epoch or self.step >= self.total_steps:
                         break
             if cfg.run.validate_every and self.step % cfg.run.validate_every:

@@ -145,13 +145,15 @@ def _trunk_of(main: nn.Module) -> nn.Module | None:
 def _init_imagenet_trunk(generator: AnyGenerator, cfg: TrainConfig) -> None:
     """ImageNet weights into the generator's EfficientNet-Lite trunk; frozen unless optim.lr_global_scale > 0.
 
-    ``loss.lite0_weights`` names a Lite0 file; the other variants load from their installed packages.
+    ``loss.encoder_weights`` (an encoder's trunk) or ``loss.lite0_weights`` (a Lite0 global network) names
+    the file; by default it comes from the variant's installed weights package.
     """
     trunk = _trunk_of(generator)
     if trunk is None:
         return
     assert isinstance(trunk, EfficientNetLite)
-    name = load_imagenet_weights(trunk, (cfg.loss.lite0_weights if trunk.variant == "lite0" else "") or None)
+    given = cfg.loss.encoder_weights if isinstance(generator, EncoderGenerator) else cfg.loss.lite0_weights
+    name = load_imagenet_weights(trunk, given or None)
     frozen = cfg.optim.lr_global_scale == 0
     trunk.requires_grad_(not frozen)
     log.info(

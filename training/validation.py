@@ -10,7 +10,6 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import DataLoader
 
-from model.config import SIZE_MULTIPLE
 from model.generator import EncoderGenerator, Generator
 from model.images import load_rgb
 from model.pipeline import Colorizer
@@ -47,9 +46,7 @@ def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device) ->
     def validate(generator: nn.Module) -> dict[str, float]:
         if not isinstance(generator, Generator | EncoderGenerator):
             raise TypeError(f"colour validation needs a Generator, got {type(generator).__name__}")
-        # Render sizes are multiples of 256: the crop size, rounded up (an encoder generator trains on smaller crops).
-        render = -(-cfg.data.crop_size // SIZE_MULTIPLE) * SIZE_MULTIPLE
-        colorizer = Colorizer(generator, device=device, render_size=render, batch_size=8)  # its own copy
+        colorizer = Colorizer(generator, device=device, render_size=cfg.render_size, batch_size=8)  # its own copy
         return evaluate_images(colorizer, images)
 
     return validate
