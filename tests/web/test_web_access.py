@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image
-from web_test_helpers import Server
+from web_test_helpers import TIMEOUT_MS, Server
 
-TIMEOUT_MS = 60_000
 API_KEY = "web-test-key-3c9e7a"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from PIL import Image
 from web_test_helpers import Server
 
-TIMEOUT_MS = 60_000
 WIDTH, HEIGHT = 400, 300
 
 #: The displayed answer's pixels as a PNG data: URL (drawn on a canvas: the page's CSP keeps fetch off blob: URLs).
@@ -27,19 +25,6 @@ _AFTER_PNG_JS = """img => {
     canvas.getContext('2d').drawImage(img, 0, 0);
     return canvas.toDataURL('image/png');
 }"""
-
-
-@pytest.fixture()
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.console_errors = []  # type: ignore[attr-defined]
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))  # type: ignore[attr-defined]
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def _photo(path: Path) -> Path:
