@@ -43,6 +43,19 @@ def _pool_half(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2, 2, ceil_mode=True)
 
 
+def hint_pyramid(planes: torch.Tensor, levels: int) -> tuple[torch.Tensor, ...]:
+    """Hint planes (Cb, Cr, mask) at strides 1, 2, 4, ...: at each scale the mean chroma of the hints under
+    each cell (not diluted by the unhinted pixels around a small patch) and a mask of the cells holding one.
+    """
+    chroma_mass, mass = planes[:, :2], planes[:, 2:]
+    out = [planes]
+    for _ in range(levels - 1):
+        chroma_mass, mass = _pool_half(chroma_mass), _pool_half(mass)
+        held = (mass > 0).to(planes.dtype)
+        out.append(torch.cat((chroma_mass / mass.clamp_min(1e-6) * held, held), 1))
+    return tuple(out)
+
+
 def rgb_from_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """Luma + chroma -> RGB; inside the cube at inference, the unclipped sum while training (for gradients)."""
     if torch.is_grad_enabled():
@@ -110,10 +123,7 @@ class EncoderGenerator(nn.Module):
         gray = x[:, :1]
         hints: list[torch.Tensor | None] = [None] * 6  # hint planes at strides 1, 2, 4, 8, 16, 32
         if self.config.hints:
-            plane = x[:, 1:]
-            for level in range(6):
-                hints[level] = plane
-                plane = _pool_half(plane)
+            hints = list(hint_pyramid(x[:, 1:], 6))
 
         def cat(*parts: torch.Tensor | None) -> torch.Tensor:
             return torch.cat([p for p in parts if p is not None], 1)
@@ -132,12 +142,12 @@ class EncoderGenerator(nn.Module):
     def chroma_of(self, head: torch.Tensor) -> torch.Tensor:
         """Head output at H/2 -> B x 2 x H/2 x W/2 chroma."""
         if self.config.chroma_head == "bins":
-            return annealed_mean(head, self.bin_centres)
+            return annealed_mean(head, self.get_buffer("bin_centres"))
         return head
 
     def forward(
         self, x: torch.Tensor, return_saliency: bool | None = None, *, return_head: bool = False
-    ) -> tuple[torch.Tensor, ...]:
+    ) -> tuple[torch.Tensor | None, ...]:
         """``(rgb, saliency or None)``, plus the half-resolution head output when ``return_head`` (training)."""
         if return_saliency is None:
             return_saliency = self.training and self.has_saliency
@@ -151,7 +161,9 @@ class EncoderGenerator(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Inference path: RGB only, the saliency branch is skipped."""
-        return self.forward(x, return_saliency=False)[0]
+        rgb = self.forward(x, return_saliency=False)[0]
+        assert rgb is not None
+        return rgb
 
 
 class SaliencyHead(nn.Module):
@@ -170,4 +182,4 @@ class SaliencyHead(nn.Module):
         return F.interpolate(low, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-__all__ = ["SKIP_STAGES", "EncoderGenerator", "SaliencyHead", "rgb_from_chroma"]
+__all__ = ["SKIP_STAGES", "EncoderGenerator", "SaliencyHead", "hint_pyramid", "rgb_from_chroma"]

@@ -33,25 +33,10 @@ from model.generator import AnyGenerator
 from model.hints import Hint, HintError, hint_planes
 from model.images import to_planes
 from model.layers import fold_spectral_norm, fuse_batch_norm
+from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
 
 #: Luma weights as a 3 x 1 x 1 tensor, built once (prepare runs per request); read-only.
 _GRAY_WEIGHTS_CHW = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)
-
-#: The range of ``chroma_gain``: 0 gives the gray image, 1 the model's colours, 2 twice their saturation.
-CHROMA_GAIN_MIN, CHROMA_GAIN_MAX = 0.0, 2.0
-
-
-def check_chroma_gain(chroma_gain: float) -> float:
-    """A vividness factor for the predicted chroma, in [0, 2]."""
-    if (
-        isinstance(chroma_gain, bool)
-        or not isinstance(chroma_gain, int | float)
-        or not (CHROMA_GAIN_MIN <= chroma_gain <= CHROMA_GAIN_MAX)
-    ):
-        raise ValueError(
-            f"chroma_gain must be a number in [{CHROMA_GAIN_MIN:g}, {CHROMA_GAIN_MAX:g}], got {chroma_gain!r}"
-        )
-    return float(chroma_gain)
 
 
 def check_render_size(render_size: int) -> int:

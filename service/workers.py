@@ -62,6 +62,7 @@ from typing import Any, Literal
 
 from prometheus_client import multiprocess
 
+from model.wording import count
 from service.metrics import MULTIPROC_DIR_ENV
 from service.settings import MAX_AUTO_WORKERS, Settings
 
@@ -167,6 +168,7 @@ def _worker_main(settings: Settings, index: int, count: int, port: int, states: 
         handler.addFilter(_WorkerField(index))
     app = create_app(settings)
     app.state.metrics.workers.set(count)
+    app.state.metrics.bind_worker(index)
 
     def peer_readiness() -> tuple[int, int]:
         return sum(1 for i in range(count) if i != index and states[i] == READY), count
@@ -260,8 +262,8 @@ class Supervisor:
         self._metrics_dir = tempfile.mkdtemp(prefix="scgan-metrics-")
         os.environ[MULTIPROC_DIR_ENV] = self._metrics_dir
         _log.info(
-            "starting %d workers (torch threads each: %s) on http://%s:%d, metrics in %s",
-            self.count,
+            "starting %s (torch threads each: %s) on http://%s:%d, metrics in %s",
+            count(self.count, "worker"),
             self.settings.torch_threads or "torch's default",
             self.settings.host,
             self._sock.getsockname()[1],  # the port the kernel chose for SCGAN_PORT=0
@@ -334,7 +336,7 @@ class Supervisor:
 
     def _stop(self) -> int:
         """Drain every worker (SIGTERM) within the shutdown deadline; 0 when all of them stopped cleanly."""
-        _log.info("stopping %d workers", sum(1 for p in self._processes if p is not None))
+        _log.info("stopping %s", count(sum(1 for p in self._processes if p is not None), "worker"))
         statuses = self._stop_all()
         return 0 if all(status == 0 for status in statuses) else 1
 

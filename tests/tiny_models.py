@@ -50,8 +50,6 @@ def make_generator(
 
 #: The hint follower's automatic colour: chroma (Cb, Cr) = this x luma, a warm tint that grows with brightness.
 HINT_FOLLOWER_TINT = (-0.1, 0.1)
-#: Its gain on the stride-16 pooled hint chroma: a 3 x 3 hint patch pooled over a 16 x 16 cell is 9/256 of it.
-_HINT_FOLLOWER_GAIN = 32.0
 _LRELU_SLOPE = 0.2  # model.layers' LeakyReLU
 
 
@@ -82,10 +80,10 @@ def make_hint_follower() -> EncoderGenerator:
                 weight[out, start + pair, centre, centre] = sign / (1 + s)
                 weight[out, start + pair + 1, centre, centre] = -sign / (1 + s)
 
-    # Stride 16: the pooled hint chroma (after the upsampled top and the skip), spread over 3 x 3 cells.
+    # Stride 16: the hint pyramid's chroma (after the upsampled top and the skip), spread over 3 x 3 cells.
     hint_cb = 4 * c + skip[3]
     for out, (plane, sign) in enumerate(((hint_cb, 1.0), (hint_cb, -1.0), (hint_cb + 1, 1.0), (hint_cb + 1, -1.0))):
-        convs["dec16"][out, plane] = sign * _HINT_FOLLOWER_GAIN
+        convs["dec16"][out, plane] = sign  # every tap: the cell's hint chroma (a mean, not diluted) spread 3 x 3
     carry(convs["dec8.0"])
     carry(convs["dec8.1"])
     carry(convs["dec4"])

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.cli.colorize import iter_inputs
-from model.cli.common import add_precision_argument, open_colorizer
+from cli.colorize import iter_inputs
+from cli.common import add_precision_argument, open_colorizer
+from model.wording import count
 from training.evaluate import evaluate, write_report
 
 log = logging.getLogger("scgan.evaluate")
@@ -109,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_report(result, args.out)
     worst, worst_name = result.worst_psnr_delta
     log.info(
-        "%d photos: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s, %.0f%% more than 3 dB below gray), "
+        "%s: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s, %.0f%% more than 3 dB below gray), "
         "SSIM %.4f, colourfulness ratio %.3f, delta at matched colourfulness %+.2f dB (k %.3f), hue recall %s",
-        result.count,
+        count(result.count, "photo"),
         result.mean("psnr"),
         result.mean("psnr", "gray"),
         result.psnr_delta,

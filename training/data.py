@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, Sampler
 from model.color import rgb_to_gray
 from model.images import fit_within, is_image_file, load_rgb
 from model.storage import atomic_write
+from model.wording import count
 from training.film import film_gray
 from training.hint_sim import HintSimulation, simulate_hint_planes
 from training.metrics import colorfulness
@@ -185,12 +186,12 @@ class ColorPhotoDataset(Dataset):
             self.saliency.append(source.get(path, rgb))
             self.paths.append(path)
         if not self.images:
-            raise DataError(f"no usable colour images among {len(paths)} files under {self.root}")
+            raise DataError(f"no usable colour images among {count(len(paths), 'file')} under {self.root}")
         if self.dropped_low_colorfulness:
             log.info(
-                "left out %d of %d photos with colourfulness under %g",
+                "left out %d of %s with colourfulness under %g",
                 len(self.dropped_low_colorfulness),
-                len(paths),
+                count(len(paths), "photo"),
                 min_colorfulness,
             )
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from model.device import autocast
 from model.storage import weights_sha256
+from model.wording import count
 from training import distributed
 from training.config import TrainConfig
 from training.stages import StageParts, build_stage, main_param_groups, move_perceptual
@@ -141,7 +142,9 @@ class Trainer:
         per_step = o.batch_size * o.grad_accum
         self.steps_per_epoch = self.sampler.per_rank() // per_step
         if self.steps_per_epoch < 1:
-            raise ValueError(f"{self.sampler.per_rank()} images per process cannot fill one step of {per_step}")
+            raise ValueError(
+                f"{count(self.sampler.per_rank(), 'image')} per process cannot fill one step of {per_step}"
+            )
         self.total_steps = cfg.run.max_steps or cfg.run.epochs * self.steps_per_epoch
         decay_steps = int(round(o.lr_decay_every * self.steps_per_epoch))
         self.sched_main = torch.optim.lr_scheduler.LambdaLR(self.opt_main, _step_decay(decay_steps, o.lr_decay_gamma))
@@ -457,9 +460,9 @@ class Trainer:
             assert self.metrics is not None
             self.metrics.write("summary", self.step, summary)
             log.info(
-                "done: %s, %d steps (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
+                "done: %s, %s (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
                 cfg.run.stage,
-                self.step,
+                count(self.step, "step"),
                 steps,
                 elapsed,
                 summary["steps_per_second"],

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from test_cli_remote import FaultyServer
 
+from cli import colorize as colorize_cli
 from model import Colorizer
-from model.cli import colorize as colorize_cli
 from model.hints import Hint
 
 HINTS = [Hint(10, 12, "#0000ff"), Hint(50, 30, "#ff4000")]
