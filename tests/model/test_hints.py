@@ -120,17 +120,3 @@ def test_prepare_uses_the_exif_oriented_frame(hint_colorizer: Colorizer) -> None
     assert prepared.model_input.shape == (4, R, R)
     assert _mask_box(planes) == (0, 1, R - 2, R - 1)
     assert torch.equal(planes, hint_planes([hint], 300, 600, R))
-
-
-def test_hinted_and_unhinted_inputs_have_one_shape(hint_colorizer: Colorizer, tiny_checkpoint: Path) -> None:
-    image = Image.fromarray(np.arange(35 * 21, dtype=np.uint8).reshape(21, 35), "L")
-    plain = hint_colorizer.prepare(image)
-    hinted = hint_colorizer.prepare(image, hints=[Hint(3, 4, "#123456")])
-    assert plain.model_input.shape == hinted.model_input.shape == (4, R, R)
-    assert torch.equal(plain.model_input[:1], hinted.model_input[:1]) and plain.model_input[1:].abs().max() == 0
-    assert hint_colorizer.takes_hints
-    other = Colorizer.from_checkpoint(tiny_checkpoint, device="cpu")
-    assert not other.takes_hints
-    assert other.prepare(image, hints=[]).model_input.shape == (1, R, R)
-    with pytest.raises(HintError, match="this checkpoint takes no colour hints"):
-        other.prepare(image, hints=[Hint(3, 4, "#123456")])
