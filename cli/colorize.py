@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from cli.common import add_precision_argument, open_colorizer
+from model.hints import Hint, HintError, parse_hints
 from model.images import is_image_file
 from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
 from model.storage import atomic_write
@@ -75,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"vividness: the predicted chroma times this, {CHROMA_GAIN_MIN:g} (gray) to {CHROMA_GAIN_MAX:g}; default 1",
     )
     p.add_argument(
+        "--hints",
+        type=Path,
+        metavar="JSON",
+        help="colour hints for every input, for a checkpoint that takes them: a file holding what POST /colorize "
+        'takes in its hints field, [{"x": X, "y": Y, "color": "#rrggbb"}, ...], X and Y pixels of the photo as '
+        "displayed (EXIF orientation applied), origin top left",
+    )
+    p.add_argument(
         "--skip-existing", action="store_true", help="leave out (and never upload) files whose output already exists"
     )
     p.add_argument(
@@ -122,6 +131,20 @@ def _progress(total: int) -> tqdm:
     return tqdm(total=total, desc="colorizing", unit="image", disable=None)
 
 
+def _read_hints(parser: argparse.ArgumentParser, path: Path | None) -> list[Hint]:
+    """The hints of ``--hints`` (none without it); a file that cannot be read or used ends the run (exit 2)."""
+    if path is None:
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--hints: cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        return parse_hints(text, limit=sys.maxsize)  # here no limit; a server applies its own (checked before)
+    except HintError as exc:
+        parser.error(f"--hints {path}: {exc}")
+
+
 def _check_remote_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.server is None:
         if args.api_key_file is not None:
@@ -152,6 +175,7 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
         policy=RetryPolicy(retries=args.retries),
         render_size=args.render_size,
         chroma_gain=args.chroma_gain,
+        hints=args.hint_list,
         stop=stop,
     )
     try:
@@ -162,6 +186,13 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
             return 0, True
         if args.saliency and not info.get("has_saliency", False):
             log.error("the server's checkpoint has no saliency branch; drop --saliency")
+            return 0, True
+        if args.hint_list and not info.get("takes_hints", False):
+            log.error("the server's checkpoint takes no colour hints; drop --hints")
+            return 0, True
+        limit = info.get("limits", {}).get("max_hints")
+        if isinstance(limit, int) and len(args.hint_list) > limit:
+            log.error("%d hints is more than the server's limit of %d", len(args.hint_list), limit)
             return 0, True
         log.info(
             "colorizing %s on %s (checkpoint %s, %d in flight)",
@@ -227,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     _check_remote_args(parser, args)
+    args.hint_list = _read_hints(parser, args.hints)
     _configure_logging(args.verbose)
     jobs, total = _jobs(args)
     if args.server is not None:
@@ -240,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.saliency and not colorizer.has_saliency:
         log.error("the checkpoint has no saliency branch; drop --saliency")
+        return 2
+    if args.hint_list and not colorizer.takes_hints:
+        log.error("the checkpoint takes no colour hints; drop --hints")
         return 2
 
     failed = 0
@@ -266,10 +301,11 @@ def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequen
             failed += 1
     if not batch:
         return failed
+    images = [img for _, _, img in batch]
     try:
         results = [
             *colorizer.colorize_with_saliency(
-                [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
+                images, saliency=args.saliency, chroma_gain=args.chroma_gain, hints=[args.hint_list] * len(images)
             )
         ]
     except (OSError, ValueError, RuntimeError) as exc:
@@ -278,7 +314,9 @@ def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequen
         for path, _, img in batch:
             try:
                 results.append(
-                    colorizer.colorize_with_saliency([img], saliency=args.saliency, chroma_gain=args.chroma_gain)[0]
+                    colorizer.colorize_with_saliency(
+                        [img], saliency=args.saliency, chroma_gain=args.chroma_gain, hints=[args.hint_list]
+                    )[0]
                 )
             except (OSError, ValueError, RuntimeError) as one_exc:
                 log.warning("skipping %s: %s", path, one_exc)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from model.hints import Hint, hints_to_json
 from model.wording import count
 
 log = logging.getLogger("scgan.colorize")
@@ -126,6 +127,7 @@ class RemoteColorizer:
         policy: RetryPolicy,
         render_size: int | None = None,
         chroma_gain: float = 1.0,
+        hints: Sequence[Hint] = (),
         stop: threading.Event | None = None,
     ) -> None:
         self._httpx = _import_httpx()
@@ -142,6 +144,7 @@ class RemoteColorizer:
         self._colour_params = {**self._params, "format": "png"}  # lossless; saved by the local path's code
         if chroma_gain != 1.0:
             self._colour_params["chroma_gain"] = repr(chroma_gain)
+        self._colour_fields = {"hints": hints_to_json(hints)} if hints else {}  # a multipart form field
         self._policy = policy
         self._rng = random.Random()
         self._stop = stop or threading.Event()
@@ -194,8 +197,11 @@ class RemoteColorizer:
         info: dict[str, Any] = response.json()
         return info
 
-    def _upload(self, path: str, name: str, data: bytes, params: dict[str, str]) -> Image.Image:
-        response = self._request("POST", path, params=params, files={"file": (name, data, "application/octet-stream")})
+    def _upload(
+        self, path: str, name: str, data: bytes, params: dict[str, str], fields: dict[str, str] | None = None
+    ) -> Image.Image:
+        files = {"file": (name, data, "application/octet-stream")}
+        response = self._request("POST", path, params=params, files=files, data=fields or {})
         if response.status_code == 501:
             raise RunAborted(f"POST {path}: {_error_text(response)}")
         if response.status_code != 200:
@@ -213,7 +219,7 @@ class RemoteColorizer:
             data = source.read_bytes()
         except OSError as exc:
             raise FileFailed(f"cannot read it: {exc.strerror or exc}") from exc
-        colour = self._upload("/colorize", source.name, data, self._colour_params)
+        colour = self._upload("/colorize", source.name, data, self._colour_params, self._colour_fields)
         sal = self._upload("/saliency", source.name, data, self._params) if saliency else None
         return colour, sal
 

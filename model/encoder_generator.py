@@ -87,6 +87,7 @@ class EncoderGenerator(nn.Module):
         self.dec4 = conv(2 * c + skip[1] + hp, c)
         self.dec2 = nn.Sequential(conv(c + skip[0] + c // 2 + hp, c // 2), conv(c // 2, c // 2))
         out = num_bins() if config.chroma_head == "bins" else 2
+        # Never spectrally normalised: a unit-norm head bounds the logits and keeps the softmax from committing.
         self.head = ConvBlock(
             c // 2,
             out,
@@ -95,7 +96,7 @@ class EncoderGenerator(nn.Module):
             norm="none",
             activation="none",
             pad_mode=config.padding,
-            spectral_norm=spectral_norm,
+            spectral_norm=False,
         )
         if config.chroma_head == "bins":
             self.register_buffer("bin_centres", bin_centres(), persistent=False)

@@ -12,11 +12,12 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from model.color import rgb_to_chroma
 from model.config import HINT_PLANES
+
+if TYPE_CHECKING:
+    import torch
 
 #: Side, in working-size pixels, of the patch a hint paints (training draws 1 to 9).
 HINT_PATCH = 3
@@ -92,6 +93,10 @@ def hint_planes(
 
     Later hints paint over earlier ones where their patches overlap.
     """
+    import torch  # here, not at the top: parsing hints (scgan-colorize --hints --server) needs no torch
+
+    from model.color import rgb_to_chroma
+
     check_inside(hints, width, height)
     planes = torch.zeros(HINT_PLANES, render_size, render_size)
     half = (patch - 1) // 2

@@ -21,6 +21,7 @@ from model.compile_cache import default_cache_dir
 from model.compiled import CompileSetting
 from model.config import SIZE_MULTIPLE
 from model.device import PrecisionSetting
+from model.hints import DEFAULT_MAX_HINTS
 from service.auth import ApiKeys
 
 LogFormat = Literal["text", "json"]
@@ -29,6 +30,8 @@ MAX_AUTO_WORKERS = 8
 #: Most workers an operator may ask for explicitly (SCGAN_WORKERS).
 MAX_WORKERS = 64
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: Most colour hints an operator may allow per request (SCGAN_MAX_HINTS): the form field grows with it.
+MAX_HINTS = 4096
 
 
 def _default_threads() -> int:
@@ -119,6 +122,13 @@ class Settings(BaseSettings):
         "that does not fit now: 503 + Retry-After. Bounds memory by pixels rather than request count (README). "
         "Unset: max_pixels x (max_batch_size + cpu_threads), a full batch plus one image per CPU thread. "
         "At least max_pixels.",
+    )
+
+    max_hints: int = Field(
+        default=DEFAULT_MAX_HINTS,
+        ge=1,
+        le=MAX_HINTS,
+        description="Most colour hints one POST /colorize may carry (the form field 'hints'); more: 422.",
     )
 
     # -- process -----------------------------------------------------------------
@@ -278,4 +288,13 @@ class Settings(BaseSettings):
         return self.max_pixels * (self.max_batch_size + self.cpu_threads)
 
 
-__all__ = ["MAX_AUTO_WORKERS", "MAX_WORKERS", "CompileSetting", "LogFormat", "LogLevel", "PrecisionSetting", "Settings"]
+__all__ = [
+    "MAX_AUTO_WORKERS",
+    "MAX_HINTS",
+    "MAX_WORKERS",
+    "CompileSetting",
+    "LogFormat",
+    "LogLevel",
+    "PrecisionSetting",
+    "Settings",
+]

@@ -330,13 +330,18 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
 
 
 def test_server_mode_imports_neither_torch_nor_the_networks(tmp_path: Path) -> None:
-    """A --server run (here against a closed port) loads PIL and httpx, never torch or the model's networks."""
+    """A --server run (here against a closed port) loads PIL and httpx, never torch or the model's networks.
+
+    Colour hints (--hints) are parsed on the way, without torch too.
+    """
     folder = _folder(tmp_path, 1)
+    hints = tmp_path / "hints.json"
+    hints.write_text('[{"x": 1, "y": 2, "color": "#0000ff"}]')
     code = (
         "import sys\n"
         "from cli.colorize import main\n"
         f"status = main([{str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--server', 'http://127.0.0.1:9',"
-        " '--retries', '0'])\n"
+        f" '--retries', '0', '--hints', {str(hints)!r}])\n"
         "loaded = [m for m in ('torch', 'model.pipeline', 'model.generator', 'httpx') if m in sys.modules]\n"
         "print(status, *loaded)\n"
     )
