@@ -71,6 +71,8 @@ def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("log_format", "xml"),
         ("checkpoint", "/does/not/exist.pt"),
         ("cpu_threads", "0"),
+        ("worker_heartbeat_timeout_s", "0.1"),
+        ("worker_heartbeat_timeout_s", "soon"),
     ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
