@@ -50,6 +50,7 @@ drain (SIGTERM) before it exits; one that outlives the shutdown deadline by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import multiprocessing
@@ -63,18 +64,22 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import multiprocess
 
 from service.metrics import MULTIPROC_DIR_ENV
 from service.settings import MAX_AUTO_WORKERS, Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 _log = logging.getLogger(__name__)
 
@@ -181,6 +186,27 @@ def _beat(heartbeats: Any, index: int, interval_s: float) -> None:
         time.sleep(interval_s)
 
 
+def _warm_before_listening(app: FastAPI) -> None:
+    """Hold the app's start-up (and so uvicorn's listen()) until its warm-up is done or it drains.
+
+    A worker listens as soon as its model is loaded, so an orchestrator sees it alive while it warms (minutes
+    when it compiles). A replacement need not: its peers answer meanwhile, and a warming worker on the shared
+    port would answer its share of new connections with 503. (One whose warm-up fails never listens; /readyz,
+    answered by its peers, stays 503.)
+    """
+    lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def warm_first(app: FastAPI) -> AsyncIterator[Any]:
+        async with lifespan(app) as value:
+            state = app.state.service
+            while state is not None and not (state.warmed or state.draining):
+                await asyncio.sleep(_TICK_S)
+            yield value
+
+    app.router.lifespan_context = warm_first
+
+
 def _worker_main(settings: Settings, index: int, count: int, port: int, states: Any, heartbeats: Any) -> None:
     """One worker: the app on its own socket of the shared port, publishing its readiness; exits 3 when start-up fails."""
     interval = heartbeat_interval_s(settings.worker_heartbeat_timeout_s)
@@ -201,6 +227,8 @@ def _worker_main(settings: Settings, index: int, count: int, port: int, states: 
         return sum(1 for i in range(count) if i != index and states[i] == READY), count
 
     app.state.peer_readiness = peer_readiness
+    if peer_readiness()[0] > 0:  # a replacement: its peers serve, so it takes connections only once it can serve too
+        _warm_before_listening(app)
     parent = os.getppid()
 
     def publish() -> None:
