@@ -33,6 +33,9 @@ worker as SIGTERM, each drains within ``SCGAN_SHUTDOWN_TIMEOUT_S``, and the
 supervisor exits 0. Per worker: the queue and the 503 (queue full) and 504
 limits (``SCGAN_QUEUE_CAPACITY`` and the rest apply to each worker).
 
+A worker started while a peer is ready (a replacement) listens only once it is
+warm, so it never answers its share of new connections with 503 while it warms.
+
 Faults: a worker that dies after it served is replaced, and so is its
 replacement if that dies while it starts (the checkpoint is known good by
 then: the death is a crash, not a bad configuration). A worker that hangs
