@@ -145,7 +145,9 @@ def test_limit_is_inclusive() -> None:
 
 
 _VALID = [image_bytes(rgb_image(32, 32), fmt) for fmt in ("PNG", "JPEG", "WEBP", "BMP", "TIFF")] + [
-    image_bytes(rgb_image(32, 32).convert("P"), "GIF")
+    image_bytes(rgb_image(32, 32).convert("P"), "GIF"),
+    image_bytes(rgb_image(32, 32).convert("RGBA"), "PNG"),
+    image_bytes(gray_image(32, 32), "PNG"),
 ]
 
 
