@@ -151,6 +151,13 @@ _VALID = [image_bytes(rgb_image(32, 32), fmt) for fmt in ("PNG", "JPEG", "WEBP",
 ]
 
 
+@pytest.mark.parametrize("data", _VALID, ids=["png", "jpeg", "webp", "bmp", "tiff", "gif", "png-rgba", "png-gray"])
+def test_the_fuzz_bases_undamaged_keep_size_alpha_and_luma(reference: Colorizer, data: bytes) -> None:
+    """The success branch of the fuzz tests below, once per base for sure."""
+    upload = decode_and_prepare(data, colorizer=reference, render_size=256, max_pixels=LIMIT)
+    assert_answer_keeps_the_upload(reference, data, upload)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     base=st.sampled_from(_VALID),
