@@ -56,11 +56,12 @@ RUN python3 -m venv /opt/venv \
        fi \
     && pip install -c constraints.txt -r requirements.txt
 # The packages, with the bundled checkpoint model/weights/*.pt when there is one (package data).
+COPY cli ./cli
 COPY model ./model
 COPY service ./service
 COPY training ./training
 RUN pip install --no-deps . \
-    && python -c 'import model, service, training; from model.weights import default_checkpoint_path; print("bundled checkpoint:", default_checkpoint_path())'
+    && python -c 'import cli, model, service, training; from model.weights import default_checkpoint_path; print("bundled checkpoint:", default_checkpoint_path())'
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the venv, the training configs, an unprivileged user. No pip cache.

@@ -31,6 +31,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from model.wording import count
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -302,7 +304,7 @@ class Batcher(Generic[T, R]):
         try:
             values = self._predict([p.item for p in group])
             if len(values) != len(group):
-                raise RuntimeError(f"predict returned {len(values)} results for a batch of {len(group)}")
+                raise RuntimeError(f"predict returned {count(len(values), 'result')} for a batch of {len(group)}")
         except Exception as exc:  # noqa: BLE001 - any failure of predict fails this group only
             self._forward_started = None
             elapsed = self._clock() - start

@@ -167,7 +167,7 @@ class ModelRuntime:
         """
         start = time.perf_counter()
         size = self.colorizer.render_size
-        channels = self.colorizer.in_channels
+        channels = self.colorizer.input_channels
         if self.compile_forwards:
             report = self.colorizer.compile(bucket_batch_sizes(max_batch_size), size)
             _log.info(

@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import multiprocess
 
+from model.wording import count
 from service.metrics import MULTIPROC_DIR_ENV
 from service.settings import MAX_AUTO_WORKERS, Settings
 
@@ -225,6 +226,7 @@ def _worker_main(settings: Settings, index: int, count: int, port: int, states: 
         handler.addFilter(_WorkerField(index))
     app = create_app(settings)
     app.state.metrics.workers.set(count)
+    app.state.metrics.bind_worker(index)
 
     def peer_readiness() -> tuple[int, int]:
         return sum(1 for i in range(count) if i != index and states[i] == READY), count
@@ -326,8 +328,8 @@ class Supervisor:
         self._metrics_dir = tempfile.mkdtemp(prefix="scgan-metrics-")
         os.environ[MULTIPROC_DIR_ENV] = self._metrics_dir
         _log.info(
-            "starting %d workers (torch threads each: %s) on http://%s:%d, metrics in %s",
-            self.count,
+            "starting %s (torch threads each: %s) on http://%s:%d, metrics in %s",
+            count(self.count, "worker"),
             self.settings.torch_threads or "torch's default",
             self.settings.host,
             self._sock.getsockname()[1],  # the port the kernel chose for SCGAN_PORT=0
@@ -437,7 +439,7 @@ class Supervisor:
             self._sock.close()  # it never listened; the workers close theirs as they drain
         alive = [p for p in self._processes if p is not None]
         if alive:
-            _log.info("stopping %d workers", len(alive))
+            _log.info("stopping %s", count(len(alive), "worker"))
         for process in alive:
             if process.is_alive() and process.pid is not None:
                 try:

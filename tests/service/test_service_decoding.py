@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -127,14 +128,29 @@ def test_tiff_strip_offset_past_seek_range_is_corrupt() -> None:
 
 def test_over_max_pixels_is_refused_from_the_header() -> None:
     # 100000 x 100000 would need 10 GB decoded; the header alone is enough to refuse it.
-    with pytest.raises(ImageTooLarge):
-        decode_image(png_header_only(100_000, 100_000), max_pixels=LIMIT)
+    with pytest.raises(
+        ImageTooLarge,
+        match=r"the image is 3000 x 2000 = 6,000,000 pixels; the limit is 4,194,304 pixels \(2048 x 2048\)",
+    ):
+        decode_image(png_header_only(3000, 2000), max_pixels=2048 * 2048)
+    with pytest.raises(ImageTooLarge, match=r"100000 x 100000 .* \(about 1000 x 1000\)"):
+        decode_image(png_header_only(100_000, 100_000), max_pixels=1_000_500)
 
 
-def test_pillow_decompression_bomb_is_too_large_not_corrupt() -> None:
-    # Past 2x Pillow's MAX_IMAGE_PIXELS, Image.open itself raises DecompressionBombError.
-    with pytest.raises(ImageTooLarge):
-        decode_image(png_header_only(20_000, 20_000), max_pixels=178_956_970)
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])
+def test_pillow_decompression_bomb_is_too_large_not_corrupt(fmt: str) -> None:
+    """Past 2x Pillow's MAX_IMAGE_PIXELS, Image.open itself refuses the file: the 413 still names its size."""
+    data = image_bytes(gray_image(8, 8), fmt)
+    with pytest.raises(
+        ImageTooLarge, match=r"the image is 20000 x 20000 = 400,000,000 pixels; the limit is 178,956,970"
+    ):
+        if fmt == "PNG":
+            data = png_header_only(20_000, 20_000)
+        elif fmt == "GIF":
+            data = data[:6] + struct.pack("<HH", 20_000, 20_000) + data[10:]
+        else:
+            data = data[:18] + struct.pack("<ii", 20_000, 20_000) + data[26:]
+        decode_image(data, max_pixels=178_956_970)
 
 
 def test_limit_is_inclusive() -> None:

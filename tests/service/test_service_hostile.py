@@ -4,7 +4,7 @@ Everything is generated here, in memory: truncated files, random bytes behind
 each image signature, decompression bombs and absurd header dimensions, degenerate
 sizes, awkward modes, animations, every EXIF orientation, and lying content types.
 After each one, /readyz must still be 200 and an ordinary image must still be
-colorized. The documented codes are the README's error table (service/http_errors.py):
+colorized. The documented codes are the error table in docs/api.md (service/http_errors.py):
 400 corrupt_image, 413 image_too_large / upload_too_large, 415 unsupported_media_type.
 """
 
@@ -479,7 +479,7 @@ async def test_multipart_content_type_is_not_trusted(
         (_JPEG, "image/gif", 200, "image/jpeg"),
         (_PNG, "application/octet-stream", 200, "image/png"),
         (_TEXT, "image/png", 415, None),
-        (_PNG, "text/plain", 415, None),  # a raw body must say it is an image (README: `image/*` body)
+        (_PNG, "text/plain", 415, None),  # a raw body must say it is an image (docs/api.md: `image/*` body)
         (_PNG, "application/json", 415, None),
     ],
     ids=["png-as-jpeg", "jpeg-as-gif", "png-as-octet-stream", "text-as-png", "png-as-text", "png-as-json"],

@@ -150,6 +150,18 @@ def workers(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Workers]:
         server.stop()
 
 
+def _worker_process_samples(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
+) -> dict[tuple[str, str], float]:
+    """(worker index, pid) -> value of one ``scgan_worker_*`` gauge family."""
+    return {
+        (labels["worker"], labels["pid"]): value
+        for (sample, label_items), value in samples.items()
+        if sample == name
+        for labels in [dict(label_items)]
+    }
+
+
 def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(workers: Workers) -> None:
     ready = httpx.get(f"{workers.base}/readyz", timeout=5).json()
     assert ready["ready"] is True and ready["workers_ready"] == 2 and ready["workers"] == 2
@@ -171,6 +183,11 @@ def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(wor
     assert samples[("scgan_queue_capacity", ())] == 2 * Settings.model_fields["queue_capacity"].default
     assert samples[("scgan_pixels_in_flight", ())] == 0  # written by each worker, summed: every answer is out
     assert samples[("scgan_pixels_in_flight_limit", ())] > 0
+    assert set(_worker_process_samples(samples, "scgan_worker_resident_memory_bytes")) == {
+        (str(index), str(pid)) for index, pid in pids.items()
+    }
+    for name in ("scgan_worker_resident_memory_bytes", "scgan_worker_cpu_seconds", "scgan_worker_open_fds"):
+        assert all(value > 0 for value in _worker_process_samples(samples, name).values()), name
 
     # A worker that dies is replaced; what it counted stays counted.
     os.kill(pids[0], signal.SIGKILL)
@@ -185,6 +202,12 @@ def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(wor
     assert post_many(workers.base, 4) == [200] * 4
     assert workers.colorized() == sent + 4
     assert workers.samples()[("scgan_workers", ())] == 2
+    # The dead worker's process gauges left with it; its replacement's are there (after its first tick).
+    deadline = time.monotonic() + 10
+    expected = {(str(index), str(pid)) for index, pid in workers.pids().items()}
+    while set(_worker_process_samples(workers.samples(), "scgan_worker_cpu_seconds")) != expected:
+        assert time.monotonic() < deadline, (workers.samples(), expected)
+        time.sleep(0.2)
 
     # SIGTERM: every worker drains, the supervisor exits 0 and removes its metrics directory.
     [start] = [r for r in workers.records() if str(r["message"]).startswith("starting 2 workers")]

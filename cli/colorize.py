@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from model.cli.common import add_precision_argument, open_colorizer
+from cli.common import add_precision_argument, open_colorizer
 from model.images import is_image_file
-from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, Colorizer, check_chroma_gain
+from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
+from model.storage import atomic_write
+from model.wording import count
+
+if TYPE_CHECKING:
+    from model.pipeline import Colorizer
 
 log = logging.getLogger("scgan.colorize")
 
@@ -73,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-existing", action="store_true", help="leave out (and never upload) files whose output already exists"
     )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="debug messages, and with --server one line per HTTP request"
+    )
     remote = p.add_argument_group("remote", "run the model on a running scgan-serve instead of here")
     remote.add_argument("--server", metavar="URL", help="the service's base URL, e.g. http://scgan.internal:8000")
     remote.add_argument(
@@ -91,20 +98,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _save(image: Image.Image, dest: Path, fmt: str) -> None:
-    """Write ``image`` to ``dest`` atomically (a temporary file renamed over it): a run that is killed or a server
-    that dies mid-run never leaves a truncated file that ``--skip-existing`` would then keep."""
+    """Write ``image`` to ``dest`` atomically, with the mode the umask gives a new file: a run that is killed or a
+    server that dies mid-run never leaves a truncated file that ``--skip-existing`` would then keep."""
     pil_format, _ = _FORMATS[fmt]
     if pil_format == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False) as tmp:
-        try:
-            image.save(tmp, pil_format)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, dest)
+    with atomic_write(dest) as tmp:
+        image.save(tmp, pil_format)
 
 
 def _saliency_name(dest: Path) -> Path:
@@ -135,7 +135,7 @@ def _check_remote_args(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> tuple[int, bool]:
     """Run ``jobs`` on ``--server``: (files that failed, whether the run was aborted)."""
-    from model.cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
+    from cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
 
     try:
         check_server_url(args.server)
@@ -164,8 +164,8 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
             log.error("the server's checkpoint has no saliency branch; drop --saliency")
             return 0, True
         log.info(
-            "colorizing %d images on %s (checkpoint %s, %d in flight)",
-            len(jobs),
+            "colorizing %s on %s (checkpoint %s, %d in flight)",
+            count(len(jobs), "image"),
             args.server,
             info.get("checkpoint", {}).get("name", "?"),
             args.concurrency,
@@ -187,10 +187,17 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
     finally:
         client.close()
     if client.retried:
-        log.info("%d requests were retried", client.retried)
+        log.info("retried %s", count(client.retried, "request"))
     if run.aborted:
         log.error("stopped: %s", run.aborted)
     return len(run.failed), run.aborted is not None
+
+
+def _configure_logging(verbose: bool) -> None:
+    """INFO lines of ours; httpx's per-request INFO lines and our retries' DEBUG lines only with ``--verbose``."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
@@ -207,7 +214,7 @@ def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
 
         kept = [(path, dest) for path, dest in jobs if not done(dest)]
         if len(kept) < len(jobs):
-            log.info("skipping %d of %d images whose output exists", len(jobs) - len(kept), len(jobs))
+            log.info("skipping %d of %s whose output exists", len(jobs) - len(kept), count(len(jobs), "image"))
         jobs = kept
     return jobs, len(inputs)
 
@@ -220,13 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     _check_remote_args(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    _configure_logging(args.verbose)
     jobs, total = _jobs(args)
     if args.server is not None:
         failed, aborted = _colorize_remote(args, jobs)
         if aborted:
             return 2
-        log.info("colorized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+        log.info("colorized %d of %s into %s", len(jobs) - failed, count(len(jobs), "image"), args.output)
         return 1 if failed or not total else 0
     colorizer = open_colorizer(args, log)
     if colorizer is None:
@@ -240,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for start in range(0, len(jobs), args.batch_size):
             failed += _colorize_batch(colorizer, args, jobs[start : start + args.batch_size])
             bar.update(len(jobs[start : start + args.batch_size]))
-    log.info("colorized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+    log.info("colorized %d of %s into %s", len(jobs) - failed, count(len(jobs), "image"), args.output)
     return 1 if failed or not total else 0
 
 
@@ -266,7 +273,7 @@ def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequen
             )
         ]
     except (OSError, ValueError, RuntimeError) as exc:
-        log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
+        log.warning("a batch of %s failed (%s); retrying them one by one", count(len(batch), "image"), exc)
         results = []
         for path, _, img in batch:
             try:

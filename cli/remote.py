@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from model.wording import count
+
 log = logging.getLogger("scgan.colorize")
 
 #: Statuses worth another try: the queue was full (503, with Retry-After) or the model was too slow (504).
@@ -135,6 +137,7 @@ class RemoteColorizer:
             limits=self._httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             follow_redirects=False,
         )
+        self._has_key = bool(api_key)
         self._params = {"render_size": str(render_size)} if render_size else {}
         self._colour_params = {**self._params, "format": "png"}  # lossless; saved by the local path's code
         if chroma_gain != 1.0:
@@ -146,6 +149,12 @@ class RemoteColorizer:
 
     def close(self) -> None:
         self._client.close()
+
+    def _key_problem(self, response: Any) -> str:
+        """Why a 401/403 stops the run: no key was given (say how to give one), or the one given was refused."""
+        if not self._has_key:
+            return f"the server needs an API key: pass --api-key-file FILE, a file holding it ({_error_text(response)})"
+        return f"the server refused the API key ({_error_text(response)})"
 
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -164,14 +173,14 @@ class RemoteColorizer:
                 problem = f"{type(exc).__name__}: {exc or 'connection failed'}"
             else:
                 if response.status_code in (401, 403):
-                    raise RunAborted(f"the server refused the API key ({_error_text(response)})")
+                    raise RunAborted(self._key_problem(response))
                 if response.status_code not in _RETRY_STATUSES:
                     return response
                 problem = _error_text(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             attempt += 1
             if attempt > self._policy.retries:
-                raise FileFailed(f"{problem} (gave up after {self._policy.retries} retries)")
+                raise FileFailed(f"{problem} (gave up after {count(self._policy.retries, 'retry', 'retries')})")
             delay = self._policy.delay_s(attempt, retry_after, self._rng)
             log.debug("%s %s: %s; retry %d in %.2f s", method, path, problem, attempt, delay)
             self.retried += 1
