@@ -18,7 +18,7 @@ TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.or
 TORCH_PINS := $(shell grep -oE '"torch(vision)?==[^"]+"' pyproject.toml | tr -d '"')
 TORCH_FIRST := $(if $(TORCH_INDEX_URL),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX_URL) $(TORCH_PINS))
 
-.PHONY: install browser serve test test-slow lint bench bench-load gpu-check clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow fuzz lint bench bench-load gpu-check clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test: $(DEV) browser
 
 test-slow: $(DEV)
 	$(BIN)/python -m pytest -m slow -q
+
+# The property tests with fresh random examples (not CI's fixed ones), round after round for FUZZ_SECONDS;
+# the first failing round prints its seed and the command that replays it (tests/fuzz.py).
+FUZZ_SECONDS ?= 300
+fuzz: $(DEV)
+	$(BIN)/python tests/fuzz.py --seconds $(FUZZ_SECONDS)
 
 # Style and types: `ruff check` over the tree, `ruff format --check` over the files already formatted (the
 # others are listed in pyproject.toml's [tool.ruff.format] exclude, until parallel branches merge), mypy over

@@ -145,6 +145,12 @@ class Batcher(Generic[T, R]):
             self._started = True
         self._thread.start()
 
+    def recheck_time(self) -> None:
+        """Make a worker waiting for company read the clock again now: for an injected ``clock`` that jumps
+        (tests); with :func:`time.monotonic` the worker wakes when its wait is over by itself."""
+        with self._cv:
+            self._cv.notify_all()
+
     @property
     def running(self) -> bool:
         """True while the worker thread is alive and accepting work."""

@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         f"affinity and cgroup quota), at most {MAX_AUTO_WORKERS}. 1: a single process, no supervisor "
         "(service/workers.py).",
     )
+    worker_heartbeat_timeout_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600.0,
+        description="With several workers: a worker whose heartbeat (stamped by a thread of its own, 10 times per "
+        "this limit) is older than this is hung (stopped, deadlocked); the supervisor kills and replaces it, and "
+        "counts it as a restart (service/workers.py).",
+    )
 
     # -- access ------------------------------------------------------------------
     api_keys_file: Path | None = Field(

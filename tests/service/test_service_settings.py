@@ -75,6 +75,8 @@ def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("max_hints", "0"),
         ("max_hints", "5000"),
         ("max_hints", "many"),
+        ("worker_heartbeat_timeout_s", "0.1"),
+        ("worker_heartbeat_timeout_s", "soon"),
     ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
