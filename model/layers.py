@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import NormKind, PaddingMode
-from model.efficientnet_lite import fuse_trunk_batch_norm
 
 Network = TypeVar("Network", bound=nn.Module)
 
@@ -225,7 +224,6 @@ def fuse_batch_norm(network: Network) -> Network:
         fused.bias.copy_(shift if conv.bias is None else conv.bias * scale + shift)
         block.conv2d = fused
         del block.norm
-    fuse_trunk_batch_norm(network)  # EfficientNet-Lite trunks: their BatchNorms follow plain convolutions
     return network
 
 
