@@ -67,7 +67,7 @@ fuzz: $(DEV)
 
 # Style and types: `ruff check` over the tree, `ruff format --check` over the files already formatted (the
 # others are listed in pyproject.toml's [tool.ruff.format] exclude, until parallel branches merge), mypy over
-# model/, service/ and benchmarks/load/ ([tool.mypy] files).
+# cli/, model/, service/, training/ and benchmarks/load/ ([tool.mypy] files).
 lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

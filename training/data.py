@@ -32,6 +32,16 @@ from training.saliency import spectral_residual
 log = logging.getLogger("scgan.train.data")
 
 
+class KeyedDataset(Dataset[dict[str, torch.Tensor]]):
+    """A map-style dataset of known length whose items are keyed by ``(index, seed)`` (see :class:`EpochSampler`)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
 class DataError(ValueError):
     """A dataset has no usable images or is misconfigured."""
 
@@ -130,8 +140,8 @@ class SaliencySource:
             for candidate in (self.saliency_dir / rel, (self.saliency_dir / rel).with_suffix(".png")):
                 if candidate.is_file():
                     with Image.open(candidate) as img:
-                        sal = img.convert("L").resize((w, h), Image.BILINEAR)
-                    return torch.from_numpy(np.asarray(sal, dtype=np.uint8).copy())[None]
+                        sal_img = img.convert("L").resize((w, h), Image.Resampling.BILINEAR)
+                    return torch.from_numpy(np.asarray(sal_img, dtype=np.uint8).copy())[None]
             raise DataError(f"no saliency map for {rel} in {self.saliency_dir}")
         cached = self.cache_dir / rel.parent / f"{rel.stem}.{w}x{h}.png"
         if cached.is_file():
@@ -144,7 +154,7 @@ class SaliencySource:
         return sal_u8
 
 
-class ColorPhotoDataset(Dataset):
+class ColorPhotoDataset(KeyedDataset):
     """Colour photos held in memory; items are ``{"input": gray, "rgb": target, "saliency": map}``.
 
     With ``hints``, items also hold ``"hints"``: simulated colour-hint planes (:mod:`training.hint_sim`);
@@ -212,7 +222,7 @@ class ColorPhotoDataset(Dataset):
         return item
 
 
-class PairedDataset(Dataset):
+class PairedDataset(KeyedDataset):
     """N-channel inputs (e.g. thermal infrared) matched to RGB targets by relative path."""
 
     def __init__(
@@ -243,7 +253,7 @@ class PairedDataset(Dataset):
             try:
                 with Image.open(target_path) as t_img, Image.open(matches[0]) as i_img:
                     target = t_img.convert("RGB")
-                    inp = i_img.convert(mode).resize(target.size, Image.BILINEAR)
+                    inp = i_img.convert(mode).resize(target.size, Image.Resampling.BILINEAR)
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 log.warning("skipping unreadable pair %s: %s", rel, exc)
                 continue
@@ -269,7 +279,7 @@ class PairedDataset(Dataset):
         return {"input": inp / 255.0, "rgb": rgb / 255.0, "saliency": sal / 255.0}
 
 
-class ClassificationDataset(Dataset):
+class ClassificationDataset(KeyedDataset):
     """Gray crops with labels: class-per-folder, or the self-supervised rotation task (0/90/180/270 degrees)."""
 
     def __init__(

@@ -226,7 +226,7 @@ class Trainer:
         logs: dict[str, float] = {}
         outputs = []
         for i, batch in enumerate(micro):
-            with self._sync(main, i == accum - 1), autocast(self.device, self.precision):  # type: ignore[arg-type]
+            with self._sync(main, i == accum - 1), autocast(self.device, self.precision):
                 outputs.append(objective.forward(main, batch))
         if objective.uses_critic and critic is not None:
             critic.train()
@@ -235,7 +235,7 @@ class Trainer:
             for _ in range(n_critic):  # critic updates per generator update, on the same batch
                 self.opt_critic.zero_grad(set_to_none=True)
                 for i, (batch, out) in enumerate(zip(micro, outputs)):
-                    with self._sync(critic, i == accum - 1), autocast(self.device, self.precision):  # type: ignore[arg-type]
+                    with self._sync(critic, i == accum - 1), autocast(self.device, self.precision):
                         loss_d, d_logs = objective.critic_loss(critic, batch, out)
                     self.scaler_critic.scale(loss_d / accum).backward()
                     for k, v in d_logs.items():
@@ -245,7 +245,7 @@ class Trainer:
         self.opt_main.zero_grad(set_to_none=True)
         for batch, out in zip(micro, outputs):
             # The critic's gradients from this pass are discarded: skip their all-reduce.
-            with self._sync(critic, False), autocast(self.device, self.precision):  # type: ignore[arg-type]
+            with self._sync(critic, False), autocast(self.device, self.precision):
                 loss, m_logs = objective.main_loss(critic, batch, out)
             self.scaler_main.scale(loss / accum).backward()
             for k, v in m_logs.items():
@@ -441,7 +441,7 @@ class Trainer:
             bar.close()
         elapsed = time.monotonic() - started
         steps = self.step - start_step
-        summary = {
+        summary: dict[str, Any] = {
             "stage": cfg.run.stage,
             "steps": self.step,
             "steps_this_run": steps,

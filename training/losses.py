@@ -155,6 +155,9 @@ class PerceptualLoss(nn.Module):
     network and file are in use; it is recorded in training states and exported checkpoints.
     """
 
+    mean: torch.Tensor  # ImageNet statistics buffers, registered with a VGG-16 only
+    std: torch.Tensor
+
     def __init__(self, vgg16_weights: str = "", lite0_weights: str = "") -> None:
         super().__init__()
         self.vgg: PerceptualNet | None = None

@@ -109,6 +109,7 @@ def _sum_squares(x: np.ndarray) -> float:
 
 def _mse255(a: np.ndarray, b: np.ndarray) -> float:
     """Mean squared difference on the 0..255 scale."""
+    diff: np.ndarray
     if a.dtype == np.uint8 and b.dtype == np.uint8:
         diff = a.astype(np.int16) - b.astype(np.int16)
     else:

@@ -20,7 +20,8 @@ BLUR_SIGMA = 2.5
 
 def _box3(a: np.ndarray) -> np.ndarray:
     padded = np.pad(a, 1, mode="edge")
-    return sum(padded[i : i + a.shape[0], j : j + a.shape[1]] for i in range(3) for j in range(3)) / 9.0
+    windows = (padded[i : i + a.shape[0], j : j + a.shape[1]] for i in range(3) for j in range(3))
+    return sum(windows, np.zeros_like(a)) / 9.0
 
 
 def spectral_residual(gray: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from model.checkpoint import Task, read_generator
 from model.chroma_bins import bin_centres
@@ -22,7 +21,15 @@ from model.lite0_global import Lite0GlobalNetwork
 from training.classifier import GlobalClassifier
 from training.colour_losses import chroma_prior, rebalancing_weights
 from training.config import TrainConfig
-from training.data import ClassificationDataset, ColorPhotoDataset, CropSpec, PairedDataset, list_images, split_paths
+from training.data import (
+    ClassificationDataset,
+    ColorPhotoDataset,
+    CropSpec,
+    KeyedDataset,
+    PairedDataset,
+    list_images,
+    split_paths,
+)
 from training.hint_sim import HintSimulation
 from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
 from training.projected import ProjectedDiscriminator
@@ -36,9 +43,9 @@ class StageParts:
     main: nn.Module
     critic: nn.Module | None
     objective: Objective
-    train_set: Dataset
+    train_set: KeyedDataset
     val_paths: list[Path] = field(default_factory=list)
-    val_set: Dataset | None = None
+    val_set: KeyedDataset | None = None
     data_description: dict[str, Any] = field(default_factory=dict)
     perceptual_source: str | None = None
     task: Task | None = None
@@ -53,17 +60,17 @@ def _cache_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.data.saliency_cache) if cfg.data.saliency_cache else cfg.out_dir / "saliency-cache"
 
 
-def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]:
+def _colour_data(cfg: TrainConfig) -> tuple[KeyedDataset, list[Path], dict[str, Any]]:
     d = cfg.data
     crop = crop_spec(cfg)
     if d.input_dir:
-        train_set: Dataset = PairedDataset(
+        paired = PairedDataset(
             d.input_dir, d.target_dir, cfg.model.in_channels, crop, max_side=d.max_side, cache_dir=_cache_dir(cfg)
         )
         return (
-            train_set,
+            paired,
             [],
-            {"mode": "paired", "input_dir": d.input_dir, "target_dir": d.target_dir, "pairs": len(train_set)},
+            {"mode": "paired", "input_dir": d.input_dir, "target_dir": d.target_dir, "pairs": len(paired)},
         )
     train_paths, val_paths = split_paths(d.train_dir, d.val_fraction)
     if d.val_dir:
@@ -103,7 +110,9 @@ def _load_global_features(generator: AnyGenerator, path: str) -> None:
     features = {k[len("features.") :]: v for k, v in state["main"].items() if k.startswith("features.")}
     if not features:
         raise ValueError(f"{path} holds no global feature network (is it a pretrain-global run?)")
-    generator.global_feature_network.load_state_dict(features, strict=True)
+    network = generator.global_feature_network  # AttributeError for an EncoderGenerator (it has none)
+    assert isinstance(network, nn.Module)
+    network.load_state_dict(features, strict=True)
     log.info("global feature network initialised from %s", state["path"])
 
 
@@ -249,13 +258,13 @@ def build_stage(cfg: TrainConfig) -> StageParts:
                 "not the published VGG-16",
                 perceptual.source,
             )
-    train_set, val_paths, description = _colour_data(cfg)
+    colour_set, val_paths, description = _colour_data(cfg)
     task = Task.GRAY_TO_RGB if cfg.model.in_channels == 1 and not cfg.data.input_dir else Task.NCHANNEL_TO_RGB
     rebalance = None
     if cfg.loss.bins > 0:
-        assert isinstance(train_set, ColorPhotoDataset)
+        assert isinstance(colour_set, ColorPhotoDataset)
         centres = bin_centres()
-        prior = chroma_prior(train_set.images, centres)
+        prior = chroma_prior(colour_set.images, centres)
         rebalance = (centres, rebalancing_weights(prior, cfg.loss.rebalance_uniform_mix))
         description["chroma_prior_bins"] = int(centres.shape[0])
     objective = ColorizationObjective(cfg.loss, adversary, perceptual, rebalance=rebalance)
@@ -263,7 +272,7 @@ def build_stage(cfg: TrainConfig) -> StageParts:
         generator,
         critic,
         objective,
-        train_set,
+        colour_set,
         val_paths=val_paths,
         data_description=description,
         perceptual_source=perceptual.source if perceptual else None,
