@@ -18,7 +18,8 @@ import cli.common
 from model import Colorizer, Generator, default_checkpoint_path, init_weights, save_checkpoint
 from model.color import GRAY_WEIGHTS
 from training import cli_eval, metrics
-from training.evaluate import CSV_COLUMNS, TILE_HEIGHT, evaluate, evaluate_images, to_gray, write_report
+from training.eval_report import write_report
+from training.evaluate import CSV_COLUMNS, TILE_HEIGHT, evaluate, evaluate_images, to_gray
 
 TINY = COMPACT_CONFIG
 
