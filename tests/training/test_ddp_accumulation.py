@@ -1,0 +1,47 @@
+"""Gradient accumulation under DDP: two gloo ranks on CPU must end every step with the same weights.
+
+DDP decides in a forward pass whether the NEXT backward all-reduces. If the micro-batches' forwards all
+ran first and their backwards after, the all-reduce would fire in the first micro-batch's backward and
+the others' gradients would stay on their rank: the ranks would drift apart from the first step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.training.conftest import TINY_MODEL
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def torchrun_digests(tmp_path: Path, photos: Path, *, stage: str, grad_accum: int, steps: int) -> dict:
+    """Train ``stage`` on two CPU processes (gloo) through the CLI; the run's summary row."""
+    config = tmp_path / "ddp.toml"
+    model = "\n".join(f"{k} = {v}" for k, v in TINY_MODEL.items())
+    config.write_text(
+        f'[run]\nstage = "{stage}"\nout_dir = "{tmp_path / "ddp"}"\nmax_steps = {steps}\nlog_every = 1\n'
+        f'sample_images = 0\nthreads = 1\n[data]\ntrain_dir = "{photos}"\n'
+        f"[optim]\nbatch_size = 1\ngrad_accum = {grad_accum}\n[model]\n{model}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*cmd, "-m", "training.cli", str(config)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "summary"][-1]
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_gradient_accumulation_keeps_ranks_identical(tmp_path: Path, photos: Path, stage: str) -> None:
+    summary = torchrun_digests(tmp_path, photos, stage=stage, grad_accum=2, steps=3)
+    assert summary["steps"] == 3
+    digests = summary["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1], digests
