@@ -10,12 +10,14 @@ import csv
 import json
 import logging
 import math
+import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -28,7 +30,7 @@ from model.storage import weights_sha256
 from training import distributed
 from training.config import TrainConfig
 from training.stages import StageParts, build_stage, main_param_groups, move_perceptual
-from training.state import load_state, rng_state, save_state, set_rng_state
+from training.state import StateError, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger("scgan.train")
 
@@ -97,6 +99,9 @@ class Trainer:
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
         self.ctx = distributed.setup(cfg.run.device)
+        # Every generator a checkpoint records is seeded, so a run and its resumed twin end bit-identical.
+        random.seed(cfg.run.seed)
+        np.random.seed(cfg.run.seed)
         torch.manual_seed(cfg.run.seed)
         self.device = self.ctx.device
         self.out_dir = cfg.out_dir
@@ -184,7 +189,10 @@ class Trainer:
             return
         state = load_state(path)
         if state["config"]["run"]["stage"] != self.cfg.run.stage:
-            raise ValueError(f"{path} is a {state['config']['run']['stage']} run, not {self.cfg.run.stage}")
+            raise StateError(
+                f"{path} is a {state['config']['run']['stage']} run, not {self.cfg.run.stage}: resume it with its "
+                "own config, or give this run another run.out_dir"
+            )
         self.parts.main.load_state_dict(state["main"])
         if self.parts.critic is not None:
             self.parts.critic.load_state_dict(state["critic"])
@@ -290,10 +298,16 @@ class Trainer:
             self.sched_critic.step()
         if self.ema is not None:
             self._update_ema()
+        return logs
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        """Stop a diverged run before it checkpoints: its last checkpoint stays the last good state.
+
+        Given the logs averaged over ranks, so that every rank stops at the same step.
+        """
         for k, v in logs.items():
             if not math.isfinite(v):
                 raise FloatingPointError(f"loss {k} became {v} at step {self.step + 1}")
-        return logs
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -433,6 +447,7 @@ class Trainer:
                     if len(micro) < cfg.optim.grad_accum:
                         continue
                     logs = distributed.mean_across(ctx, self._train_step(micro))
+                    self._check_finite(logs)
                     micro = []
                     self.step += 1
                     bar.update(1)

@@ -15,19 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import TINY_MODEL
+from tests.training.conftest import write_tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def torchrun_summary(tmp_path: Path, photos: Path, *, stage: str, grad_accum: int, steps: int) -> dict:
     """Train ``stage`` on two CPU processes (gloo) through the CLI; the run's summary row."""
-    config = tmp_path / "ddp.toml"
-    model = "\n".join(f"{k} = {v}" for k, v in TINY_MODEL.items())
-    config.write_text(
-        f'[run]\nstage = "{stage}"\nout_dir = "{tmp_path / "ddp"}"\nmax_steps = {steps}\nlog_every = 1\n'
-        f'sample_images = 0\nthreads = 1\n[data]\ntrain_dir = "{photos}"\n'
-        f"[optim]\nbatch_size = 1\ngrad_accum = {grad_accum}\n[model]\n{model}\n"
+    config = write_tiny_config(
+        tmp_path / "ddp",
+        tmp_path / "ddp",
+        photos,
+        run={"stage": stage, "max_steps": steps},
+        optim={"batch_size": 1, "grad_accum": grad_accum},
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
