@@ -10,7 +10,7 @@ DEV := $(VENV)/.installed-dev
 # the service's RSS keeps growing under load (README, "Performance"). The Docker image always preloads it.
 JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
 
-.PHONY: install browser serve test test-slow lint bench bench-load gpu-check clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow mutation lint bench bench-load gpu-check clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ test: $(DEV) browser
 
 test-slow: $(DEV)
 	$(BIN)/python -m pytest -m slow -q
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml): mutmut, then the report with
+# per-module scores and every survivor (benchmarks/results/mutation.md). About 30 min on 2 cores; mutants/ holds
+# mutmut's state, so a second run only retests what changed.
+mutation: $(DEV)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python tests/mutation/report.py
 
 # Style and types: `ruff check` over the tree, `ruff format --check` over the files already formatted (the
 # others are listed in pyproject.toml's [tool.ruff.format] exclude, until parallel branches merge), mypy over
