@@ -35,14 +35,17 @@ from training.projected import ProjectedHinge
 
 
 class LinearCritic(nn.Module):
-    """``D(condition, x) = sum(w * x)`` per sample: scores and gradients a reader can compute."""
+    """``D(condition, x) = sum(w * x) + sum(condition)`` per sample: scores and gradients a reader can compute.
+
+    The condition (the gray input) is all zeros below; adding it checks that it is passed.
+    """
 
     def __init__(self, *w: float) -> None:
         super().__init__()
         self.w = nn.Parameter(torch.tensor(w).view(1, 1, 1, -1))
 
     def forward(self, condition: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.w).flatten(1).sum(1)
+        return (x * self.w).flatten(1).sum(1) + condition.flatten(1).sum(1)
 
 
 def _samples(*rows: tuple[float, float]) -> torch.Tensor:
@@ -51,7 +54,7 @@ def _samples(*rows: tuple[float, float]) -> torch.Tensor:
 
 REAL = _samples((0.25, 0.0), (0.0, 1.0))  # D = 0.25, 2     with w = (1, 2)
 FAKE = _samples((0.5, 0.5), (-1.0, 0.0))  # D = 1.5, -1
-COND = torch.zeros(2, 1, 1, 2)  # the gray input: the linear critic ignores it
+COND = torch.zeros(2, 1, 1, 2)  # the gray input
 GP_UNIT_W = (math.sqrt(5.0) - 1.0) ** 2  # (||w|| - 1)^2 with ||(1, 2)|| = sqrt(5)
 
 
@@ -271,14 +274,14 @@ class RedMeanL1(nn.Module):
 
 
 class ChannelCritic(nn.Module):
-    """``D(condition, rgb) = sum over pixels of (1 R + 2 G + 0 B)``."""
+    """``D(condition, rgb) = sum over pixels of (1 R + 2 G + 0 B + condition)`` (the condition is zero)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.w = nn.Parameter(torch.tensor([1.0, 2.0, 0.0]).view(1, 3, 1, 1))
 
     def forward(self, condition: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        return (rgb * self.w).flatten(1).sum(1)
+        return (rgb * self.w).flatten(1).sum(1) + condition.flatten(1).sum(1)
 
 
 def _colour(r: float, g: float, b: float) -> torch.Tensor:
@@ -287,17 +290,17 @@ def _colour(r: float, g: float, b: float) -> torch.Tensor:
 
 
 class ConstantGenerator(nn.Module):
-    """Outputs one colour and a saliency of 1 whatever its input (``return_saliency`` as the generator's)."""
+    """Outputs one colour plus its (zero) input, and a saliency of 0.5 (``return_saliency`` as the generator's)."""
 
     def forward(self, x: torch.Tensor, return_saliency: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return _colour(0.5, 0.25, 0.25), (torch.ones(2, 1, 1, 2) if return_saliency else None)
+        return _colour(0.5, 0.25, 0.25) + x, (torch.full((2, 1, 1, 2), 0.5) if return_saliency else None)
 
 
-BATCH = {"input": COND, "rgb": _colour(0.25, 0.25, 0.5), "saliency": torch.full((2, 1, 1, 2), 0.5)}
+BATCH = {"input": COND, "rgb": _colour(0.25, 0.25, 0.5), "saliency": torch.full((2, 1, 1, 2), 0.25)}
 # |(0.5, 0.25, 0.25) - (0.25, 0.25, 0.5)| = (0.25, 0, 0.25): mean 1/6.
 L1 = 1 / 6
-# Saliency 1 on the output, 0.5 on the target: |(0.5, 0.25, 0.25) - (0.125, 0.125, 0.25)|: mean 0.5 / 3.
-ATTENTION = 0.5 / 3
+# Saliency 0.5 on the output, 0.25 on the target: |(0.25, 0.125, 0.125) - (0.0625, 0.0625, 0.125)|: mean 0.25 / 3.
+ATTENTION = 0.25 / 3
 # -D(fake) under WGAN: 2 pixels x (1 x 0.5 + 2 x 0.25).
 ADVERSARIAL = -2.0
 # |0.5 - 0.25| on R.
@@ -306,7 +309,7 @@ PERCEPTUAL = 0.25
 
 @pytest.mark.parametrize(
     "l1_w, attention_w, chroma_w, adversarial_w, perceptual_w",
-    [(1.0, 0.5, 0.0, 0.0, 0.0), (2.0, 0.0, 3.0, 0.5, 4.0), (0.0, 1.5, 1.0, 0.05, 0.0)],
+    [(1.0, 0.5, 0.0, 0.0, 0.0), (2.0, 0.0, 3.0, 0.5, 4.0), (0.0, 1.5, 1.0, 0.05, 0.5)],
 )
 def test_colorization_main_loss_is_the_weighted_sum(
     l1_w: float, attention_w: float, chroma_w: float, adversarial_w: float, perceptual_w: float
@@ -361,14 +364,14 @@ def test_stage1_objective_has_no_critic() -> None:
 
 def test_classification_loss_and_top1() -> None:
     objective = ClassificationObjective()
-    logits = torch.tensor([[1.0, 0.0], [0.0, math.log(3.0)]])
-    batch = {"input": logits, "label": torch.tensor([0, 0])}
+    logits = torch.tensor([[1.0, 0.0], [0.0, math.log(3.0)], [0.0, math.log(3.0)]])
+    batch = {"input": logits, "label": torch.tensor([0, 0, 1])}
     out = objective.forward(nn.Identity(), batch)
     loss, logs = objective.main_loss(None, batch, out)
-    # -log softmax: log(1 + e^-1) for the first, log(4) for the second; only the first is right.
-    expected = (math.log1p(math.exp(-1.0)) + math.log(4.0)) / 2
+    # -log softmax: log(1 + e^-1), log(4), log(4 / 3); the first and the third are right.
+    expected = (math.log1p(math.exp(-1.0)) + math.log(4.0) + math.log(4.0 / 3.0)) / 3
     assert loss.item() == pytest.approx(expected, rel=1e-6)
-    assert logs == pytest.approx({"loss": expected, "top1": 0.5}, rel=1e-6)
+    assert logs == pytest.approx({"loss": expected, "top1": 2 / 3}, rel=1e-6)
     assert not objective.uses_critic and objective.name == "classification"
-    with pytest.raises(RuntimeError, match="no critic"):
+    with pytest.raises(RuntimeError, match="^classification has no critic$"):
         objective.critic_loss(nn.Identity(), batch, out)
