@@ -325,3 +325,36 @@ def test_saved_checkpoints_are_readable_by_other_users(tmp_path: Path, trained_l
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_refused_object_is_named_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "plain.pt"
+    torch.save(_Plain(), path)
+    message = str(_expect_error(path))
+    assert "\n" not in message
+    assert message.startswith(
+        f"checkpoint {path} holds objects other than tensors and plain data, refused for safety ("
+    )
+    # torch's multi-line explanation is cut to the line that names the class
+    assert message.endswith(")") and "Unsupported global: GLOBAL test_checkpoint._Plain" in message
+    assert "Weights only load failed" not in message
+
+
+def test_a_broken_file_is_explained_by_the_first_line_of_its_error(tmp_path: Path, good_file: Path) -> None:
+    path = tmp_path / "half.pt"
+    path.write_bytes(good_file.read_bytes()[: len(good_file.read_bytes()) // 2])
+    error = _expect_error(path)
+    first = next(line.strip() for line in str(error.__cause__).splitlines() if line.strip())
+    assert str(error) == f"checkpoint {path} is truncated or not a PyTorch file ({first})"
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert str(_expect_error(empty)).startswith(f"checkpoint {empty} is truncated or not a PyTorch file (")
+
+
+def test_error_details_are_one_line() -> None:
+    from model.checkpoint import _first_line
+
+    assert _first_line(EOFError()) == "EOFError"
+    assert _first_line(RuntimeError("\n \nfirst line\nsecond line")) == "first line"
+    many = RuntimeError("Weights only load failed.\n explanation\n  Unsupported global: GLOBAL x.Y was not allowed \n")
+    assert _first_line(many) == "Unsupported global: GLOBAL x.Y was not allowed"
