@@ -83,6 +83,24 @@ def test_gradient_penalty_draws_one_alpha_per_sample() -> None:
     assert drawn.item() == pytest.approx(gradient_penalty(square, COND, REAL, FAKE, alpha).item(), rel=1e-6)
 
 
+def test_gradient_penalty_runs_in_fp32_under_mixed_precision() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 4, 3, padding=1)
+    critic = lambda c, x: conv(x + c).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    # Under bf16 autocast the generator's output (fake) and the gray condition arrive in bf16, the data in fp32.
+    cond, fake = torch.rand(2, 1, 8, 8).bfloat16(), fake.bfloat16()
+    alpha = torch.tensor([0.3, 0.6]).view(2, 1, 1, 1)
+    # The critic is linear in x: its input gradient, computed here in fp32, is the same at every point.
+    x = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(critic(torch.zeros(1, 1, 8, 8), x).sum(), x)
+    exact = (grad.norm() - 1.0) ** 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = gradient_penalty(critic, cond, real, fake, alpha)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(exact.item(), rel=1e-5)  # a bf16 convolution would be ~1e-3 off
+
+
 def test_gradient_penalty_is_a_differentiable_function_of_the_critic() -> None:
     critic = _critic()
     gp = gradient_penalty(critic, COND, REAL, FAKE)
