@@ -358,3 +358,37 @@ def test_error_details_are_one_line() -> None:
     assert _first_line(RuntimeError("\n \nfirst line\nsecond line")) == "first line"
     many = RuntimeError("Weights only load failed.\n explanation\n  Unsupported global: GLOBAL x.Y was not allowed \n")
     assert _first_line(many) == "Unsupported global: GLOBAL x.Y was not allowed"
+
+
+def test_defaults_and_saliency_are_recorded(tmp_path: Path) -> None:
+    plain = make_generator(seed=9, with_saliency=False)
+    info = read_generator(save_checkpoint(tmp_path / "plain.pt", plain))[1]
+    assert info.working_resolution == 256 and info.task is Task.GRAY_TO_RGB
+    assert info.metadata["has_saliency"] is False and not info.has_saliency
+    assert info.metadata["training_data"] == {} and info.metadata["metrics"] == {}
+
+
+def test_convert_official_records_where_the_weights_came_from(tmp_path: Path) -> None:
+    import hashlib
+
+    from model.checkpoint import convert_official
+
+    src = tmp_path / "SCGAN_val.pth"
+    torch.save(official_state_dict("SCGAN_val", divisor=8), src)
+    official, official_info = read_generator(src)
+    net, info = read_generator(convert_official(src, tmp_path / "converted.pt"))
+    assert info.source_format == FORMAT_NAME and official_info.source_format == "official"
+    assert (info.task, info.working_resolution, info.config) == (
+        official_info.task,
+        official_info.working_resolution,
+        official_info.config,
+    )
+    assert info.metadata["training_data"] == {
+        "description": "converted from an official SCGAN release (ImageNet, per the paper)"
+    }
+    assert info.metadata["converted_from"] == "SCGAN_val.pth"
+    assert info.metadata["converted_sha256"] == official_info.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert torch.equal(_predict(net), _predict(official))
+    ours = save_checkpoint(tmp_path / "ours.pt", make_generator(seed=3))
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {ours} is not an official SCGAN state dict$"):
+        convert_official(ours, tmp_path / "again.pt")

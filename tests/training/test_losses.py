@@ -81,6 +81,12 @@ def test_gradient_penalty_draws_one_alpha_per_sample() -> None:
     torch.manual_seed(3)
     drawn = gradient_penalty(square, COND, REAL, FAKE)
     assert drawn.item() == pytest.approx(gradient_penalty(square, COND, REAL, FAKE, alpha).item(), rel=1e-6)
+    # drawn in the data's dtype
+    real, fake = REAL.bfloat16(), FAKE.bfloat16()
+    torch.manual_seed(3)
+    alpha = torch.rand(2, 1, 1, 1, dtype=torch.bfloat16)
+    torch.manual_seed(3)
+    assert torch.equal(gradient_penalty(square, COND, real, fake), gradient_penalty(square, COND, real, fake, alpha))
 
 
 def test_gradient_penalty_runs_in_fp32_under_mixed_precision() -> None:
