@@ -102,3 +102,16 @@ def test_fit_chroma_scales_only_what_does_not_fit() -> None:
     torch.testing.assert_close(fitted[0].flatten()[:2], torch.tensor([0.1, 0.5 * cb_scale]), rtol=0, atol=1e-6)
     assert fitted[0].flatten()[2:].tolist() == [0.0, 0.0, 0.0, 0.0]
     assert fitted[1].abs().max() == 0.0
+
+
+def test_fit_chroma_works_on_batches() -> None:
+    gen = torch.Generator().manual_seed(0)
+    luma, chroma = torch.rand(3, 1, 4, 5, generator=gen), 2 * torch.randn(3, 2, 4, 5, generator=gen)
+    each = torch.stack([fit_chroma(chroma[i].clone(), luma[i]) for i in range(3)])
+    torch.testing.assert_close(fit_chroma(chroma.clone(), luma), each, rtol=0, atol=0)
+    torch.testing.assert_close(
+        combine_luma_chroma(luma, chroma.clone()),
+        torch.stack([combine_luma_chroma(luma[i], chroma[i].clone()) for i in range(3)]),
+        rtol=0,
+        atol=0,
+    )
