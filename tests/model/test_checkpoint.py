@@ -366,6 +366,7 @@ def test_defaults_and_saliency_are_recorded(tmp_path: Path) -> None:
     assert info.working_resolution == 256 and info.task is Task.GRAY_TO_RGB
     assert info.metadata["has_saliency"] is False and not info.has_saliency
     assert info.metadata["training_data"] == {} and info.metadata["metrics"] == {}
+    assert info.metadata["torch_version"] == str(torch.__version__)
 
 
 def test_convert_official_records_where_the_weights_came_from(tmp_path: Path) -> None:
