@@ -56,11 +56,12 @@ RUN python3 -m venv /opt/venv \
        fi \
     && pip install -c constraints.txt -r requirements.txt
 # The packages, with the bundled checkpoint model/weights/*.pt when there is one (package data).
+COPY cli ./cli
 COPY model ./model
 COPY service ./service
 COPY training ./training
 RUN pip install --no-deps . \
-    && python -c 'import model, service, training; from model.weights import default_checkpoint_path; print("bundled checkpoint:", default_checkpoint_path())'
+    && python -c 'import cli, model, service, training; from model.weights import default_checkpoint_path; print("bundled checkpoint:", default_checkpoint_path())'
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the venv, the training configs, an unprivileged user. No pip cache.
@@ -90,7 +91,7 @@ RUN apt-get update \
     && test -e /usr/local/lib/libjemalloc.so.2
 RUN groupadd --system --gid 10001 scgan \
     && useradd --system --uid 10001 --gid scgan --home-dir /home/scgan --create-home --shell /usr/sbin/nologin scgan \
-    && install -d -o scgan -g scgan /checkpoints /workspace
+    && install -d -o scgan -g scgan /checkpoints /workspace /var/cache/scgan
 COPY --from=builder /opt/venv /opt/venv
 COPY configs /opt/scgan/configs
 COPY docker/healthcheck.py /opt/scgan/healthcheck.py
@@ -101,25 +102,30 @@ COPY MODEL_CARD.md LICENSE /opt/scgan/
 #   device auto + precision auto: CUDA with fp16 when a GPU is visible, else CPU with bf16 (native
 #   bf16 CPUs) or fp32.
 #   SCGAN_CHECKPOINT unset: the bundled starter checkpoint; set it to a mounted file to override.
-# Caches go to /tmp so the root filesystem can be mounted read-only.
+# Caches go to /tmp so the root filesystem can be mounted read-only; the compiled forwards go to
+# the volume /var/cache/scgan (compose: a named volume; Kubernetes: an emptyDir), so that a restart
+# loads them in seconds instead of compiling for minutes (docs/operations.md, "Start-up time").
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 \
     HOME=/home/scgan \
     XDG_CACHE_HOME=/tmp/.cache \
     TORCHINDUCTOR_CACHE_DIR=/tmp/.cache/torchinductor \
+    SCGAN_COMPILE_CACHE_DIR=/var/cache/scgan/compile \
     SCGAN_HOST=0.0.0.0 \
     SCGAN_PORT=8000 \
     SCGAN_DEVICE=auto \
     SCGAN_PRECISION=auto \
     SCGAN_LOG_FORMAT=json
+VOLUME ["/var/cache/scgan"]
 WORKDIR /workspace
 USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process and its event loop answer); readiness is /readyz, used by
-# Kubernetes. The start period covers loading the model, the CUDA context and, on CPU,
-# compiling one graph per batch size (about 75 s for 1, 2, 4 on 2 cores).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
+# Kubernetes and by docker-compose.yml's healthcheck. The start period covers loading the model,
+# the CUDA context and, on CPU, a cold start's compiling: twice the slowest one measured
+# (307 s with 2 workers on a busy 2-core machine, benchmarks/results/time_to_ready.md).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=660s --retries=3 \
     CMD ["python", "/opt/scgan/healthcheck.py"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # The same start command as `make serve`: the scgan-serve console script (service.__main__:main).

@@ -7,26 +7,37 @@ RUNTIME := $(VENV)/.installed-runtime
 BENCH := $(VENV)/.installed-bench
 DEV := $(VENV)/.installed-dev
 # jemalloc, when this machine has it (Debian/Ubuntu: apt-get install libjemalloc2): with glibc's malloc
-# the service's RSS keeps growing under load (README, "Performance"). The Docker image always preloads it.
+# the service's RSS keeps growing under load (docs/performance.md). The Docker image always preloads it.
 JEMALLOC := $(firstword $(wildcard /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
+# Where torch and torchvision come from (docs/install.md). Empty: PyPI, the CUDA build (several GB of CUDA
+# libraries, used on a GPU, idle on a CPU). `TORCH_INDEX=cpu`: PyTorch's CPU-only wheels
+# (https://download.pytorch.org/whl/cpu), or any index URL; installed first, at pyproject.toml's pins, then the rest
+# from PyPI. Takes effect when the venv is created (`make clean` first), e.g. `make serve TORCH_INDEX=cpu`.
+TORCH_INDEX ?=
+TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.org/whl/cpu,$(TORCH_INDEX))
+TORCH_PINS := $(shell grep -oE '"torch(vision)?==[^"]+"' pyproject.toml | tr -d '"')
+TORCH_FIRST := $(if $(TORCH_INDEX_URL),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX_URL) $(TORCH_PINS))
 
-.PHONY: install browser serve test test-slow mutation lint bench bench-load gpu-check clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow fuzz mutation lint bench bench-load gpu-check clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(TORCH_FIRST)
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(BENCH): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(TORCH_FIRST)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 $(DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(TORCH_FIRST)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -49,11 +60,17 @@ test-slow: $(DEV)
 	$(BIN)/python -m pytest -m slow -q
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml): mutmut, then the report with
-# per-module scores and every survivor (benchmarks/results/mutation.md). About 30 min on 2 cores; mutants/ holds
+# per-module scores and every survivor (benchmarks/results/mutation.md; docs/testing.md). mutants/ holds
 # mutmut's state, so a second run only retests what changed.
 mutation: $(DEV)
 	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/python tests/mutation/report.py
+
+# The property tests with fresh random examples (not CI's fixed ones), round after round for FUZZ_SECONDS;
+# the first failing round prints its seed and the command that replays it (tests/fuzz.py).
+FUZZ_SECONDS ?= 300
+fuzz: $(DEV)
+	$(BIN)/python tests/fuzz.py --seconds $(FUZZ_SECONDS)
 
 # Style and types: `ruff check` over the tree, `ruff format --check` over the files already formatted (the
 # others are listed in pyproject.toml's [tool.ruff.format] exclude, until parallel branches merge), mypy over
@@ -76,14 +93,14 @@ bench-load: $(BENCH)
 
 # On a CUDA machine (PyTorch preinstalled, no internet): `pip install --no-deps -e .` into $(PYTHON), the
 # imports checked, then the CUDA tests, the forward benchmark and a one-minute load run, 8 min at most;
-# results in benchmarks/results/gpu/ (README, "Performance"). E.g. `make gpu-check PYTHON=/opt/conda/bin/python`.
+# results in benchmarks/results/gpu/ (docs/performance.md). E.g. `make gpu-check PYTHON=/opt/conda/bin/python`.
 gpu-check:
 	$(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
 
-# -- deployment (README, "Deployment") ----------------------------------------------------------
+# -- deployment (docs/deployment.md) ------------------------------------------------------------
 CONTAINER_ENGINE ?= docker
 IMAGE ?= scgan-colorize:0.1.0
 

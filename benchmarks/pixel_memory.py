@@ -1,4 +1,4 @@
-"""Memory per input pixel of one request's CPU stages, the figure behind the pixel budget's bound (README).
+"""Memory per input pixel of one request's CPU stages, the figure behind the pixel budget's bound (docs/operations.md).
 
 Each case runs in a fresh process (so one case's allocator state cannot hide
 another's) and reads its own peak RSS (``VmHWM``, reset through

@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 import torch
 
-from model import Generator
 from model.device import Precision, autocast
+from model.generator import AnyGenerator
 
 
 def plain_compiled_predict(
-    generator: Generator, *, device: torch.device, precision: Precision
+    generator: AnyGenerator, *, device: torch.device, precision: Precision
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A call B x C x R x R -> B x 3 x R x R (the network's dtype); its first call per shape compiles.
 

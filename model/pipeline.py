@@ -17,6 +17,7 @@ import copy
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,28 +30,14 @@ from model.color import GRAY_WEIGHTS, combine_luma_chroma, fit_chroma, rgb_to_ch
 from model.compiled import CompiledForwards, CompiledShape, CompileReport
 from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, resolve_device, resolve_precision
-from model.generator import Generator
+from model.generator import AnyGenerator
+from model.hints import Hint, HintError, hint_planes
 from model.images import to_planes
 from model.layers import fold_spectral_norm, fuse_batch_norm
+from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
 
 #: Luma weights as a 3 x 1 x 1 tensor, built once (prepare runs per request); read-only.
 _GRAY_WEIGHTS_CHW = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)
-
-#: The range of ``chroma_gain``: 0 gives the gray image, 1 the model's colours, 2 twice their saturation.
-CHROMA_GAIN_MIN, CHROMA_GAIN_MAX = 0.0, 2.0
-
-
-def check_chroma_gain(chroma_gain: float) -> float:
-    """A vividness factor for the predicted chroma, in [0, 2]."""
-    if (
-        isinstance(chroma_gain, bool)
-        or not isinstance(chroma_gain, int | float)
-        or not (CHROMA_GAIN_MIN <= chroma_gain <= CHROMA_GAIN_MAX)
-    ):
-        raise ValueError(
-            f"chroma_gain must be a number in [{CHROMA_GAIN_MIN:g}, {CHROMA_GAIN_MAX:g}], got {chroma_gain!r}"
-        )
-    return float(chroma_gain)
 
 
 def check_render_size(render_size: int) -> int:
@@ -150,7 +137,7 @@ class Colorizer:
 
     def __init__(
         self,
-        generator: Generator,
+        generator: AnyGenerator,
         *,
         device: str | torch.device | None = None,
         precision: Precision | str = "auto",
@@ -180,7 +167,7 @@ class Colorizer:
         self.generator = fuse_batch_norm(fold_spectral_norm(inference_net)).to(self.device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
-        self._forwards = CompiledForwards(self._eager_forward, generator.config.in_channels)
+        self._forwards = CompiledForwards(self.generator, generator.config.input_channels)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> Colorizer:
@@ -189,15 +176,32 @@ class Colorizer:
 
     @property
     def in_channels(self) -> int:
+        """Planes of the image the generator colorizes (1: gray)."""
         return self.generator.config.in_channels
+
+    @property
+    def input_channels(self) -> int:
+        """Planes of a prepared model input: the image's, plus the hint planes of a hint-taking generator."""
+        return self.generator.config.input_channels
 
     @property
     def has_saliency(self) -> bool:
         return self.generator.has_saliency
 
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the generator reads colour hints (:mod:`model.hints`)."""
+        return self.generator.config.hints
+
     # -- stage 1: CPU ------------------------------------------------------------
-    def prepare(self, image: Image.Image, render_size: int | None = None) -> PreparedImage:
-        """Decode and pre-process one image (no device work)."""
+    def prepare(
+        self, image: Image.Image, render_size: int | None = None, hints: Sequence[Hint] | None = None
+    ) -> PreparedImage:
+        """Decode and pre-process one image (no device work).
+
+        ``hints`` are points of the image as displayed (after EXIF orientation); a hint-taking generator
+        gets their planes (zeros for none), any other refuses them with :class:`~model.hints.HintError`.
+        """
         size = check_render_size(self.render_size if render_size is None else render_size)
         planes = to_planes(image)
         pixels = torch.from_numpy(np.ascontiguousarray(planes.pixels)).permute(2, 0, 1)  # C x H x W
@@ -206,24 +210,33 @@ class Colorizer:
         else:
             luma = pixels
         source = luma if self.in_channels == 1 else (pixels if pixels.shape[0] == 3 else pixels.expand(3, -1, -1))
-        model_input = _resize(source, (size, size)).contiguous()
+        model_input = _resize(source, (size, size))
+        if hints and not self.takes_hints:
+            raise HintError("this checkpoint takes no colour hints")
+        if self.takes_hints:
+            height, width = luma.shape[-2:]
+            model_input = torch.cat((model_input, hint_planes(hints or (), width, height, size)))
+        model_input = model_input.contiguous()
         return PreparedImage(luma=luma.contiguous(), alpha=planes.alpha, model_input=model_input, render_size=size)
 
     # -- stage 2: device ---------------------------------------------------------
-    def _eager_forward(self, x: torch.Tensor, saliency: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.generator(x, return_saliency=saliency)
-
     @contextlib.contextmanager
     def _forward_context(self) -> Iterator[None]:
         with torch.inference_mode(), autocast(self.device, self.precision):
             yield
 
     def compile(
-        self, batch_sizes: Iterable[int], render_size: int | None = None, *, saliency: bool = False
+        self,
+        batch_sizes: Iterable[int],
+        render_size: int | None = None,
+        *,
+        saliency: bool = False,
+        cache_dir: Path | None = None,
     ) -> CompileReport:
-        """``torch.compile`` the forward for these batch sizes at one render size (default: this one's).
+        """Compile the forward for these batch sizes at one render size (default: this one's), or load it.
 
-        Takes seconds to a minute per shape; afterwards :meth:`predict` pads a batch up to the
+        A shape found in ``cache_dir`` (:mod:`model.compile_cache`) loads in under a second; one that is
+        not takes tens of seconds to a minute to compile and is saved there (None: nothing is kept). Afterwards :meth:`predict` pads a batch up to the
         nearest compiled size and runs that graph; other shapes, and any shape whose compile
         fails (reported, logged), run eagerly. See :mod:`model.compiled`.
         """
@@ -231,7 +244,13 @@ class Colorizer:
         if self.channels_last is False:
             raise ValueError("compiled forwards are built for channels_last inputs; construct with channels_last=True")
         return self._forwards.compile(
-            batch_sizes, size, saliency=saliency, device=self.device, context=self._forward_context
+            batch_sizes,
+            size,
+            saliency=saliency,
+            device=self.device,
+            precision=self.precision,
+            context=lambda: autocast(self.device, self.precision),
+            cache_dir=cache_dir,
         )
 
     @property
@@ -307,12 +326,18 @@ class Colorizer:
         *,
         saliency: bool = False,
         chroma_gain: float = 1.0,
+        hints: Sequence[Sequence[Hint]] | None = None,
     ) -> list[tuple[Image.Image, Image.Image | None]]:
-        """(colour image, saliency map or None) per image, ``batch_size`` at a time, one forward per batch."""
+        """(colour image, saliency map or None) per image, ``batch_size`` at a time, one forward per batch.
+
+        ``hints``, when given, holds one list of colour hints per image.
+        """
         if saliency and not self.has_saliency:
             raise ValueError("the loaded generator has no saliency branch")
         check_chroma_gain(chroma_gain)
-        prepared = [self.prepare(img, render_size) for img in images]
+        if hints is not None and len(hints) != len(images):
+            raise ValueError(f"{len(hints)} hint lists for {len(images)} images")
+        prepared = [self.prepare(img, render_size, hints[i] if hints else None) for i, img in enumerate(images)]
         results: list[tuple[Image.Image, Image.Image | None]] = []
         for start in range(0, len(prepared), self.batch_size):
             chunk = prepared[start : start + self.batch_size]

@@ -19,7 +19,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.params import Depends as DependsParam
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Route
 
+from model.wording import count
 from service.auth import ApiKeys, require_api_key
 from service.http_errors import install_error_handlers
 from service.metrics import ServiceMetrics
@@ -70,7 +72,10 @@ def _lifespan(
         else:
             protected = "/colorize, /saliency, /v1/model" + (", /metrics" if settings.metrics_auth else "")
             _log.info(
-                "API keys required for %s (%d keys from %s)", protected, len(app.state.api_keys), settings.api_keys_file
+                "API keys required for %s (%s from %s)",
+                protected,
+                count(len(app.state.api_keys), "key"),
+                settings.api_keys_file,
             )
         try:
             runtime = await asyncio.to_thread(ModelRuntime.load, settings, predict=predict)
@@ -143,7 +148,10 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
     )
     for router, dependencies in routers:
         app.include_router(router, dependencies=dependencies)
-    known_paths = frozenset(getattr(route, "path", "") for router, _ in routers for route in router.routes)
+    # Metric labels: our routers' paths, and those FastAPI adds itself (/openapi.json, /docs, /redoc) and mounts.
+    own = [route for router, _ in routers for route in router.routes] + list(app.routes)
+    known_paths = frozenset(route.path for route in own if isinstance(route, Route))
+    mounts = frozenset(route.path for route in app.routes if isinstance(route, Mount))
     app.add_middleware(DocsPolicyMiddleware, paths=frozenset({SWAGGER_UI_URL, REDOC_URL}))
     # Added last = outermost: the request context sees (and stamps) even the body limit's early 413s.
     app.add_middleware(
@@ -152,7 +160,11 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
         retry_after_s=settings.retry_after_s,
     )
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, known_paths=known_paths, retry_after_s=settings.retry_after_s
+        RequestContextMiddleware,
+        metrics=metrics,
+        known_paths=known_paths,
+        mounts=mounts,
+        retry_after_s=settings.retry_after_s,
     )
     if settings.cors_origins:
         # Outermost, so every answer (also the 413s, 431s and 500s of the middleware above) carries the CORS

@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from model.wording import count
 from service.exceptions import Unauthorized
 
 _HASH_PREFIX = "sha256:"
@@ -48,7 +49,7 @@ class ApiKeys:
         return len(self._digests)
 
     def __repr__(self) -> str:  # never the digests: a digest of a weak key is as good as the key
-        return f"ApiKeys({len(self)} keys)"
+        return f"ApiKeys({count(len(self), 'key')})"
 
     @classmethod
     def from_file(cls, path: Path) -> ApiKeys:

@@ -31,6 +31,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from model.wording import count
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -142,6 +144,12 @@ class Batcher(Generic[T, R]):
                 raise RuntimeError("batcher already started")
             self._started = True
         self._thread.start()
+
+    def recheck_time(self) -> None:
+        """Make a worker waiting for company read the clock again now: for an injected ``clock`` that jumps
+        (tests); with :func:`time.monotonic` the worker wakes when its wait is over by itself."""
+        with self._cv:
+            self._cv.notify_all()
 
     @property
     def running(self) -> bool:
@@ -296,7 +304,7 @@ class Batcher(Generic[T, R]):
         try:
             values = self._predict([p.item for p in group])
             if len(values) != len(group):
-                raise RuntimeError(f"predict returned {len(values)} results for a batch of {len(group)}")
+                raise RuntimeError(f"predict returned {count(len(values), 'result')} for a batch of {len(group)}")
         except Exception as exc:  # noqa: BLE001 - any failure of predict fails this group only
             self._forward_started = None
             elapsed = self._clock() - start

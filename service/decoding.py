@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import struct
 import warnings
 import zlib
@@ -137,6 +138,48 @@ def _check_png_chunks(fp: IO[bytes]) -> None:
     fp.seek(0)
 
 
+def _limit_text(max_pixels: int) -> str:
+    """``max_pixels`` as a count and as a square: "16,777,216 pixels (4096 x 4096)"."""
+    side = math.isqrt(max_pixels)
+    return f"{max_pixels:,} pixels ({'' if side * side == max_pixels else 'about '}{side} x {side})"
+
+
+def too_large(width: int, height: int, max_pixels: int) -> ImageTooLarge:
+    """The 413: the image's width x height and the limit, as a count and as a square."""
+    return ImageTooLarge(
+        f"the image is {width} x {height} = {width * height:,} pixels; the limit is {_limit_text(max_pixels)}"
+    )
+
+
+def _bomb_size(fp: IO[bytes]) -> tuple[int, int] | None:
+    """Width and height from the header of a file Pillow refused to open as a decompression bomb, if readable.
+
+    Pillow checks the size inside ``Image.open`` and drops the image; its format plugin, called directly,
+    reads the header without that check (and without decoding a pixel).
+    """
+    fp.seek(0)
+    prefix = fp.read(16)
+    for fmt in _READABLE_LIST:
+        factory, accept = Image.OPEN.get(fmt, (None, None))
+        if factory is None or (accept is not None and not accept(prefix)):
+            continue
+        try:
+            fp.seek(0)
+            with factory(fp, "") as image:
+                width, height = image.size
+                return int(width), int(height)
+        except Exception:  # noqa: BLE001 - best effort: the message then gives the limit alone
+            continue
+    return None
+
+
+def _bomb(fp: IO[bytes], max_pixels: int) -> ImageTooLarge:
+    size = _bomb_size(fp)
+    if size is None:
+        return ImageTooLarge(f"the image's width x height exceeds the limit of {_limit_text(max_pixels)}")
+    return too_large(*size, max_pixels)
+
+
 def decode_image(
     source: bytes | IO[bytes], *, max_pixels: int, reserve: Callable[[int], None] | None = None
 ) -> DecodedImage:
@@ -166,7 +209,7 @@ def decode_image(
         try:
             image = Image.open(fp, formats=_READABLE_LIST)
         except Image.DecompressionBombError as exc:
-            raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
+            raise _bomb(fp, max_pixels) from exc
         except UnidentifiedImageError as exc:
             fp.seek(0)
             claimed = _claimed_format(fp.read(32))
@@ -179,7 +222,7 @@ def decode_image(
         if width < 1 or height < 1:
             raise CorruptImage(f"the image has an empty size {width}x{height}")
         if width * height > max_pixels:
-            raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+            raise too_large(width, height, max_pixels)
         fmt = _FORMAT_NAMES[image.format or "PNG"]
         if reserve is not None:
             try:
@@ -190,8 +233,8 @@ def decode_image(
         metadata_warnings = 0 if fmt == "tiff" else len(caught)
         try:
             image.load()
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLarge(f"image dimensions exceed the limit of {max_pixels} pixels") from exc
+        except Image.DecompressionBombError as exc:  # a frame larger than the header said
+            raise ImageTooLarge(f"the image's width x height exceeds the limit of {_limit_text(max_pixels)}") from exc
         except DECODE_ERRORS as exc:
             raise CorruptImage(f"the {fmt.upper()} data is corrupt or truncated: {exc}") from exc
     for warning in caught[metadata_warnings:]:

@@ -47,6 +47,10 @@ class InvalidOptions(ServiceError):
     """Request options that are well-formed but not acceptable (e.g. render_size above the limit)."""
 
 
+class InvalidHints(InvalidOptions):
+    """Colour hints that cannot be used: malformed, outside the image, too many, or for a checkpoint without hints."""
+
+
 class NotReady(ServiceError):
     """The model is still loading or warming up, or the inference worker stopped."""
 
@@ -78,6 +82,7 @@ __all__ = [
     "HeadersTooLarge",
     "ImageTooLarge",
     "InferenceFailed",
+    "InvalidHints",
     "InvalidOptions",
     "NotReady",
     "PixelBudgetFull",

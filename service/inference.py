@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
@@ -24,10 +24,11 @@ from typing import IO, Any
 import torch
 
 from model import Colorizer, PreparedImage
+from model.hints import Hint, HintError
 from service.batcher import Batched, DeadlineExceeded
 from service.decoding import DECODE_ERRORS, DecodedImage, decode_image
 from service.encoding import Encoded, OutputFormat, encode_image, encode_ycbcr_jpeg
-from service.exceptions import ClientDisconnected, CorruptImage, InvalidOptions, ShuttingDown
+from service.exceptions import ClientDisconnected, CorruptImage, InvalidHints, InvalidOptions, ShuttingDown
 from service.logging_setup import request_id_var
 from service.runtime import WorkItem
 from service.schemas import ColorizeOptions, RenderOptions
@@ -81,14 +82,18 @@ def decode_and_prepare(
     render_size: int,
     max_pixels: int,
     reserve: Callable[[int], None] | None = None,
+    hints: Sequence[Hint] = (),
 ) -> PreparedUpload:
     """Stage 1 (CPU pool): decode within the limits, then ``Colorizer.prepare``; damaged files raise domain errors.
 
     ``reserve`` gets the image's pixel count before its pixels are decoded (:func:`~service.decoding.decode_image`).
+    ``hints`` are points of the image as displayed; one outside it is :class:`~service.exceptions.InvalidHints`.
     """
     decoded: DecodedImage = decode_image(source, max_pixels=max_pixels, reserve=reserve)
     try:
-        prepared = colorizer.prepare(decoded.image, render_size)
+        prepared = colorizer.prepare(decoded.image, render_size, hints)
+    except HintError as exc:  # a ValueError, so before the decoding errors
+        raise InvalidHints(str(exc)) from exc
     except _PREPARE_ERRORS as exc:  # e.g. a damaged EXIF block met while applying the orientation
         raise CorruptImage(f"the {decoded.format.upper()} image cannot be read: {exc}") from exc
     finally:
@@ -164,8 +169,12 @@ async def run_image_request(
     saliency: bool,
     started_at: float,
     disconnected: Callable[[], Awaitable[None]],
+    hints: Sequence[Hint] = (),
 ) -> Rendered:
-    """Decode, batch, finish and encode one admitted image. ``started_at`` is the request's arrival (monotonic)."""
+    """Decode, batch, finish and encode one admitted image. ``started_at`` is the request's arrival (monotonic).
+
+    ``hints`` (colour hints, already parsed) go into the model input; hinted and unhinted inputs batch together.
+    """
     colorizer = state.runtime.colorizer
     render_size = _resolve_render_size(state, options)
     deadline = started_at + state.settings.request_timeout_s
@@ -181,6 +190,7 @@ async def run_image_request(
                     render_size=render_size,
                     max_pixels=state.settings.max_pixels,
                     reserve=reservation.hold,
+                    hints=hints,
                 )
                 preprocess_s = time.monotonic() - t0
                 work = WorkItem(item.prepared.model_input, render_size, saliency, request_id_var.get())

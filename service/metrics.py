@@ -18,9 +18,10 @@ Names follow the Prometheus conventions: a ``scgan_`` namespace, base units
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -28,6 +29,25 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 #: Set (by :mod:`service.workers`) before prometheus-client is imported: values live in files there, one per process.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+#: prometheus-client's process_* samples (Linux, from /proc) -> our per-worker gauge and its help.
+_WORKER_PROCESS_GAUGES = {
+    "process_resident_memory_bytes": ("scgan_worker_resident_memory_bytes", "Resident memory of each worker process."),
+    "process_virtual_memory_bytes": ("scgan_worker_virtual_memory_bytes", "Virtual memory of each worker process."),
+    "process_cpu_seconds_total": (
+        "scgan_worker_cpu_seconds",
+        "CPU time (user + system) each worker process has used since it started; take its rate().",
+    ),
+    "process_open_fds": ("scgan_worker_open_fds", "Open file descriptors of each worker process."),
+    "process_max_fds": ("scgan_worker_max_fds", "File descriptor limit of each worker process."),
+    "process_start_time_seconds": (
+        "scgan_worker_start_time_seconds",
+        "Start time of each worker process (Unix time): a change means the worker was replaced.",
+    ),
+}
+#: The per-worker process gauges are read from /proc at most this often (the publishing loop ticks faster).
+_PROCESS_REFRESH_S = 1.0
 
 
 def multiprocess_dir() -> str | None:
@@ -148,6 +168,16 @@ class ServiceMetrics:
             multiprocess_mode="livemax",
         )
         self.workers.set(1)
+        # process_* (RSS, CPU, fds) per worker: prometheus-client's multiprocess mode has no process collector,
+        # and one scrape answers for every worker, so each worker writes its own (labelled worker=<index>; in
+        # multiprocess mode also pid=<pid>). "liveall": a dead worker's samples leave with it.
+        self._process = ProcessCollector(registry=None)
+        self._worker_label = "0"
+        self._process_read_at = -_PROCESS_REFRESH_S
+        self.worker_process = {
+            source: Gauge(name, doc, ("worker",), registry=r, multiprocess_mode="liveall")
+            for source, (name, doc) in _WORKER_PROCESS_GAUGES.items()
+        }
 
     # -- wiring ------------------------------------------------------------------
     def bind_queue(self, depth: Callable[[], int], capacity: int) -> None:
@@ -175,8 +205,27 @@ class ServiceMetrics:
             self._is_ready = ready
             self.refresh()
 
+    def bind_worker(self, index: int) -> None:
+        """Label this process's ``scgan_worker_*`` samples with its worker index (0 in a single process)."""
+        self._worker_label = str(index)
+        self._process_read_at = -_PROCESS_REFRESH_S
+        self._read_process()
+
+    def _read_process(self) -> None:
+        """This process's RSS, CPU time and descriptors into the ``scgan_worker_*`` gauges, at most once a second."""
+        now = time.monotonic()
+        if now - self._process_read_at < _PROCESS_REFRESH_S:
+            return
+        self._process_read_at = now
+        for family in self._process.collect():
+            for sample in family.samples:
+                gauge = self.worker_process.get(sample.name)
+                if gauge is not None:
+                    gauge.labels(self._worker_label).set(sample.value)
+
     def refresh(self) -> None:
         """Multiprocess mode: write the current queue depth, pixels and readiness for the other workers' scrapes."""
+        self._read_process()
         if self._depth is not None:
             self.queue_depth.set(self._depth())
         if self._pixels is not None:
@@ -206,6 +255,7 @@ class ServiceMetrics:
     # -- exposition ----------------------------------------------------------------
     def render(self) -> bytes:
         if self.multiprocess_dir is None:
+            self._read_process()
             return generate_latest(self.registry)
         self.refresh()
         registry = CollectorRegistry()

@@ -45,17 +45,23 @@ def request_id_from(headers: Headers) -> str:
     return supplied if _SANE_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
 
 
-def route_label(scope: Scope, known_paths: frozenset[str]) -> str:
+def route_label(scope: Scope, known_paths: frozenset[str], mounts: frozenset[str] = frozenset()) -> str:
     """The matched route's template (bounded label cardinality); 'unmatched' for 404s.
 
-    Requests refused before routing (an oversized body) have no route in their
-    scope yet; their path is used when it is one of the app's own.
+    Routes that are not FastAPI's (``/openapi.json``) and requests refused before routing (an oversized
+    body) have no route in their scope; their path is used when it is one of the app's own. A file under a
+    mount (the documentation's assets) is labelled ``<mount>/{path}``.
     """
     path = getattr(scope.get("route"), "path", None)
     if path:
         return str(path)
     raw = scope.get("path", "")
-    return raw if raw in known_paths else "unmatched"
+    if raw in known_paths:
+        return str(raw)
+    for mount in mounts:
+        if raw.startswith(f"{mount}/"):
+            return f"{mount}/{{path}}"
+    return "unmatched"
 
 
 class RequestContextMiddleware:
@@ -67,12 +73,14 @@ class RequestContextMiddleware:
         *,
         metrics: ServiceMetrics,
         known_paths: frozenset[str],
+        mounts: frozenset[str] = frozenset(),
         retry_after_s: int,
         max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.known_paths = known_paths
+        self.mounts = mounts
         self.retry_after_s = retry_after_s
         self.max_header_bytes = max_header_bytes
 
@@ -111,7 +119,7 @@ class RequestContextMiddleware:
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.monotonic() - started
-            route = route_label(scope, self.known_paths)
+            route = route_label(scope, self.known_paths, self.mounts)
             method = scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status)).inc()
             if "error_code" in state:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,10 +89,12 @@ class ModelRuntime:
         *,
         predict: PredictFn | None = None,
         compile_forwards: bool = False,
+        compile_cache_dir: Path | None = None,
     ) -> None:
         self.colorizer = colorizer
         self.identity = identity
         self.compile_forwards = compile_forwards  # warm-up compiles the forward (ModelRuntime.warm_up)
+        self.compile_cache_dir = compile_cache_dir
         self._predict: PredictFn = predict or self._model_predict
 
     @classmethod
@@ -134,7 +137,13 @@ class ModelRuntime:
             colorizer.precision,
             colorizer.render_size,
         )
-        return cls(colorizer, identity, predict=predict, compile_forwards=compile_forwards)
+        return cls(
+            colorizer,
+            identity,
+            predict=predict,
+            compile_forwards=compile_forwards,
+            compile_cache_dir=settings.compile_cache_dir,
+        )
 
     @property
     def compiled_batch_sizes(self) -> list[int]:
@@ -160,22 +169,33 @@ class ModelRuntime:
         return list(out.unbind(0))
 
     def warm_up(self, max_batch_size: int) -> float:
-        """Compile (when enabled), then one forward per batch size the batcher can form and one saliency forward.
+        """Compile or load (when enabled), then one forward per batch size the batcher can form and one saliency forward.
 
         Returns the seconds spent. Compiling builds one graph per batch size in
-        :func:`~model.compiled.bucket_batch_sizes`; a shape that fails to compile is logged and runs eagerly.
+        :func:`~model.compiled.bucket_batch_sizes`, or loads it from the compile cache; a shape that fails
+        to compile is logged and runs eagerly.
         """
         start = time.perf_counter()
         size = self.colorizer.render_size
-        channels = self.colorizer.in_channels
+        channels = self.colorizer.input_channels
         if self.compile_forwards:
-            report = self.colorizer.compile(bucket_batch_sizes(max_batch_size), size)
+            sizes = bucket_batch_sizes(max_batch_size)
             _log.info(
-                "compiled batch sizes %s at %dx%d in %.1f s%s",
+                "compiled forwards: %d batch sizes %s at %dx%d, cache %s",
+                len(sizes),
+                sizes,
+                size,
+                size,
+                self.compile_cache_dir or "off (SCGAN_COMPILE_CACHE_DIR is empty)",
+            )
+            report = self.colorizer.compile(sizes, size, cache_dir=self.compile_cache_dir)
+            _log.info(
+                "compiled forwards ready for batch sizes %s at %dx%d in %.1f s (%d loaded from the cache)%s",
                 [s.batch_size for s in report.compiled],
                 size,
                 size,
                 report.seconds,
+                len(report.loaded),
                 f"; eager for {[s.batch_size for s in report.failed]}" if report.failed else "",
             )
         for batch_size in range(1, max_batch_size + 1):

@@ -58,6 +58,23 @@ class ColorizeOptions(RenderOptions):
         return value
 
 
+#: The multipart form field of POST /colorize that carries colour hints.
+HINTS_FIELD = "hints"
+
+#: OpenAPI of that field: a string holding a JSON array (parsed by :func:`model.hints.parse_hints`). Plain text,
+#: not ``contentMediaType``: Swagger UI offers a file chooser for that.
+HINTS_FORM_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "default": "[]",  # what an absent field means; Swagger UI's try-it-out would otherwise fill in "string"
+    "description": "Colour hints, for a checkpoint that takes them (GET /v1/model: takes_hints): a JSON array of "
+    '{"x": X, "y": Y, "color": "#rrggbb"}, e.g. [{"x": 120, "y": 80, "color": "#1f4fd0"}]. X and Y are integer '
+    "pixel coordinates in the uploaded image as displayed (after its EXIF orientation), origin at the top left. "
+    "Only the colour's chroma is used; the photo keeps its own luma. An empty array, or a blank field, is no hints. 422 (code "
+    "invalid_hints) for bad JSON or a wrong shape, a point outside the image, a colour that is not #rrggbb, "
+    "more than limits.max_hints hints, or any hint for a checkpoint that takes none. Multipart only.",
+}
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. 'queue_full'.")
     message: str
@@ -105,6 +122,7 @@ class LimitsDescription(BaseModel):
     max_upload_bytes: int
     max_pixels: int
     max_render_size: int
+    max_hints: int = Field(description="Most colour hints one POST /colorize may carry (SCGAN_MAX_HINTS).")
 
 
 class ModelDescription(BaseModel):
@@ -114,6 +132,10 @@ class ModelDescription(BaseModel):
     config: dict[str, Any]
     task: str
     has_saliency: bool
+    takes_hints: bool = Field(
+        description="Whether the checkpoint takes colour hints (POST /colorize's form field `hints`); "
+        "when false, any hint is a 422."
+    )
     device: str
     precision: str
     compiled_batch_sizes: list[int] = Field(
@@ -133,7 +155,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "The upload did not arrive within the request timeout."},
     413: {"model": ErrorResponse, "description": "Upload over max_upload_bytes or image over max_pixels."},
     415: {"model": ErrorResponse, "description": "Not an image, or a format the service does not read."},
-    422: {"model": ErrorResponse, "description": "Invalid option values."},
+    422: {"model": ErrorResponse, "description": "Invalid option values, or colour hints that cannot be used."},
     500: {"model": ErrorResponse, "description": "The batch failed; quote request_id."},
     503: {"model": ErrorResponse, "description": "Queue full, not ready, or shutting down; see Retry-After."},
     504: {"model": ErrorResponse, "description": "Timed out waiting for the model; not computed."},
@@ -142,6 +164,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 __all__ = [
     "ERROR_RESPONSES",
+    "HINTS_FIELD",
+    "HINTS_FORM_SCHEMA",
     "BatchingDescription",
     "CheckpointDescription",
     "ColorizeOptions",

@@ -17,9 +17,11 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.compile_cache import default_cache_dir
 from model.compiled import CompileSetting
 from model.config import SIZE_MULTIPLE
 from model.device import PrecisionSetting
+from model.hints import DEFAULT_MAX_HINTS
 from service.auth import ApiKeys
 
 LogFormat = Literal["text", "json"]
@@ -28,6 +30,8 @@ MAX_AUTO_WORKERS = 8
 #: Most workers an operator may ask for explicitly (SCGAN_WORKERS).
 MAX_WORKERS = 64
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: Most colour hints an operator may allow per request (SCGAN_MAX_HINTS): the form field grows with it.
+MAX_HINTS = 4096
 
 
 def _default_threads() -> int:
@@ -64,6 +68,14 @@ class Settings(BaseSettings):
         "at render_size (smaller batches are zero-padded up; other shapes run eagerly). 'auto': on for CPUs with a C++ "
         "compiler (several times faster there, benchmarks/results/model_forward.md; costs tens of seconds of start-up "
         "per batch size on 2 cores), off on CUDA, where it is not yet measured; 'on' fails start-up when no compiler is found.",
+    )
+    compile_cache_dir: Path | None = Field(
+        default_factory=default_cache_dir,
+        description="Folder of compiled forwards (one AOTInductor package per batch size, model/compile_cache.py), "
+        "shared by the workers and by later starts: a start that finds its shapes there loads them in seconds instead "
+        "of compiling for minutes. Default: $XDG_CACHE_HOME/scgan-colorize/compile (~/.cache/...). Empty: no cache, "
+        "every start compiles. Entries are keyed by weights, torch, CPU/GPU, precision and shape; delete the folder to "
+        "reclaim its space.",
     )
     fallback_seed: int = Field(default=0, description="Seed of the random generator used when no checkpoint exists.")
     warmup: bool = Field(
@@ -112,6 +124,13 @@ class Settings(BaseSettings):
         "At least max_pixels.",
     )
 
+    max_hints: int = Field(
+        default=DEFAULT_MAX_HINTS,
+        ge=1,
+        le=MAX_HINTS,
+        description="Most colour hints one POST /colorize may carry (the form field 'hints'); more: 422.",
+    )
+
     # -- process -----------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Bind address; set 0.0.0.0 in a container.")
     port: int = Field(default=8000, ge=0, le=65535)
@@ -136,6 +155,14 @@ class Settings(BaseSettings):
         "compiled graphs per worker). 'auto': 1 on CUDA (one process per GPU); on CPU one per usable core (CPU "
         f"affinity and cgroup quota), at most {MAX_AUTO_WORKERS}. 1: a single process, no supervisor "
         "(service/workers.py).",
+    )
+    worker_heartbeat_timeout_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600.0,
+        description="With several workers: a worker whose heartbeat (stamped by a thread of its own, 10 times per "
+        "this limit) is older than this is hung (stopped, deadlocked); the supervisor kills and replaces it, and "
+        "counts it as a restart (service/workers.py).",
     )
 
     # -- access ------------------------------------------------------------------
@@ -192,6 +219,18 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
         return value
 
+    @field_validator("compile_cache_dir", mode="before")
+    @classmethod
+    def _empty_cache_dir(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("compile_cache_dir")
+    @classmethod
+    def _check_cache_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and value.expanduser().exists() and not value.expanduser().is_dir():
+            raise ValueError(f"{value} exists and is not a folder")
+        return value.expanduser() if value is not None else None
+
     @field_validator("checkpoint")
     @classmethod
     def _check_checkpoint(cls, value: Path | None) -> Path | None:
@@ -234,6 +273,13 @@ class Settings(BaseSettings):
                 f"SCGAN_MAX_PIXELS_IN_FLIGHT ({self.max_pixels_in_flight}) is below SCGAN_MAX_PIXELS "
                 f"({self.max_pixels}): an image of the largest accepted size could never be served"
             )
+        if self.compile != "off" and self.compile_cache_dir is not None:
+            existing = next(p for p in (self.compile_cache_dir, *self.compile_cache_dir.parents) if p.exists())
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise ValueError(
+                    f"SCGAN_COMPILE_CACHE_DIR {self.compile_cache_dir} cannot be created or written "
+                    f"({existing} is not writable); point it at a writable folder, or set it empty for no cache"
+                )
         if self.metrics_auth and self.api_keys_file is None:
             raise ValueError("SCGAN_METRICS_AUTH=true needs SCGAN_API_KEYS_FILE")
         return self
@@ -250,4 +296,13 @@ class Settings(BaseSettings):
         return self.max_pixels * (self.max_batch_size + self.cpu_threads)
 
 
-__all__ = ["MAX_AUTO_WORKERS", "MAX_WORKERS", "CompileSetting", "LogFormat", "LogLevel", "PrecisionSetting", "Settings"]
+__all__ = [
+    "MAX_AUTO_WORKERS",
+    "MAX_HINTS",
+    "MAX_WORKERS",
+    "CompileSetting",
+    "LogFormat",
+    "LogLevel",
+    "PrecisionSetting",
+    "Settings",
+]

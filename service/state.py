@@ -25,6 +25,7 @@ from typing import ParamSpec, TypeVar
 
 import torch
 
+from model.wording import count
 from service.batcher import Batcher, QueueFull
 from service.budget import PixelBudget, Reservation
 from service.exceptions import NotReady, PixelBudgetFull, SaliencyUnavailable, ShuttingDown
@@ -213,12 +214,12 @@ class ServiceState:
         is left when the deadline passed, (4) close the CPU pool.
         """
         deadline = self.begin_drain(timeout_s)
-        _log.info("shutting down: %d requests in progress, %d queued", self._active, self.batcher.depth)
+        _log.info("shutting down: %s in progress, %d queued", count(self._active, "request"), self.batcher.depth)
         if self._active:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                _log.warning("shutdown deadline passed with %d requests still in progress", self._active)
+                _log.warning("shutdown deadline passed with %s still in progress", count(self._active, "request"))
         stopped = await asyncio.to_thread(self.batcher.stop, max(0.0, deadline - time.monotonic()))
         if not stopped:
             _log.warning("inference worker still busy at the shutdown deadline; abandoning it")

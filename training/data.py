@@ -23,6 +23,9 @@ from torch.utils.data import Dataset, Sampler
 from model.color import rgb_to_gray
 from model.images import fit_within, is_image_file, load_rgb
 from model.storage import atomic_write
+from model.wording import count
+from training.film import film_gray
+from training.hint_sim import HintSimulation, simulate_hint_planes
 from training.metrics import colorfulness
 from training.saliency import spectral_residual
 
@@ -142,7 +145,12 @@ class SaliencySource:
 
 
 class ColorPhotoDataset(Dataset):
-    """Colour photos held in memory; items are ``{"input": gray, "rgb": target, "saliency": map}``."""
+    """Colour photos held in memory; items are ``{"input": gray, "rgb": target, "saliency": map}``.
+
+    With ``hints``, items also hold ``"hints"``: simulated colour-hint planes (:mod:`training.hint_sim`);
+    ``film_share`` of the items get an old-film gray input (:mod:`training.film`). Both are drawn from the
+    item's seed, so a resumed run sees the same crops.
+    """
 
     def __init__(
         self,
@@ -154,9 +162,13 @@ class ColorPhotoDataset(Dataset):
         saliency_dir: str = "",
         cache_dir: str | Path = "saliency-cache",
         min_colorfulness: float = 0.0,
+        hints: HintSimulation | None = None,
+        film_share: float = 0.0,
     ) -> None:
         self.root = Path(root)
         self.crop = crop
+        self.hints = hints
+        self.film_share = film_share
         source = SaliencySource(self.root, saliency_dir, Path(cache_dir))
         self.images: list[torch.Tensor] = []
         self.saliency: list[torch.Tensor] = []
@@ -174,12 +186,12 @@ class ColorPhotoDataset(Dataset):
             self.saliency.append(source.get(path, rgb))
             self.paths.append(path)
         if not self.images:
-            raise DataError(f"no usable colour images among {len(paths)} files under {self.root}")
+            raise DataError(f"no usable colour images among {count(len(paths), 'file')} under {self.root}")
         if self.dropped_low_colorfulness:
             log.info(
-                "left out %d of %d photos with colourfulness under %g",
+                "left out %d of %s with colourfulness under %g",
                 len(self.dropped_low_colorfulness),
-                len(paths),
+                count(len(paths), "photo"),
                 min_colorfulness,
             )
 
@@ -190,7 +202,14 @@ class ColorPhotoDataset(Dataset):
         index, seed = key
         rgb, sal = random_resized_crop([self.images[index], self.saliency[index]], self.crop, seed)
         rgb = rgb / 255.0
-        return {"input": rgb_to_gray(rgb), "rgb": rgb, "saliency": sal / 255.0}
+        item = {"input": rgb_to_gray(rgb), "rgb": rgb, "saliency": sal / 255.0}
+        if self.hints is not None or self.film_share > 0:
+            rng = torch.Generator().manual_seed(seed * 7919 + 13)
+            if self.film_share > 0 and float(torch.rand(1, generator=rng)) < self.film_share:
+                item["input"] = film_gray(rgb, rng)
+            if self.hints is not None:
+                item["hints"] = simulate_hint_planes(rgb, self.hints, rng)
+        return item
 
 
 class PairedDataset(Dataset):

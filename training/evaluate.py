@@ -37,6 +37,8 @@ from model.checkpoint import CheckpointInfo
 from model.color import rgb_to_gray
 from model.images import load_rgb
 from model.pipeline import Colorizer
+from training.hint_sim import sample_hints
+from training.hue import HUES, ORIGINAL_MIN_CHROMA, OUTPUT_MIN_CHROMA, hue_counts, hue_recall
 from training.metrics import CCI_OPTIMUM, image_scores, no_reference_scores
 from training.vividness import MatchedColorfulness, matched_colorfulness
 
@@ -82,6 +84,8 @@ class ImageResult:
     model: dict[str, float]
     gray: dict[str, float]
     original: dict[str, float]
+    #: Per hue: (pixels clearly that hue in the original, those the output paints that hue) (training.hue).
+    hues: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def psnr_delta(self) -> float:
@@ -156,9 +160,15 @@ class EvaluationResult:
         original = self.mean("colorfulness", "original")
         return self.mean("colorfulness") / original if original > 0 else math.nan
 
+    @property
+    def hue_recall(self) -> dict[str, float]:
+        """Per hue, the pooled share of clearly-that-hue original pixels the outputs paint that hue."""
+        return hue_recall(r.hues for r in self.images)
+
     def validation_metrics(self) -> dict[str, float]:
         """Flat means for a training log (higher is better for ``psnr_delta``, ``ssim``, ``cni``)."""
         return {
+            **{f"hue_recall_{name}": value for name, value in self.hue_recall.items()},
             "psnr": self.mean("psnr"),
             "psnr_gray": self.mean("psnr", "gray"),
             "psnr_delta": self.psnr_delta,
@@ -212,6 +222,12 @@ class EvaluationResult:
                     "worst_delta_image": worst_name,
                 },
                 "below_gray": {"margin_db": 3.0, "share": self.share_below_gray(3.0)},
+                "hue_recall": {
+                    "original_min_chroma": ORIGINAL_MIN_CHROMA,
+                    "output_min_chroma": OUTPUT_MIN_CHROMA,
+                    "recall": self.hue_recall,
+                    "original_pixels": {h: sum(r.hues.get(h, (0, 0))[0] for r in self.images) for h in HUES},
+                },
                 "colorfulness": {
                     "variant": COLORFULNESS_VARIANT,
                     "mean": self.mean("colorfulness"),
@@ -291,6 +307,8 @@ def evaluate(
     sample: int = 0,
     render_size: int | None = None,
     progress: bool = False,
+    hints: int = 0,
+    hint_seed: int = 0,
 ) -> EvaluationResult:
     """Colorize the gray versions of ``inputs`` (paths or PIL images) and score them; writes no files.
 
@@ -298,7 +316,13 @@ def evaluate(
     ``max_side`` downscales originals first; ``limit`` keeps the first N inputs; ``sample``
     keeps thumbnails of up to N evenly spaced photos for :func:`write_report`. Unreadable and
     already-gray inputs are skipped with a warning and listed in ``EvaluationResult.skipped``.
+    ``hints`` > 0 gives a hint-taking checkpoint that many seeded random colour hints per photo, each the
+    mean colour of the original's 5 x 5 patch there (:func:`training.hint_sim.sample_hints`).
     """
+    if hints < 0:
+        raise ValueError(f"hints must be >= 0, got {hints}")
+    if hints and not colorizer.takes_hints:
+        raise ValueError("this checkpoint takes no colour hints")
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be >= 1, got {max_side}")
     if limit is not None and limit < 0:
@@ -331,7 +355,15 @@ def evaluate(
             batch.append((index, original, gray))
         if not batch:
             continue
-        colorized = colorizer.colorize([g for _, _, g in batch], render_size)
+        hint_lists = (
+            [sample_hints(original, hints, seed=hint_seed * 1_000_003 + index) for index, original, _ in batch]
+            if hints
+            else None
+        )
+        colorized = [
+            color
+            for color, _ in colorizer.colorize_with_saliency([g for _, _, g in batch], render_size, hints=hint_lists)
+        ]
         for (index, original, gray), colored in zip(batch, colorized):
             gray_rgb = gray.convert("RGB")
             colored = colored.convert("RGB")
@@ -343,6 +375,7 @@ def evaluate(
                     model=image_scores(original, colored),
                     gray=image_scores(original, gray_rgb),
                     original=no_reference_scores(original),
+                    hues=hue_counts(np.asarray(original), np.asarray(colored)),
                 )
             )
             pixels.append((np.asarray(original), np.asarray(colored), np.asarray(gray_rgb)))
@@ -355,6 +388,7 @@ def evaluate(
         "batch_size": colorizer.batch_size,
         "max_side": max_side,
         "limit": limit,
+        "hints": hints,
     }
     matched = matched_colorfulness(*zip(*pixels)) if pixels else None
     return EvaluationResult(
@@ -429,6 +463,10 @@ def _markdown(result: EvaluationResult, summary: dict[str, Any], grid: str | Non
         f"At matched colourfulness (every output's chroma scaled by one k = {_fmt(matched['k'])} to "
         f"{_fmt(matched['target_ratio'])} of the originals' mean colourfulness): mean PSNR delta vs gray "
         f"{_fmt(matched['mean_psnr_delta_vs_gray'])} dB.",
+        "Hue recall (of the pixels clearly that hue in the originals, chroma >= "
+        f"{ORIGINAL_MIN_CHROMA:g}/255, the share painted that hue, chroma >= {OUTPUT_MIN_CHROMA:g}): "
+        + ", ".join(f"{h} {_fmt(v, 3)}" for h, v in summary["hue_recall"]["recall"].items())
+        + ".",
         f"CCI in the optimum range [{cci['optimum_range'][0]:g}, {cci['optimum_range'][1]:g}]: "
         f"model {_fmt(cci['optimum_share'])}, originals {_fmt(cci['optimum_share_original'])}.",
         "",

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import Task, save_checkpoint
-from model.generator import Generator
+from model.generator import build_generator
 from training.config import build_config
 from training.state import load_state
 
@@ -30,8 +30,8 @@ def export_checkpoint(
         raise ValueError(f"{state['path']} is a pretrain-global run: it has no generator to export")
     cfg = build_config(dict(state["config"]))
     weights = state["ema"] if use_ema and state.get("ema") else state["main"]
-    has_saliency = any(k.startswith("attention_prediction_network.") for k in weights)
-    generator = Generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)
+    has_saliency = any(k.startswith(("attention_prediction_network.", "saliency_head.")) for k in weights)
+    generator = build_generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)
     generator.load_state_dict(weights, strict=True)
     generator.eval()
     metrics = {
@@ -43,7 +43,7 @@ def export_checkpoint(
         out,
         generator,
         task=Task(state["task"]) if state.get("task") else None,
-        working_resolution=cfg.data.crop_size,
+        working_resolution=cfg.render_size,
         training_data=state.get("data") or {},
         metrics=metrics,
         extra={

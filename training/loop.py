@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from model.device import autocast
 from model.storage import weights_sha256
+from model.wording import count
 from training import distributed
 from training.config import TrainConfig
 from training.stages import StageParts, build_stage, main_param_groups, move_perceptual
@@ -146,7 +147,9 @@ class Trainer:
         per_step = o.batch_size * o.grad_accum
         self.steps_per_epoch = self.sampler.per_rank() // per_step
         if self.steps_per_epoch < 1:
-            raise ValueError(f"{self.sampler.per_rank()} images per process cannot fill one step of {per_step}")
+            raise ValueError(
+                f"{count(self.sampler.per_rank(), 'image')} per process cannot fill one step of {per_step}"
+            )
         self.total_steps = cfg.run.max_steps or cfg.run.epochs * self.steps_per_epoch
         decay_steps = int(round(o.lr_decay_every * self.steps_per_epoch))
         self.sched_main = torch.optim.lr_scheduler.LambdaLR(self.opt_main, _step_decay(decay_steps, o.lr_decay_gamma))
@@ -389,8 +392,8 @@ class Trainer:
         net.eval()
         n = min(self.cfg.run.sample_images, len(self.parts.train_set))
         items = [self.parts.train_set[(i, 12345 + i)] for i in range(n)]
-        x = torch.stack([it["input"] for it in items]).to(self.device)
-        rgb = net(x, return_saliency=False)[0].float().clamp(0, 1).cpu()
+        x = torch.stack([torch.cat((it["input"], it["hints"])) if "hints" in it else it["input"] for it in items])
+        rgb = net(x.to(self.device), return_saliency=False)[0].float().clamp(0, 1).cpu()
         target = torch.stack([it["rgb"] for it in items])
         gray = torch.stack([it["input"] for it in items])
         gray = gray.expand(-1, 3, -1, -1) if gray.shape[1] == 1 else gray[:, :3]
@@ -413,6 +416,18 @@ class Trainer:
         return [str(g) for g in gathered]
 
     # -- the loop -------------------------------------------------------------------
+    def _time_is_up(self, started: float) -> bool:
+        """Whether ``run.max_minutes`` of wall time have passed (rank 0's clock decides for every rank)."""
+        budget = self.cfg.run.max_minutes
+        if budget <= 0:
+            return False
+        up = float(time.monotonic() - started >= 60.0 * budget)
+        if self.ctx.enabled:
+            up = distributed.mean_across(self.ctx, {"up": up if self.ctx.is_main else 0.0})["up"]
+        if up > 0:
+            log.info("run.max_minutes=%g reached at step %d", budget, self.step)
+        return up > 0
+
     def run(self) -> dict[str, Any]:
         self._setup()
         cfg, ctx = self.cfg, self.ctx
@@ -467,6 +482,8 @@ class Trainer:
                         self._samples(epoch)
                         if not cfg.run.validate_every:
                             self._validate()
+                    if self._time_is_up(started):
+                        self.total_steps = self.step
                     if end_of_epoch or self.step >= self.total_steps:
                         break
             if cfg.run.validate_every and self.step % cfg.run.validate_every:
@@ -495,9 +512,9 @@ class Trainer:
             assert self.metrics is not None
             self.metrics.write("summary", self.step, summary)
             log.info(
-                "done: %s, %d steps (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
+                "done: %s, %s (%d this run) in %.0f s, %s steps/s; last losses %s; best %s",
                 cfg.run.stage,
-                self.step,
+                count(self.step, "step"),
                 steps,
                 elapsed,
                 summary["steps_per_second"],

@@ -20,6 +20,7 @@ from torch import nn
 from model.color import rgb_to_chroma
 from model.discriminator import PerceptualNet
 from model.efficientnet_lite import STAGE_END_BLOCKS, EfficientNetLite0, load_imagenet_weights, normalize_input
+from training.colour_losses import bins_loss, colorfulness_loss, enhance_chroma
 from training.config import LossConfig
 from training.projected import ProjectedHinge
 
@@ -215,20 +216,42 @@ class Objective(Protocol):
 class ColorizationObjective:
     """Stage 1 (no adversary) and stage 2 (with one): L1 + attention + optional chroma, adversarial, perceptual."""
 
-    def __init__(self, cfg: LossConfig, adversary: Adversary | None, perceptual: PerceptualLoss | None) -> None:
+    def __init__(
+        self,
+        cfg: LossConfig,
+        adversary: Adversary | None,
+        perceptual: PerceptualLoss | None,
+        *,
+        rebalance: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.adversary = adversary
         self.perceptual = perceptual
         self.uses_critic = adversary is not None
         self.name = adversary.name if adversary else "l1-attention"
+        if cfg.bins > 0 and rebalance is None:
+            raise ValueError("loss.bins > 0 needs the bin centres and their rebalancing weights")
+        self.rebalance = rebalance  # (Q x 2 bin centres, Q weights) of the classification loss
 
     def forward(self, main: nn.Module, batch: dict[str, torch.Tensor]) -> Outputs:
-        fake, sal = main(batch["input"], return_saliency=self.cfg.attention > 0)
-        return {"rgb": fake} if sal is None else {"rgb": fake, "saliency": sal}
+        x = torch.cat((batch["input"], batch["hints"]), 1) if "hints" in batch else batch["input"]
+        if self.cfg.bins > 0:
+            fake, sal, head = main(x, return_saliency=self.cfg.attention > 0, return_head=True)
+            out = {"rgb": fake, "head": head}
+        else:
+            fake, sal = main(x, return_saliency=self.cfg.attention > 0)
+            out = {"rgb": fake}
+        if sal is not None:
+            out["saliency"] = sal
+        return out
+
+    def _enhanced(self, rgb: torch.Tensor) -> torch.Tensor:
+        return enhance_chroma(rgb, self.cfg.target_chroma_gain)
 
     def critic_loss(self, critic: nn.Module, batch: dict[str, torch.Tensor], out: Outputs) -> tuple[torch.Tensor, Logs]:
         assert self.adversary is not None
-        loss, logs = self.adversary.critic_loss(critic, batch["input"], batch["rgb"], out["rgb"].detach())
+        real = self._enhanced(batch["rgb"])
+        loss, logs = self.adversary.critic_loss(critic, batch["input"], real, out["rgb"].detach())
         return loss, {"loss_d": loss.item(), **logs}
 
     def main_loss(
@@ -239,6 +262,15 @@ class ColorizationObjective:
         l1 = F.l1_loss(fake, target)
         loss = cfg.l1 * l1
         logs: Logs = {"l1": l1.item()}
+        if cfg.bins > 0:
+            assert self.rebalance is not None
+            classes = bins_loss(out["head"], target, *self.rebalance)
+            loss = loss + cfg.bins * classes
+            logs["bins"] = classes.item()
+        if cfg.colorfulness > 0:
+            vivid = colorfulness_loss(fake.clamp(0.0, 1.0))
+            loss = loss + cfg.colorfulness * vivid
+            logs["colorfulness"] = vivid.item()
         if "saliency" in out:
             attention = F.l1_loss(fake * out["saliency"], target * batch["saliency"])
             loss = loss + cfg.attention * attention
@@ -252,7 +284,7 @@ class ColorizationObjective:
             loss = loss + cfg.adversarial * adv
             logs["adversarial"] = adv.item()
         if self.perceptual is not None and cfg.perceptual > 0:
-            perc = self.perceptual(fake, target)
+            perc = self.perceptual(fake, self._enhanced(target))
             loss = loss + cfg.perceptual * perc
             logs["perceptual"] = perc.item()
         logs["loss_g"] = loss.item()

@@ -12,14 +12,18 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from model.checkpoint import Task, read_generator
+from model.chroma_bins import bin_centres
 from model.discriminator import PatchDiscriminator70
-from model.efficientnet_lite import load_imagenet_weights
-from model.generator import Generator
+from model.efficientnet_lite import EfficientNetLite, load_imagenet_weights
+from model.encoder_generator import EncoderGenerator
+from model.generator import AnyGenerator, build_generator
 from model.layers import init_weights, load_folded_weights
 from model.lite0_global import Lite0GlobalNetwork
 from training.classifier import GlobalClassifier
+from training.colour_losses import chroma_prior, rebalancing_weights
 from training.config import TrainConfig
 from training.data import ClassificationDataset, ColorPhotoDataset, CropSpec, PairedDataset, list_images, split_paths
+from training.hint_sim import HintSimulation
 from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
 from training.projected import ProjectedDiscriminator
 from training.state import StateError, load_state
@@ -72,6 +76,8 @@ def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]
         saliency_dir=d.saliency_dir,
         cache_dir=_cache_dir(cfg),
         min_colorfulness=d.min_colorfulness,
+        hints=HintSimulation(d.hints_none_share, d.hints_stop_prob, d.hints_max_patch) if cfg.model.hints else None,
+        film_share=d.film_share,
     )
     description = {
         "mode": "colour photos",
@@ -83,12 +89,16 @@ def _colour_data(cfg: TrainConfig) -> tuple[Dataset, list[Path], dict[str, Any]]
         "crop_size": d.crop_size,
         "crop_scale": [d.scale_min, d.scale_max],
         "min_colorfulness": d.min_colorfulness,
+        "film_share": d.film_share,
+        "hints": {"none_share": d.hints_none_share, "stop_prob": d.hints_stop_prob, "max_patch": d.hints_max_patch}
+        if cfg.model.hints
+        else None,
         "dropped_low_colorfulness": [p.name for p in train_set.dropped_low_colorfulness],
     }
     return train_set, val_paths, description
 
 
-def _load_global_features(generator: Generator, path: str) -> None:
+def _load_global_features(generator: AnyGenerator, path: str) -> None:
     state = load_state(path)
     features = {k[len("features.") :]: v for k, v in state["main"].items() if k.startswith("features.")}
     if not features:
@@ -97,7 +107,7 @@ def _load_global_features(generator: Generator, path: str) -> None:
     log.info("global feature network initialised from %s", state["path"])
 
 
-def _load_stage1(generator: Generator, path: str) -> None:
+def _load_stage1(generator: AnyGenerator, path: str) -> None:
     """Start from a training state (its EMA weights when present) or from a serving checkpoint."""
     try:
         state = load_state(path)
@@ -124,16 +134,31 @@ def _load_stage1(generator: Generator, path: str) -> None:
     )
 
 
-def _init_lite0_trunk(generator: Generator, cfg: TrainConfig) -> None:
-    """ImageNet weights into an EfficientNet-Lite0 global network; frozen unless optim.lr_global_scale > 0."""
-    net = generator.global_feature_network
-    if not isinstance(net, Lite0GlobalNetwork):
+def _trunk_of(main: nn.Module) -> nn.Module | None:
+    """The ImageNet-trained trunk of a generator: the encoder's, or the Lite0 global network's; else None."""
+    if isinstance(main, EncoderGenerator):
+        return main.trunk
+    net = getattr(main, "global_feature_network", None)
+    return net.trunk if isinstance(net, Lite0GlobalNetwork) else None
+
+
+def _init_imagenet_trunk(generator: AnyGenerator, cfg: TrainConfig) -> None:
+    """ImageNet weights into the generator's EfficientNet-Lite trunk; frozen unless optim.lr_global_scale > 0.
+
+    ``loss.encoder_weights`` (an encoder's trunk) or ``loss.lite0_weights`` (a Lite0 global network) names
+    the file; by default it comes from the variant's installed weights package.
+    """
+    trunk = _trunk_of(generator)
+    if trunk is None:
         return
-    name = load_imagenet_weights(net.trunk, cfg.loss.lite0_weights or None)
+    assert isinstance(trunk, EfficientNetLite)
+    given = cfg.loss.encoder_weights if isinstance(generator, EncoderGenerator) else cfg.loss.lite0_weights
+    name = load_imagenet_weights(trunk, given or None)
     frozen = cfg.optim.lr_global_scale == 0
-    net.trunk.requires_grad_(not frozen)
+    trunk.requires_grad_(not frozen)
     log.info(
-        "global network: EfficientNet-Lite0 from %s, %s",
+        "EfficientNet-%s trunk from %s, %s",
+        trunk.variant,
         name,
         "frozen" if frozen else f"fine-tuned at {cfg.optim.lr_global_scale} x lr_g",
     )
@@ -144,8 +169,8 @@ def main_param_groups(main: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]
 
     Frozen parameters are left out.
     """
-    trunk = getattr(getattr(main, "global_feature_network", None), "trunk", None)
-    trunk_ids = {id(p) for p in trunk.parameters()} if isinstance(trunk, nn.Module) else set()
+    trunk = _trunk_of(main)
+    trunk_ids = {id(p) for p in trunk.parameters()} if trunk is not None else set()
     rest = [p for p in main.parameters() if p.requires_grad and id(p) not in trunk_ids]
     groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.optim.lr_g}]
     tuned = [p for p in main.parameters() if p.requires_grad and id(p) in trunk_ids]
@@ -192,9 +217,9 @@ def build_stage(cfg: TrainConfig) -> StageParts:
             },
         )
 
-    generator = Generator(gen_cfg, with_saliency=cfg.loss.attention > 0, spectral_norm=True)
+    generator = build_generator(gen_cfg, with_saliency=cfg.loss.attention > 0, spectral_norm=True)
     init_weights(generator, cfg.model.init_gain)
-    _init_lite0_trunk(generator, cfg)
+    _init_imagenet_trunk(generator, cfg)
     if cfg.run.init_global_from:
         _load_global_features(generator, cfg.run.init_global_from)
     if cfg.run.init_from:
@@ -226,7 +251,14 @@ def build_stage(cfg: TrainConfig) -> StageParts:
             )
     train_set, val_paths, description = _colour_data(cfg)
     task = Task.GRAY_TO_RGB if cfg.model.in_channels == 1 and not cfg.data.input_dir else Task.NCHANNEL_TO_RGB
-    objective = ColorizationObjective(cfg.loss, adversary, perceptual)
+    rebalance = None
+    if cfg.loss.bins > 0:
+        assert isinstance(train_set, ColorPhotoDataset)
+        centres = bin_centres()
+        prior = chroma_prior(train_set.images, centres)
+        rebalance = (centres, rebalancing_weights(prior, cfg.loss.rebalance_uniform_mix))
+        description["chroma_prior_bins"] = int(centres.shape[0])
+    objective = ColorizationObjective(cfg.loss, adversary, perceptual, rebalance=rebalance)
     return StageParts(
         generator,
         critic,

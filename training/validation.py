@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import DataLoader
 
-from model.generator import Generator
+from model.generator import EncoderGenerator, Generator
 from model.images import load_rgb
 from model.pipeline import Colorizer
 from training.config import TrainConfig
@@ -44,9 +44,9 @@ def make_validator(cfg: TrainConfig, parts: StageParts, device: torch.device) ->
     from training.evaluate import evaluate_images
 
     def validate(generator: nn.Module) -> dict[str, float]:
-        if not isinstance(generator, Generator):
+        if not isinstance(generator, Generator | EncoderGenerator):
             raise TypeError(f"colour validation needs a Generator, got {type(generator).__name__}")
-        colorizer = Colorizer(generator, device=device, render_size=cfg.data.crop_size, batch_size=8)  # its own copy
+        colorizer = Colorizer(generator, device=device, render_size=cfg.render_size, batch_size=8)  # its own copy
         return evaluate_images(colorizer, images)
 
     return validate

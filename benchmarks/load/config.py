@@ -116,9 +116,15 @@ class LoadConfig:
     client_timeout: float
 
     def as_json(self) -> dict[str, Any]:
-        """The settings as JSON values (paths as strings), for load.json."""
+        """The settings as JSON values, for load.json: paths as strings, never this machine's (see :func:`portable`)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+        return {key: portable(value) if isinstance(value, Path) else value for key, value in values.items()}
+
+
+def portable(path: Path) -> str:
+    """``path`` for a committed result: relative to the repository when inside it, else its name alone."""
+    resolved = path.resolve()
+    return resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else resolved.name
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def raw_main(upload_path: Path, output_format: str) -> int:
     fmt = OutputFormat(output_format)
     size = colorizer.render_size
     largest = max(settings.max_batch_size, 1)
-    inputs = torch.rand(largest, colorizer.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+    inputs = torch.rand(largest, colorizer.input_channels, size, size, generator=torch.Generator().manual_seed(0))
     forwards: dict[str, Callable[[torch.Tensor], object]] = {SERVICE_PATH: colorizer.predict}
     if runtime.compile_forwards:  # the ceiling: the plain compile of the checkpoint the service loaded
         path = settings.checkpoint or default_checkpoint_path()

@@ -10,12 +10,20 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from model.hints import Hint, HintError, parse_hints
 from service.deps import StateDep
 from service.encoding import OutputFormat
-from service.exceptions import ClientDisconnected, InvalidOptions, UploadTimedOut
+from service.exceptions import ClientDisconnected, InvalidHints, InvalidOptions, UploadTimedOut
 from service.http_errors import validation_message
 from service.inference import Rendered, run_image_request
-from service.schemas import ERROR_RESPONSES, ColorizeOptions, ErrorResponse, RenderOptions
+from service.schemas import (
+    ERROR_RESPONSES,
+    HINTS_FIELD,
+    HINTS_FORM_SCHEMA,
+    ColorizeOptions,
+    ErrorResponse,
+    RenderOptions,
+)
 from service.state import ServiceState
 from service.upload import read_upload, wait_for_disconnect
 
@@ -48,11 +56,12 @@ def _form_field_schema(field: dict[str, Any], defs: dict[str, Any]) -> dict[str,
     return field
 
 
-def _request_body(options: type[RenderOptions]) -> dict[str, Any]:
+def _request_body(options: type[RenderOptions], extra_fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """OpenAPI for the body the routes parse themselves (multipart ``file`` + option fields, or a raw image).
 
     The option fields carry the same constraints as the query parameters, so the
-    schema says exactly which form values are accepted (others are 422).
+    schema says exactly which form values are accepted (others are 422). ``extra_fields``:
+    form-only fields (the colour hints).
     """
     model_schema = options.model_json_schema()
     defs: dict[str, Any] = model_schema.get("$defs", {})
@@ -60,6 +69,7 @@ def _request_body(options: type[RenderOptions]) -> dict[str, Any]:
     for name, field in model_schema["properties"].items():
         properties[name] = _form_field_schema(field, defs)
         properties[name]["description"] = f"Same as the query parameter. {field.get('description', '')}".strip()
+    properties.update(extra_fields or {})
     return {
         "requestBody": {
             "required": True,
@@ -94,6 +104,25 @@ def _merge_options(query: OptionsT, fields: dict[str, str]) -> OptionsT:
         raise InvalidOptions(validation_message(exc.errors())) from exc
 
 
+def _hints(state: ServiceState, request: Request, fields: dict[str, str]) -> list[Hint]:
+    """The request's colour hints (the form field ``hints``, absent or blank: none); :class:`InvalidHints` (422) says what is wrong.
+
+    Whether each point lies inside the image is checked once the image is decoded and oriented.
+    """
+    if HINTS_FIELD in request.query_params:
+        raise InvalidHints(f"send hints as the multipart form field '{HINTS_FIELD}', not in the query string")
+    text = fields.get(HINTS_FIELD, "")
+    if not text.strip():  # a blank form field (as Swagger UI and HTML forms send) is no hints
+        return []
+    try:
+        hints = parse_hints(text, limit=state.settings.max_hints)
+    except HintError as exc:
+        raise InvalidHints(str(exc)) from exc
+    if hints and not state.runtime.colorizer.takes_hints:
+        raise InvalidHints("this checkpoint takes no colour hints (GET /v1/model: takes_hints is false); send none")
+    return hints
+
+
 def _image_response(rendered: Rendered, stem: str) -> Response:
     t = rendered.timings
     media_type = rendered.encoded.media_type
@@ -125,7 +154,9 @@ async def _handle(request: Request, state: ServiceState, query: OptionsT, *, sal
         budget = started_at + state.settings.request_timeout_s - time.monotonic()
         try:
             async with asyncio.timeout(budget):
-                upload = await read_upload(request, max_bytes=state.settings.max_upload_bytes)
+                upload = await read_upload(
+                    request, max_bytes=state.settings.max_upload_bytes, max_hints=state.settings.max_hints
+                )
         except TimeoutError as exc:
             raise UploadTimedOut(
                 f"the upload did not arrive within the request timeout of {state.settings.request_timeout_s:g} s"
@@ -134,6 +165,7 @@ async def _handle(request: Request, state: ServiceState, query: OptionsT, *, sal
             raise ClientDisconnected("the client disconnected before its upload was complete") from exc
         try:
             options = _merge_options(query, upload.fields)
+            hints = [] if saliency else _hints(state, request, upload.fields)
             rendered = await run_image_request(
                 state,
                 admission,
@@ -142,6 +174,7 @@ async def _handle(request: Request, state: ServiceState, query: OptionsT, *, sal
                 saliency=saliency,
                 started_at=started_at,
                 disconnected=lambda: wait_for_disconnect(request),
+                hints=hints,
             )
         finally:
             await upload.close()
@@ -153,10 +186,12 @@ async def _handle(request: Request, state: ServiceState, query: OptionsT, *, sal
     summary="Colorize an image",
     description="Upload an image (multipart field `file`, or the raw bytes with an `image/*` content type). "
     "The answer has the input's size and orientation (EXIF applied), its alpha channel (PNG/WebP) and its luma; "
-    "only the chroma is predicted. Reads JPEG, PNG, WebP, BMP, TIFF and GIF (first frame).",
+    "only the chroma is predicted. Reads JPEG, PNG, WebP, BMP, TIFF and GIF (first frame). "
+    "With a checkpoint that takes them (GET /v1/model: `takes_hints`), the multipart field `hints` carries "
+    "colour hints: points of the image and the colour each should have.",
     response_class=Response,
     responses=_image_responses("The colour image.", tuple(f.media_type for f in OutputFormat)),
-    openapi_extra=_request_body(ColorizeOptions),
+    openapi_extra=_request_body(ColorizeOptions, {HINTS_FIELD: HINTS_FORM_SCHEMA}),
 )
 async def colorize(request: Request, state: StateDep, query: Annotated[ColorizeOptions, Query()]) -> Response:
     return await _handle(request, state, query, saliency=False)

@@ -41,6 +41,7 @@ async def model_info(state: StateDep) -> ModelDescription:
         config=colorizer.generator.config.to_dict(),
         task=colorizer.task.value,
         has_saliency=colorizer.has_saliency,
+        takes_hints=colorizer.takes_hints,
         device=str(colorizer.device),
         precision=colorizer.precision,
         compiled_batch_sizes=runtime.compiled_batch_sizes,
@@ -56,6 +57,7 @@ async def model_info(state: StateDep) -> ModelDescription:
             max_upload_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             max_render_size=state.max_render_size,
+            max_hints=settings.max_hints,
         ),
         version={"service": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     )

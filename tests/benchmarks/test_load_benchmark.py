@@ -79,3 +79,15 @@ def test_quick_load_benchmark_reports_every_configuration(
     assert all(results["peak_rss_bytes"][mode] > 0 for mode in DEFAULT_MODES)
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "load.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_name_paths_relative_to_the_repository(tmp_path: Path) -> None:
+    """load.json records no path of the machine it ran on: repository paths are relative, others are names."""
+    from benchmarks.load.config import portable
+
+    assert portable(REPO / "benchmarks" / "results" / "bar") == "benchmarks/results/bar"
+    assert portable(tmp_path / "before") == "before"
+    for result in (REPO / "benchmarks" / "results").rglob("*.json"):
+        text = result.read_text()
+        for machine_path in (str(REPO), "/tmp/", "/work/", "/home/", "/root/"):
+            assert machine_path not in text, (result, machine_path)

@@ -90,8 +90,8 @@ def test_service_essentials(files: tuple[str, ...], route_table: set[tuple[str, 
     assert seconds(service["healthcheck"]["start_period"]) >= 60
     # SIGTERM -> uvicorn's graceful window + the lifespan drain, each up to the drain deadline.
     assert seconds(service["stop_grace_period"]) > 2 * shutdown_default
-    [volume] = service["volumes"]
-    assert volume["target"] == "/checkpoints" and volume["read_only"] is True
+    [volume] = [v for v in service["volumes"] if v["target"] == "/checkpoints"]
+    assert volume["type"] == "bind" and volume["read_only"] is True
     assert service["read_only"] is True and any(t.startswith("/tmp") for t in service["tmpfs"])
     assert service["cap_drop"] == ["ALL"]
 

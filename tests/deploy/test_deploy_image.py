@@ -223,6 +223,7 @@ def ignored(path: str) -> bool:
     [
         "pyproject.toml",
         "README.md",
+        "cli/colorize.py",
         "model/generator.py",
         "model/weights/__init__.py",
         "model/weights/scgan-starter.pt",
@@ -261,8 +262,9 @@ def test_build_context_drops(path: str) -> None:
 
 def test_image_copies_what_it_runs() -> None:
     copied = " ".join(args for word, args in INSTRUCTIONS if word == "COPY")
-    for needed in ("pyproject.toml", "README.md", "docker/constraints.txt", "model", "service", "training", "configs"):
-        assert needed in copied, f"the image never copies {needed}"
+    packages = [pattern.rstrip("*") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for needed in ("pyproject.toml", "README.md", "docker/constraints.txt", *packages, "configs"):
+        assert needed in copied.split(), f"the image never copies {needed}"
     # The bundled checkpoint ships as package data, so `pip install .` puts it beside model/weights/__init__.py.
     assert "weights/*.pt" in PYPROJECT["tool"]["setuptools"]["package-data"]["model"]
     # ... with the card and the training photos' sources and licences that must travel with it.

@@ -335,8 +335,8 @@ def test_pytorchjob_alternative_runs_the_same_training() -> None:
         assert c["image"].split(":")[-1] == _job()[1]["image"].split(":")[-1]
 
 
-def test_readme_shows_how_to_apply_every_kustomization() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_deployment_docs_show_how_to_apply_every_kustomization() -> None:
+    page = (REPO / "docs" / "deployment.md").read_text()
     for directory in KUSTOMIZATIONS:
         if directory != "k8s/base":
-            assert f"kubectl apply -k {directory}" in readme, directory
+            assert f"kubectl apply -k {directory}" in page, directory

@@ -10,7 +10,6 @@ runs it with ``--noconftest`` on machines that lack the test-only packages.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,10 @@ from model.weights import default_checkpoint_path
 pytestmark = pytest.mark.cuda
 
 REPO = Path(__file__).resolve().parents[2]
+# The tests' one free-port helper; this file runs with --noconftest, so tests/ is put on the path here.
+sys.path.insert(0, str(REPO / "tests"))
+from live_server import free_port  # noqa: E402
+
 PHOTOS = Path(os.environ.get("GPU_CHECK_PHOTOS") or REPO / "service" / "web" / "static" / "examples")
 MIN_PSNR_DB = 40.0
 
@@ -96,17 +99,11 @@ def test_a_batch_computes_what_single_images_do(device: torch.device, photos: to
         assert float(psnr_db(batched, single).min()) >= MIN_PSNR_DB
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_service_answers_on_the_device(device: torch.device) -> None:
     """``python -m service`` with the starter checkpoint and SCGAN_DEVICE set, over real HTTP."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
     env.update(SCGAN_DEVICE=device.type, SCGAN_PORT=str(port), SCGAN_HOST="127.0.0.1")
     if device.type == "cpu":

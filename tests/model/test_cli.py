@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,11 @@ from model_test_helpers import make_generator
 from PIL import Image
 from scgan_reference import official_state_dict
 
-import model.cli.common
+import cli.common
+from cli import colorize as colorize_cli
+from cli import convert as convert_cli
 from model import load_generator, read_generator, save_checkpoint
 from model.checkpoint import FORMAT_NAME
-from model.cli import colorize as colorize_cli
-from model.cli import convert as convert_cli
 from model.weights import default_checkpoint_path
 
 SIZES = {"a.png": (40, 30), "b.jpg": (64, 48), "sub/c.png": (33, 57)}
@@ -80,6 +81,29 @@ def test_all_good_exits_zero(good_folder: Path, tmp_path: Path, compact_checkpoi
     out = tmp_path / "out"
     assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--device", "cpu") == 0
     assert _outputs(out) == ["a.png", "b.png", "sub/c.png"]
+
+
+def test_outputs_get_the_mode_the_umask_gives_a_new_file(
+    good_folder: Path, tmp_path: Path, compact_checkpoint: Path
+) -> None:
+    """0644 under umask 022 and 0640 under 027 (not the temporary file's private 0600), saliency maps too."""
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        out = tmp_path / f"out-{umask:o}"
+        before = os.umask(umask)
+        try:
+            assert _run(good_folder, "-o", out, "--checkpoint", compact_checkpoint, "--saliency") == 0
+        finally:
+            os.umask(before)
+        modes = {name: stat.S_IMODE((out / name).stat().st_mode) for name in _outputs(out)}
+        assert len(modes) == 6 and set(modes.values()) == {mode}, modes
+
+
+def test_one_image_is_counted_in_the_singular(
+    good_folder: Path, tmp_path: Path, compact_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="scgan.colorize"):
+        assert _run(good_folder / "a.png", "-o", tmp_path / "out", "--checkpoint", compact_checkpoint) == 0
+    assert "colorized 1 of 1 image into" in caplog.text and "1 images" not in caplog.text
 
 
 @pytest.mark.parametrize(("fmt", "suffix", "pil_format"), [("jpeg", ".jpg", "JPEG"), ("webp", ".webp", "WEBP")])
@@ -143,7 +167,7 @@ def test_bad_checkpoint_and_bad_settings(good_folder: Path, tmp_path: Path, comp
 
 def test_missing_default_checkpoint(good_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An install stripped of the bundled checkpoint, with none given: exit 2, nothing written."""
-    monkeypatch.setattr(model.cli.common, "default_checkpoint_path", lambda: None)
+    monkeypatch.setattr(cli.common, "default_checkpoint_path", lambda: None)
     assert _run(good_folder, "-o", tmp_path / "out") == 2
     assert not (tmp_path / "out").exists()
 
@@ -156,9 +180,8 @@ def test_the_bundled_checkpoint_is_used_by_default(good_folder: Path, tmp_path: 
 
 
 def test_real_subprocess(mixed_folder: Path, tmp_path: Path, compact_checkpoint: Path) -> None:
-    """The installed console script (or ``python -m``), one good file and one broken one."""
-    script = Path(sys.executable).with_name("scgan-colorize")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "model.cli.colorize"]
+    """``python -m cli.colorize`` (what the console script calls), one good file and one broken one."""
+    command = [sys.executable, "-m", "cli.colorize"]
     out = tmp_path / "out"
     inputs = [str(mixed_folder / "a.png"), str(mixed_folder / "broken.png")]
     done = subprocess.run(
@@ -237,3 +260,35 @@ def test_chroma_gain_zero_writes_the_gray_image_and_out_of_range_is_refused(
         with pytest.raises(SystemExit) as exc:
             _run(good_folder, "-o", tmp_path / "x", "--chroma-gain", bad)
         assert exc.value.code == 2
+
+
+def _modules_after(code: str) -> set[str]:
+    """Top-level packages and ``model.*`` modules loaded by ``code`` in a fresh interpreter."""
+    script = (
+        "import sys\n"
+        f"{code}\n"
+        "print(' '.join(m for m in sys.modules if '.' not in m or m.startswith('model.')), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False, env=dict(os.environ)
+    )
+    return set(done.stderr.split())
+
+
+def test_help_imports_neither_torch_nor_the_networks() -> None:
+    """``scgan-colorize --help`` and ``scgan-convert --help`` answer without loading torch (6.6 s with it)."""
+    for module in ("cli.colorize", "cli.convert"):
+        loaded = _modules_after(f"from {module} import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass")
+        assert "argparse" in loaded, loaded  # the script ran
+        assert "torch" not in loaded and "model.pipeline" not in loaded and "model.generator" not in loaded, module
+
+
+def test_console_scripts_name_real_entry_points() -> None:
+    """pyproject's [project.scripts] point at functions that exist (the installed scripts are built from them)."""
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target

@@ -21,8 +21,8 @@ import pytest
 from live_server import ServerProcess, free_port
 from PIL import Image
 
-from model.cli import colorize as colorize_cli
-from model.cli.remote import RetryPolicy, check_server_url, parse_retry_after, read_api_key
+from cli import colorize as colorize_cli
+from cli.remote import RetryPolicy, check_server_url, parse_retry_after, read_api_key
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -135,7 +135,7 @@ def test_remote_writes_what_the_local_run_writes(
         assert np.array_equal(_pixels(remote_files[name]), _pixels(path)), name
         with Image.open(path) as a, Image.open(remote_files[name]) as b:
             assert a.mode == b.mode and a.size == b.size, name
-    assert not list(remote.rglob("*.part"))
+    assert not list(remote.rglob(".*"))
 
 
 def test_jpeg_output_is_the_local_runs_too(
@@ -151,17 +151,35 @@ def test_jpeg_output_is_the_local_runs_too(
         assert path.read_bytes() == remote_files[name].read_bytes(), name
 
 
-def test_a_refused_key_stops_the_run(server: FaultyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_missing_or_refused_key_stops_the_run(
+    server: FaultyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each with its own message: no key points to --api-key-file, a wrong one says it was refused."""
     folder = _folder(tmp_path, 2)
     wrong = tmp_path / "wrong-key"
     wrong.write_text("not-the-key\n")
-    for key_args in ((), ("--api-key-file", wrong)):
+    for key_args, message in (((), "needs an API key: pass --api-key-file"), (("--api-key-file", wrong), "refused")):
         caplog.clear()
         with caplog.at_level(logging.INFO):
             assert _run(folder, "-o", tmp_path / "out", "--server", server.url, *key_args) == 2
-        assert "refused the API key" in caplog.text
+        assert message in caplog.text
+        assert ("refused" in caplog.text) == bool(key_args)
         assert "not-the-key" not in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_http_request_lines_only_with_verbose(
+    server: FaultyServer, client_key: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _folder(tmp_path, 1)
+    for verbose in (False, True):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            args = ("-o", tmp_path / f"out-{verbose}", "--server", server.url, "--api-key-file", client_key)
+            assert _run(folder, *args, *(("--verbose",) if verbose else ())) == 0
+        requests = [r for r in caplog.records if r.name == "httpx" and "HTTP Request" in r.getMessage()]
+        assert bool(requests) == verbose, [r.getMessage() for r in caplog.records]
+        assert "colorized 3 of 3 images" in caplog.text
 
 
 def test_skip_existing_never_uploads_a_finished_file(server: FaultyServer, client_key: Path, tmp_path: Path) -> None:
@@ -225,7 +243,7 @@ def test_a_server_that_dies_mid_run(compact_checkpoint: Path, tmp_path: Path, ca
     for path in written.values():
         with Image.open(path) as image:
             image.load()
-    assert not list(out.rglob("*.part"))
+    assert not list(out.rglob(".*"))
     failed = {line.split("failed: ", 1)[1].split(": ", 1)[0] for line in caplog.text.splitlines() if "failed: " in line}
     sources = {p.relative_to(folder).as_posix() for p in _files(folder).values()}
     assert len(failed) == 5 and {Path(f).relative_to(folder).as_posix() for f in failed} <= sources
@@ -294,7 +312,7 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
     folder = _folder(tmp_path, 1)
     code = (
         "import sys\n"
-        "from model.cli.colorize import main\n"
+        "from cli.colorize import main\n"
         f"status = main([{str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--checkpoint', {str(compact_checkpoint)!r},"
         " '--device', 'cpu'])\n"
         "print(status, 'httpx' in sys.modules)\n"
@@ -309,3 +327,31 @@ def test_the_local_path_never_imports_httpx(compact_checkpoint: Path, tmp_path: 
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.stdout.split() == ["0", "False"], result.stderr
+
+
+def test_server_mode_imports_neither_torch_nor_the_networks(tmp_path: Path) -> None:
+    """A --server run (here against a closed port) loads PIL and httpx, never torch or the model's networks.
+
+    Colour hints (--hints) are parsed on the way, without torch too.
+    """
+    folder = _folder(tmp_path, 1)
+    hints = tmp_path / "hints.json"
+    hints.write_text('[{"x": 1, "y": 2, "color": "#0000ff"}]')
+    code = (
+        "import sys\n"
+        "from cli.colorize import main\n"
+        f"status = main([{str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, '--server', 'http://127.0.0.1:9',"
+        f" '--retries', '0', '--hints', {str(hints)!r}])\n"
+        "loaded = [m for m in ('torch', 'model.pipeline', 'model.generator', 'httpx') if m in sys.modules]\n"
+        "print(status, *loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.stdout.split() == ["2", "httpx"], result.stdout + result.stderr

@@ -1,8 +1,9 @@
-"""torch.compile'd forwards: fixed shapes, padding to the next compiled batch, eager for the rest.
+"""Compiled forwards: fixed shapes, padding to the next compiled batch, eager for the rest.
 
-Compiling even a tiny generator takes 20-30 s per shape on this 2-core CPU, so the tests
+Compiling even a tiny generator takes 30-60 s per shape on this 2-core CPU, so the tests
 that really compile are marked slow (``make test-slow``) and share one module-scoped
-colorizer, compiled once for batch size 2.
+colorizer, compiled once for batch size 2; the others build with ``tiny_models.ExportCompiler``.
+The compile cache has its own tests (test_compile_cache.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 import torch
+import torch._inductor
 from model_test_helpers import make_generator
+from tiny_models import ExportCompiler
 
 from model import Colorizer, compiled
 from model.compiled import CompiledShape, bucket_batch_sizes, compiler_available, resolve_compile
@@ -61,27 +64,27 @@ def test_compile_needs_python_headers(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert not available and "python3-dev" in why
 
 
-def test_weights_are_frozen_into_the_traced_graph() -> None:
-    """Dynamo must see freezing on, or every weight becomes a graph input that inductor cannot fold.
+def test_weights_are_frozen_into_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build exports one input (the image batch) and asks inductor to freeze the weights into the package.
 
-    A recording backend stands in for inductor, so this checks what inductor would be handed
-    without compiling anything.
+    Freezing constant-folds the weights and prepacks them for oneDNN, several times faster on a CPU
+    (benchmarks/results/model_forward.md); a stand-in compiler records what inductor would be handed.
     """
-    net = make_generator(seed=4).eval()
-    traced: list[torch.fx.GraphModule] = []
+    compiler = ExportCompiler().install(monkeypatch)
+    handed: list[tuple[torch.export.ExportedProgram, dict[str, object]]] = []
+    build = compiler.compile_and_package
 
-    def recording_backend(gm: torch.fx.GraphModule, _inputs: list[torch.Tensor]) -> Callable[..., Any]:
-        traced.append(gm)
-        return gm.forward
+    def recording(program: torch.export.ExportedProgram, package_path: str, inductor_configs: Any = None) -> str:
+        handed.append((program, dict(inductor_configs or {})))
+        return build(program, package_path)
 
-    forwards = compiled.CompiledForwards(lambda x, saliency: net(x, return_saliency=saliency), channels=1)
-    torch._dynamo.reset()
-    report = forwards.compile([1], 256, device=CPU, context=torch.inference_mode, backend=recording_backend)
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", recording)
+    report = _colorizer().compile([1])
     assert report.compiled == [CompiledShape(1, 256, False)]
-    (graph,) = traced
-    ops = [node.op for node in graph.graph.nodes]
-    assert ops.count("placeholder") == 1  # the image batch; no weight is an input
-    assert ops.count("get_attr") >= sum(1 for _ in net.parameters())
+    ((program, configs),) = handed
+    assert configs.get("freezing") is True
+    assert len(program.graph_signature.user_inputs) == 1  # the image batch; every weight is a parameter to fold
+    assert len(program.graph_signature.inputs_to_parameters) >= 10
 
 
 def _colorizer(precision: str = "fp32") -> Colorizer:
@@ -149,25 +152,11 @@ def test_bf16_compiled_forward_stays_within_tolerance_of_eager_bf16() -> None:
     assert float((got - want).abs().max()) < 0.02  # bf16 keeps 8 bits of mantissa; outputs are in [0, 1]
 
 
-def _fake_compile(fail_at_compile: bool) -> Callable[..., Any]:
-    """A stand-in for torch.compile whose graph fails while compiling, or on its first real call."""
-
-    def fake(fn: Callable[..., Any], **_kwargs: Any) -> Callable[..., Any]:
-        calls = {"n": 0}
-
-        def graph(*args: Any) -> Any:
-            calls["n"] += 1
-            if fail_at_compile or calls["n"] > 1:
-                raise RuntimeError("inductor exploded\nsecond line")
-            return fn(*args)
-
-        return graph
-
-    return fake
-
-
 def test_a_shape_that_fails_to_compile_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compiled.torch, "compile", _fake_compile(fail_at_compile=True))
+    def failing(*_args: Any, **_kwargs: Any) -> str:
+        raise RuntimeError("inductor exploded\nsecond line")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", failing)
     fast, eager = _colorizer(), _colorizer()
     report = fast.compile([1])
     assert report.compiled == [] and report.failed == {CompiledShape(1, 256, False): "RuntimeError: inductor exploded"}
@@ -176,28 +165,22 @@ def test_a_shape_that_fails_to_compile_runs_eagerly(monkeypatch: pytest.MonkeyPa
     torch.testing.assert_close(fast.predict(x)[0], eager.predict(x)[0])
 
 
-def test_a_failing_cpp_wrapper_falls_back_to_the_python_wrapper(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import torch._inductor.config as inductor_config
-
-    def fake(fn: Callable[..., Any], **_kwargs: Any) -> Callable[..., Any]:
-        def graph(*args: Any) -> Any:
-            if inductor_config.cpp_wrapper:
-                raise RuntimeError("g++: cannot build the wrapper")
-            assert inductor_config.freezing
-            return fn(*args)
-
-        return graph
-
-    monkeypatch.setattr(compiled.torch, "compile", fake)
-    report = _colorizer().compile([1])
-    assert report.compiled == [CompiledShape(1, 256, False)] and report.failed == {}
-    assert "without inductor's C++ wrapper" in caplog.text and "cannot build the wrapper" in caplog.text
-
-
 def test_a_graph_that_breaks_at_run_time_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compiled.torch, "compile", _fake_compile(fail_at_compile=False))
+    compiler = ExportCompiler().install(monkeypatch)
+
+    def load_then_break(path: str, device_index: int = -1) -> Callable[..., Any]:
+        runner = compiler.load_package(path)
+        calls = {"n": 0}
+
+        def run(*args: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] > 1:  # the first call is the build's check against eager
+                raise RuntimeError("kernel crashed")
+            return runner(*args)
+
+        return run
+
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", load_then_break)
     fast, eager = _colorizer(), _colorizer()
     assert fast.compile([2]).compiled == [CompiledShape(2, 256, False)]
     x = torch.rand(1, 1, 256, 256)

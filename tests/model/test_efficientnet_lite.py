@@ -14,6 +14,7 @@ from efficientnet_lite_pytorch import EfficientNet as ReferenceEfficientNet
 from model import Generator, GeneratorConfig
 from model.checkpoint import read_generator, save_checkpoint
 from model.efficientnet_lite import (
+    EfficientNetLite,
     EfficientNetLite0,
     default_weights_path,
     load_imagenet_weights,
@@ -60,6 +61,25 @@ def test_tf_same_padding_matches_on_odd_sizes(ported: EfficientNetLite0) -> None
     # TF "same" padding is asymmetric on stride 2 (the extra pixel goes after); odd sides exercise both cases.
     x = normalize_input(_photo_like(250, 333, 1))
     assert torch.allclose(ported(x), _reference((250, 333))(x), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+@torch.no_grad()
+def test_lite1_and_lite2_logits_match_the_reference(variant: str) -> None:
+    # Lite1 scales depth (x1.1), Lite2 width (x1.1) and depth (x1.2); stem, head and the end stages' repeats stay.
+    net = EfficientNetLite(variant)  # type: ignore[arg-type]
+    assert load_imagenet_weights(net) == default_weights_path(variant).name  # type: ignore[arg-type]
+    net.eval()
+    reference = ReferenceEfficientNet.from_pretrained(
+        f"efficientnet-{variant}",
+        weights_path=str(default_weights_path(variant)),
+        image_size=(250, 333),  # type: ignore[arg-type]
+    ).eval()
+    x = normalize_input(torch.cat([_photo_like(250, 333, 2), torch.rand(1, 3, 250, 333)]))
+    got, expected = net(x), reference(x)
+    assert got.shape == (2, 1000)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=0), float((got - expected).abs().max())
+    assert torch.equal(got.argmax(1), expected.argmax(1))
 
 
 def test_normalisation_is_tf_lites() -> None:

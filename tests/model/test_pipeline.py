@@ -206,8 +206,16 @@ def test_cpu_precision_and_layout(compact_checkpoint: Path, colorizer: Colorizer
     assert result.size == image.size
     _assert_same_luma(result, _luma255(image))  # luma comes from the input, whatever the precision
     x = colorizer.prepare(image).model_input[None]
-    atol = 0.1 if kwargs.get("precision") == "bf16" else 1e-5
-    torch.testing.assert_close(other.predict(x)[0], colorizer.predict(x)[0], rtol=0, atol=atol)
+    if kwargs.get("precision") == "bf16":
+        # Against fp32 itself ('auto', the fixture's, is bf16 on CPUs that run it natively), held to the documented
+        # bar for a lower precision: within 40 dB PSNR of fp32 (model/device.py, README).
+        fp32 = Colorizer.from_checkpoint(compact_checkpoint, device="cpu", precision="fp32")
+        ours, reference = other.predict(x)[0], fp32.predict(x)[0]
+        assert not torch.equal(ours, reference), "bf16 ran as fp32"
+        psnr_db = 10 * np.log10(1.0 / float((ours - reference).pow(2).mean()))
+        assert psnr_db >= 40.0, f"bf16 is {psnr_db:.1f} dB from fp32"
+    else:  # the same precision in another memory layout: the same numbers
+        torch.testing.assert_close(other.predict(x)[0], colorizer.predict(x)[0], rtol=0, atol=1e-5)
 
 
 def test_batch_size_splits_work(compact_checkpoint: Path, colorizer: Colorizer) -> None:

@@ -1,23 +1,31 @@
-"""Helpers for the service tests: a gated predict seam, test images, a running app in-process."""
+"""Helpers for the service tests: a gated predict seam, test images, a running app in-process, supervised workers."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import os
+import signal
 import struct
+import subprocess
 import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+import live_server
 import numpy as np
 import torch
 from fastapi import FastAPI
+from live_server import free_port, service_command, service_env
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from service import Settings, create_app
 from service.runtime import PredictFn
@@ -183,3 +191,125 @@ async def run_app(
         if ready:
             await wait_ready(client)
         yield running
+
+
+# -- the service under its supervisor (SCGAN_WORKERS > 1) ------------------------------------------------------------
+
+
+class Workers:
+    """``python -m service`` with SCGAN_WORKERS=2 on a free port, its JSON log in a file."""
+
+    def __init__(self, checkpoint: Path, log: Path, *, port: int | None = None, **settings: str) -> None:
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = service_env(
+            SCGAN_WORKERS="2",
+            SCGAN_CPU_THREADS="1",
+            SCGAN_LOG_FORMAT="json",
+            SCGAN_MAX_BATCH_SIZE="2",
+            OMP_NUM_THREADS="1",
+            **settings,
+        )
+        with log.open("wb") as sink:
+            command = service_command(checkpoint, self.port)
+            self.process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+    def records(self) -> list[dict[str, object]]:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def pids(self) -> dict[int, int]:
+        """Worker index -> pid of its latest process (uvicorn's 'Started server process [PID]')."""
+        found: dict[int, int] = {}
+        for record in self.records():
+            message = str(record["message"])
+            if message.startswith("Started server process [") and "worker" in record:
+                found[int(str(record["worker"]))] = int(message.split("[")[1].rstrip("]"))
+        return found
+
+    def spawned(self, index: int) -> list[int]:
+        """Pids of worker ``index``'s processes, in the order the supervisor started them."""
+        prefix = f"worker {index} started (pid "
+        messages = [str(r["message"]) for r in self.records()]
+        return [int(m.removeprefix(prefix).rstrip(")")) for m in messages if m.startswith(prefix)]
+
+    def messages(self, level: str | None = None) -> list[str]:
+        return [str(r["message"]) for r in self.records() if level is None or r["level"] == level]
+
+    def shutdowns(self) -> list[object]:
+        """The ``worker`` field of each 'shutdown complete' line: the workers that drained."""
+        return [r.get("worker") for r in self.records() if r["message"] == "shutdown complete"]
+
+    def wait_for(self, what: str, done: Callable[[], bool], timeout_s: float = 120.0, exits: bool = False) -> None:
+        """Poll ``done()`` until true; fail naming ``what`` (with the log) on timeout, or if the supervisor exits
+        first (unless ``exits``: then its exit is what we wait for)."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert exits or self.process.poll() is None, f"the supervisor exited waiting for {what}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {what} within {timeout_s:g} s:\n{self.output()}"
+            time.sleep(0.02)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def served(self) -> dict[int, int]:
+        """Worker index -> POST /colorize answers in the access log."""
+        counts: dict[int, int] = {}
+        for record in self.records():
+            if record["logger"] == "service.access" and str(record["message"]).startswith("POST /colorize"):
+                index = int(str(record["worker"]))
+                counts[index] = counts.get(index, 0) + 1
+        return counts
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{self.base}/metrics", timeout=10).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def colorized(self) -> float:
+        key = ("scgan_http_requests_total", (("method", "POST"), ("route", "/colorize"), ("status", "200")))
+        return self.samples().get(key, 0.0)
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        live_server.wait_ready(
+            f"{self.base}/readyz",
+            exited=lambda: None if self.process.poll() is None else self.output(),
+            timeout_s=timeout_s,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+        # The workers are the supervisor's children; a killed supervisor leaves them to notice it is gone.
+        for pid in self.pids().values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def post_many(base: str, count: int) -> list[int]:
+    statuses: list[int] = []
+    data = image_bytes(gray_image(48, 40), "PNG")
+
+    def one() -> None:
+        response = httpx.post(f"{base}/colorize", files={"file": ("in.png", data, "image/png")}, timeout=30)
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses

@@ -214,6 +214,9 @@ def test_keys_file_formats(tmp_path: Path) -> None:
     keys = ApiKeys.from_file(path)
     assert len(keys) == 2 and keys.verify("one") and keys.verify("two") and not keys.verify("three")
     assert "one" not in repr(keys) and digest not in repr(keys)
+    assert repr(keys) == "ApiKeys(2 keys)"
+    path.write_text("one\n")
+    assert repr(ApiKeys.from_file(path)) == "ApiKeys(1 key)"
 
 
 def _file_with(content: bytes) -> Callable[[Path], Path]:

@@ -1,7 +1,12 @@
-"""The batcher on its own: no HTTP, no model; plain callables and threads."""
+"""The batcher on its own: no HTTP, no model; plain callables and threads.
+
+Its timing decisions run on an injected :class:`FakeClock` the tests move by hand, so what they pin (how long a
+batch waits for company, queue-wait and inference times) is exact and does not depend on how busy the machine is.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -53,6 +58,34 @@ class Observer:
         self.drops.append(reason)
 
 
+class FakeClock:
+    """Time that moves only when the test says so; each move makes the batcher read it again at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.batcher: Batcher[int, int] | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        if self.batcher is not None:
+            self.batcher.recheck_time()
+
+
+def clocked(predict: Recorder, clock: FakeClock, **kwargs: object) -> Batcher[int, int]:
+    options: dict[str, object] = {"max_batch_size": 4, "max_wait_s": 0.05, "capacity": 100}
+    options.update(kwargs)
+    clock.batcher = Batcher(predict, clock=clock, **options)  # type: ignore[arg-type]
+    return clock.batcher
+
+
+def not_done_yet(future: Future[Batched[int]]) -> bool:
+    """The future still pending after a moment's grace for the worker thread (a negative can only be waited for)."""
+    return not wait([future], timeout=0.1).done
+
+
 def results(futures: list[Future[Batched[int]]]) -> list[int]:
     return [f.result(timeout=10).value for f in futures]
 
@@ -78,34 +111,46 @@ def test_invalid_settings_are_rejected(recorder: Recorder, kwargs: dict[str, obj
 
 
 def test_backlog_is_batched_up_to_max_batch_size(recorder: Recorder) -> None:
-    batcher = make(recorder, max_batch_size=4, max_wait_s=0.45)
+    clock = FakeClock()
+    batcher = clocked(recorder, clock, max_batch_size=4, max_wait_s=0.45)
     futures = [batcher.submit(i) for i in range(10)]  # queued before the worker starts
-    time.sleep(0.5)
-    start = time.monotonic()
-    batcher.start()
+    clock.advance(0.5)
+    batcher.start()  # the clock stands still from here: waiting again for [8, 9] would never end
     assert results(futures) == [i * 10 for i in range(10)]
-    # The items arrived more than max_wait before the worker took them: nothing waits any longer.
-    assert time.monotonic() - start < 0.4  # waiting again for [8, 9] would take >= 0.45 s
     assert recorder.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert [f.result().batch_size for f in futures] == [4, 4, 4, 4, 4, 4, 4, 4, 2, 2]
+    assert [f.result().queue_wait_s for f in futures] == [0.5] * 10
     assert batcher.stop(5)
 
 
 def test_items_arriving_within_the_delay_share_a_batch(recorder: Recorder) -> None:
-    batcher = make(recorder, max_batch_size=8, max_wait_s=0.3)
+    clock = FakeClock()
+    batcher = clocked(recorder, clock, max_batch_size=8, max_wait_s=0.3)
     batcher.start()
-    futures = [batcher.submit(i) for i in range(3)]
+    futures = [batcher.submit(0)]
+    clock.advance(0.1)
+    futures.append(batcher.submit(1))
+    clock.advance(0.1999)
+    futures.append(batcher.submit(2))  # still within 0.3 s of the first
+    assert not_done_yet(futures[0])
+    clock.advance(0.0001)
     assert results(futures) == [0, 10, 20]
     assert recorder.batches == [[0, 1, 2]]
+    assert [f.result().queue_wait_s for f in futures] == pytest.approx([0.3, 0.2, 0.0001])
     assert batcher.stop(5)
 
 
-def test_a_lone_item_waits_at_most_the_delay(recorder: Recorder) -> None:
-    batcher = make(recorder, max_batch_size=8, max_wait_s=0.05)
+def test_a_lone_item_waits_exactly_the_delay(recorder: Recorder) -> None:
+    clock = FakeClock()
+    batcher = clocked(recorder, clock, max_batch_size=8, max_wait_s=0.05)
     batcher.start()
-    start = time.monotonic()
-    assert batcher.submit(3).result(timeout=5).value == 30
-    assert time.monotonic() - start < 2.0
+    future = batcher.submit(3)
+    clock.advance(0.049)
+    assert not_done_yet(future)  # company may still come
+    clock.advance(0.001)
+    outcome = future.result(timeout=5)
+    assert outcome.value == 30 and outcome.batch_size == 1
+    assert outcome.queue_wait_s == pytest.approx(0.05)
     assert batcher.stop(5)
 
 
@@ -190,7 +235,11 @@ def test_stop_finishes_what_was_queued_then_refuses(recorder: Recorder) -> None:
     assert recorder.started.wait(5)
     stopper = threading.Thread(target=batcher.stop, args=(10,))
     stopper.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    while batcher.running:  # until stop() has closed the door (the worker itself is still busy)
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert stopper.is_alive()
     with pytest.raises(BatcherClosed):
         batcher.submit(99)
     recorder.release.set()
@@ -246,29 +295,80 @@ def test_wrong_result_count_fails_the_batch() -> None:
     assert batcher.stop(5)
 
 
-def test_queue_wait_and_inference_time_are_reported(recorder: Recorder) -> None:
-    batcher = make(recorder, max_wait_s=0.0)
+def test_queue_wait_and_inference_time_are_reported() -> None:
+    clock = FakeClock()
+
+    def predict(items: list[int]) -> list[int]:
+        clock.advance(0.125)  # the forward takes 0.125 s
+        return items
+
+    batcher = clocked(predict, clock, max_wait_s=0.0)  # type: ignore[arg-type]
     future = batcher.submit(1)
-    time.sleep(0.05)
+    clock.advance(0.25)  # it waits 0.25 s for the worker
     batcher.start()
     outcome = future.result(timeout=5)
-    assert outcome.queue_wait_s >= 0.04
-    assert outcome.inference_s >= 0.0
+    assert outcome.queue_wait_s == pytest.approx(0.25)
+    assert outcome.inference_s == pytest.approx(0.125)
     assert batcher.stop(5)
 
 
 def test_no_waiting_for_company_that_is_not_coming(recorder: Recorder) -> None:
     on_the_way = 0
-    batcher = Batcher(recorder, max_batch_size=2, max_wait_s=5.0, capacity=10, incoming=lambda: on_the_way)
+    clock = FakeClock()
+    batcher = clocked(recorder, clock, max_batch_size=2, max_wait_s=5.0, incoming=lambda: on_the_way)
     batcher.start()
-    start = time.monotonic()
-    assert batcher.submit(1).result(timeout=10).batch_size == 1
-    assert time.monotonic() - start < 2.5  # not the 5 s delay
+    lone = batcher.submit(1).result(timeout=10)  # the clock stands still: waiting for company would never end
+    assert lone.batch_size == 1 and lone.queue_wait_s == 0.0
     on_the_way = 1  # someone is being decoded: the next batch waits for it
     first = batcher.submit(2)
-    time.sleep(0.2)
+    assert not_done_yet(first)
     second = batcher.submit(3)
     assert first.result(timeout=10).batch_size == second.result(timeout=10).batch_size == 2
+    assert batcher.stop(5)
+
+
+def test_start_twice_is_refused(recorder: Recorder) -> None:
+    batcher = make(recorder)
+    batcher.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        batcher.start()
+    assert batcher.running and batcher.submit(2).result(timeout=5).value == 20
+    assert batcher.stop(5)
+
+
+class FailingObserver:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_batch(self, size: int, inference_s: float, queue_waits_s: Sequence[float], failed: bool) -> None:
+        self.calls.append("batch")
+        raise RuntimeError("metrics broke")
+
+    def on_drop(self, reason: str) -> None:
+        self.calls.append(reason)
+        raise RuntimeError("metrics broke")
+
+
+def test_an_observer_that_raises_does_not_take_the_worker_down(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    observer = FailingObserver()
+    batcher = make(recorder, max_batch_size=1, max_wait_s=0.0, observer=observer)
+    cancelled = batcher.submit(1)
+    assert cancelled.cancel()
+    expired = batcher.submit(2, deadline=time.monotonic() - 1.0)
+    failing = batcher.submit(-1)
+    kept = batcher.submit(3)
+    with caplog.at_level(logging.ERROR, logger="service.batcher"):
+        batcher.start()
+        with pytest.raises(DeadlineExceeded):
+            expired.result(timeout=5)
+        with pytest.raises(BatchFailed):
+            failing.result(timeout=5)
+        assert kept.result(timeout=5).value == 30
+        assert batcher.running and batcher.submit(4).result(timeout=5).value == 40
+    assert observer.calls[:2] == ["cancelled", "expired"] and observer.calls.count("batch") >= 2
+    assert [r.getMessage() for r in caplog.records].count("batch observer failed") == len(observer.calls)
     assert batcher.stop(5)
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 from service_test_helpers import gray_image, image_bytes, png_header_only, rgb_image
 
 from model import Colorizer
+from model.color import GRAY_WEIGHTS
 from service.decoding import decode_image
 from service.exceptions import CorruptImage, EmptyUpload, ImageTooLarge, ServiceError, UnsupportedImage
-from service.inference import decode_and_prepare
+from service.inference import PreparedUpload, decode_and_prepare
 
 LIMIT = 4096 * 4096
 
@@ -53,10 +55,18 @@ LIMIT = 4096 * 4096
 def test_supported_formats_decode(
     image: Image.Image, fmt: str, params: dict[str, object], expected_format: str
 ) -> None:
-    decoded = decode_image(image_bytes(image, fmt, **params), max_pixels=LIMIT)
+    data = image_bytes(image, fmt, **params)
+    upload = io.BytesIO(data)
+    decoded = decode_image(upload, max_pixels=LIMIT)
+    upload.close()  # the pixels are in memory: nothing reads the upload later
     assert decoded.format == expected_format
     assert decoded.size == image.size
-    decoded.image.load()  # already loaded: no lazy reads of the upload later
+    assert decoded.image.mode == image.mode
+    pixels = np.asarray(decoded.image.convert("RGBA"))
+    with Image.open(io.BytesIO(data)) as pillow:  # exactly what Pillow decodes (the first frame of an MPO)
+        assert np.array_equal(pixels, np.asarray(pillow.convert("RGBA")))
+    if fmt not in ("JPEG", "MPO") and "transparency" not in params:  # lossless: the pixels that were saved
+        assert np.array_equal(pixels, np.asarray(image.convert("RGBA")))
 
 
 def test_file_objects_decode_too() -> None:
@@ -118,14 +128,29 @@ def test_tiff_strip_offset_past_seek_range_is_corrupt() -> None:
 
 def test_over_max_pixels_is_refused_from_the_header() -> None:
     # 100000 x 100000 would need 10 GB decoded; the header alone is enough to refuse it.
-    with pytest.raises(ImageTooLarge):
-        decode_image(png_header_only(100_000, 100_000), max_pixels=LIMIT)
+    with pytest.raises(
+        ImageTooLarge,
+        match=r"the image is 3000 x 2000 = 6,000,000 pixels; the limit is 4,194,304 pixels \(2048 x 2048\)",
+    ):
+        decode_image(png_header_only(3000, 2000), max_pixels=2048 * 2048)
+    with pytest.raises(ImageTooLarge, match=r"100000 x 100000 .* \(about 1000 x 1000\)"):
+        decode_image(png_header_only(100_000, 100_000), max_pixels=1_000_500)
 
 
-def test_pillow_decompression_bomb_is_too_large_not_corrupt() -> None:
-    # Past 2x Pillow's MAX_IMAGE_PIXELS, Image.open itself raises DecompressionBombError.
-    with pytest.raises(ImageTooLarge):
-        decode_image(png_header_only(20_000, 20_000), max_pixels=178_956_970)
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])
+def test_pillow_decompression_bomb_is_too_large_not_corrupt(fmt: str) -> None:
+    """Past 2x Pillow's MAX_IMAGE_PIXELS, Image.open itself refuses the file: the 413 still names its size."""
+    data = image_bytes(gray_image(8, 8), fmt)
+    with pytest.raises(
+        ImageTooLarge, match=r"the image is 20000 x 20000 = 400,000,000 pixels; the limit is 178,956,970"
+    ):
+        if fmt == "PNG":
+            data = png_header_only(20_000, 20_000)
+        elif fmt == "GIF":
+            data = data[:6] + struct.pack("<HH", 20_000, 20_000) + data[10:]
+        else:
+            data = data[:18] + struct.pack("<ii", 20_000, 20_000) + data[26:]
+        decode_image(data, max_pixels=178_956_970)
 
 
 def test_limit_is_inclusive() -> None:
@@ -136,8 +161,17 @@ def test_limit_is_inclusive() -> None:
 
 
 _VALID = [image_bytes(rgb_image(32, 32), fmt) for fmt in ("PNG", "JPEG", "WEBP", "BMP", "TIFF")] + [
-    image_bytes(rgb_image(32, 32).convert("P"), "GIF")
+    image_bytes(rgb_image(32, 32).convert("P"), "GIF"),
+    image_bytes(rgb_image(32, 32).convert("RGBA"), "PNG"),
+    image_bytes(gray_image(32, 32), "PNG"),
 ]
+
+
+@pytest.mark.parametrize("data", _VALID, ids=["png", "jpeg", "webp", "bmp", "tiff", "gif", "png-rgba", "png-gray"])
+def test_the_fuzz_bases_undamaged_keep_size_alpha_and_luma(reference: Colorizer, data: bytes) -> None:
+    """The success branch of the fuzz tests below, once per base for sure."""
+    upload = decode_and_prepare(data, colorizer=reference, render_size=256, max_pixels=LIMIT)
+    assert_answer_keeps_the_upload(reference, data, upload)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -149,21 +183,41 @@ _VALID = [image_bytes(rgb_image(32, 32), fmt) for fmt in ("PNG", "JPEG", "WEBP",
 def test_damaged_uploads_only_raise_domain_errors(
     reference: Colorizer, base: bytes, cut: int, flips: list[tuple[int, int]]
 ) -> None:
-    """Truncated or bit-flipped files give a 4xx-mapped error or a prepared image, never anything else."""
+    """Truncated or bit-flipped files give a 4xx-mapped error, or an answer as big as the image that keeps its luma."""
     data = bytearray(base[: max(1, len(base) - cut)])
     for position, value in flips:
         data[position % len(data)] = value
     try:
-        prepared = decode_and_prepare(bytes(data), colorizer=reference, render_size=256, max_pixels=LIMIT)
+        upload = decode_and_prepare(bytes(data), colorizer=reference, render_size=256, max_pixels=LIMIT)
     except ServiceError:
         return
-    assert prepared.prepared.model_input.shape == (1, 256, 256)
+    assert_answer_keeps_the_upload(reference, bytes(data), upload)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=1, max_size=512))
-def test_random_bytes_only_raise_domain_errors(data: bytes) -> None:
+def test_random_bytes_only_raise_domain_errors(reference: Colorizer, data: bytes) -> None:
     try:
-        decode_image(data, max_pixels=LIMIT)
+        upload = decode_and_prepare(data, colorizer=reference, render_size=256, max_pixels=LIMIT)
     except ServiceError:
-        pass
+        return
+    assert_answer_keeps_the_upload(reference, data, upload)
+
+
+def assert_answer_keeps_the_upload(colorizer: Colorizer, data: bytes, upload: PreparedUpload) -> None:
+    """What a decodable upload must give: the model's input, and an answer of the image's size (alpha kept) whose
+    BT.601 luma is the image's own, within the rounding to 8 bits."""
+    decoded = ImageOps.exif_transpose(decode_image(data, max_pixels=LIMIT).image)
+    prepared = upload.prepared
+    assert prepared.model_input.shape == (1, 256, 256)
+    assert prepared.size == decoded.size
+    rgb, _ = colorizer.predict(prepared.model_input[None])
+    answer = colorizer.finish(prepared, rgb[0])
+    assert answer.size == decoded.size
+    has_alpha = decoded.mode in ("RGBA", "LA", "PA") or "transparency" in decoded.info
+    assert answer.mode == ("RGBA" if has_alpha else "RGB")
+    answer_luma = np.asarray(answer.convert("RGB"), dtype=np.float64) @ np.asarray(GRAY_WEIGHTS, dtype=np.float64)
+    assert np.abs(answer_luma - prepared.luma[0].double().numpy() * 255).max() <= 0.5 + 1e-3
+    if decoded.mode in ("L", "RGB", "RGBA", "P", "LA", "PA"):  # 8-bit: the luma Pillow's own pixels give
+        image_luma = np.asarray(decoded.convert("RGB"), dtype=np.float64) @ np.asarray(GRAY_WEIGHTS, dtype=np.float64)
+        assert np.abs(answer_luma - image_luma).max() <= 0.5 + 1e-3

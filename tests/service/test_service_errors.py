@@ -150,9 +150,10 @@ async def test_too_many_pixels_is_413(svc: RunningApp) -> None:
     await assert_error(
         await svc.client.post("/colorize", **multipart(png_header_only(50_000, 50_000))), 413, "image_too_large"
     )
-    await assert_error(
-        await svc.client.post("/colorize", **multipart(png_header_only(1001, 1000))), 413, "image_too_large"
-    )
+    response = await svc.client.post("/colorize", **multipart(png_header_only(1001, 1000)))
+    await assert_error(response, 413, "image_too_large")
+    message = response.json()["error"]["message"]
+    assert message == "the image is 1001 x 1000 = 1,001,000 pixels; the limit is 1,000,000 pixels (1000 x 1000)"
 
 
 @pytest.mark.parametrize(

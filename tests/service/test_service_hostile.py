@@ -4,7 +4,7 @@ Everything is generated here, in memory: truncated files, random bytes behind
 each image signature, decompression bombs and absurd header dimensions, degenerate
 sizes, awkward modes, animations, every EXIF orientation, and lying content types.
 After each one, /readyz must still be 200 and an ordinary image must still be
-colorized. The documented codes are the README's error table (service/http_errors.py):
+colorized. The documented codes are the error table in docs/api.md (service/http_errors.py):
 400 corrupt_image, 413 image_too_large / upload_too_large, 415 unsupported_media_type.
 """
 
@@ -25,6 +25,7 @@ from service_test_helpers import RunningApp, decode, gray_image, image_bytes, ma
 
 from model import Colorizer
 from service import Settings
+from service.decoding import MAX_PNG_CHUNKS, MAX_PNG_METADATA_CHUNKS
 
 pytestmark = pytest.mark.anyio
 
@@ -478,7 +479,7 @@ async def test_multipart_content_type_is_not_trusted(
         (_JPEG, "image/gif", 200, "image/jpeg"),
         (_PNG, "application/octet-stream", 200, "image/png"),
         (_TEXT, "image/png", 415, None),
-        (_PNG, "text/plain", 415, None),  # a raw body must say it is an image (README: `image/*` body)
+        (_PNG, "text/plain", 415, None),  # a raw body must say it is an image (docs/api.md: `image/*` body)
         (_PNG, "application/json", 415, None),
     ],
     ids=["png-as-jpeg", "jpeg-as-gif", "png-as-octet-stream", "text-as-png", "png-as-text", "png-as-json"],
@@ -493,3 +494,98 @@ async def test_raw_body_content_type(
     else:
         assert_error(response, 415, "unsupported_media_type")
     await assert_healthy(svc)
+
+
+# -- the PNG chunk limits at their boundaries ------------------------------------------------------------------------
+
+
+def png_chunk_kinds(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG, in order, up to and without IEND."""
+    kinds, offset = [], 8
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if kind == b"IEND":
+            break
+        kinds.append(kind)
+        offset += 12 + length
+    return kinds
+
+
+def png_with_metadata_chunks(count: int) -> bytes:
+    """A valid PNG holding exactly ``count`` metadata chunks (its IHDR is one: the decoder counts it)."""
+    base_metadata = sum(kind != b"IDAT" for kind in png_chunk_kinds(png_with_chunks(b"")))
+    return png_with_chunks(png_chunk(b"tEXt", b"k\0v") * (count - base_metadata))
+
+
+def png_with_chunks_in_all(count: int) -> bytes:
+    """A valid PNG of exactly ``count`` chunks before IEND (empty IDAT chunks, which Pillow accepts, make up the rest)."""
+    return png_with_chunks(png_chunk(b"IDAT", b"") * (count - len(png_chunk_kinds(png_with_chunks(b"")))))
+
+
+@pytest.mark.parametrize(
+    ("build", "count", "status"),
+    [
+        (png_with_metadata_chunks, MAX_PNG_METADATA_CHUNKS, 200),
+        (png_with_metadata_chunks, MAX_PNG_METADATA_CHUNKS + 1, 413),
+        (png_with_chunks_in_all, MAX_PNG_CHUNKS, 200),
+        (png_with_chunks_in_all, MAX_PNG_CHUNKS + 1, 413),
+    ],
+    ids=["metadata-at-limit", "metadata-one-over", "all-at-limit", "all-one-over"],
+)
+async def test_png_chunk_limits_hold_at_their_boundaries(
+    svc: RunningApp, build: object, count: int, status: int
+) -> None:
+    data = build(count)  # type: ignore[operator]
+    kinds = png_chunk_kinds(data)
+    if build is png_with_metadata_chunks:
+        assert sum(kind != b"IDAT" for kind in kinds) == count
+    else:
+        assert len(kinds) == count
+    response = await svc.client.post("/colorize", files={"file": ("chunks.png", data, "image/png")})
+    if status == 200:
+        assert response.status_code == 200, response.text
+        assert decode(response.content).size == (32, 32)
+    else:
+        assert_error(response, 413, "image_too_large")
+    await assert_healthy(svc)
+
+
+# -- colour profile and resolution pass through HTTP; a gray or CMYK profile is dropped --------------------------
+
+
+def icc_profile(colour_space: bytes) -> bytes:
+    """An sRGB ICC profile, its header's colour space set to ``colour_space`` (all the service reads of it)."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb[:16] + colour_space + srgb[20:]
+
+
+@pytest.mark.parametrize("answer", ["png", "jpeg", "webp"])
+async def test_an_rgb_profile_and_the_dpi_reach_the_answer(svc: RunningApp, answer: str) -> None:
+    profile = icc_profile(b"RGB ")
+    data = image_bytes(gray_image(40, 30).convert("RGB"), "PNG", icc_profile=profile, dpi=(300, 150))
+    response = await svc.client.post(f"/colorize?format={answer}", files={"file": ("in.png", data, "image/png")})
+    assert response.status_code == 200, response.text
+    out = decode(response.content)
+    assert out.format == answer.upper()
+    assert out.info.get("icc_profile") == profile
+    if answer != "webp":  # WebP has no resolution field
+        assert tuple(round(v) for v in out.info["dpi"]) == (300, 150)
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt", "space"),
+    [(gray_image(40, 30), "PNG", b"GRAY"), (rgb_image(40, 30).convert("CMYK"), "JPEG", b"CMYK")],
+    ids=["gray-png", "cmyk-jpeg"],
+)
+async def test_a_gray_or_cmyk_profile_is_dropped(svc: RunningApp, image: Image.Image, fmt: str, space: bytes) -> None:
+    """Such a profile cannot describe the RGB answer: kept, it would make viewers misread its colours."""
+    data = image_bytes(image, fmt, icc_profile=icc_profile(space), dpi=(200, 200))
+    assert Image.open(io.BytesIO(data)).info["icc_profile"][16:20] == space
+    for answer in ("png", "jpeg"):
+        response = await svc.client.post(f"/colorize?format={answer}", files={"file": ("in", data, "image/*")})
+        assert response.status_code == 200, response.text
+        out = decode(response.content)
+        assert out.mode == "RGB" and "icc_profile" not in out.info
+        assert tuple(round(v) for v in out.info["dpi"]) == (200, 200)  # the resolution still is the input's

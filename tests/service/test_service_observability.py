@@ -62,6 +62,8 @@ async def test_metrics_are_exposed_and_move(make_settings: Callable[..., Setting
         assert labels["checkpoint"] == "tiny.pt" and labels["device"] == "cpu" and labels["precision"] == "fp32"
         assert before[("scgan_queue_capacity", ())] == 16
         assert before[("scgan_ready", ())] == 1
+        rss = before[("scgan_worker_resident_memory_bytes", (("worker", "0"),))]
+        assert rss > 10 * 2**20 and before[("scgan_worker_cpu_seconds", (("worker", "0"),))] > 0
 
         for _ in range(2):
             assert (await svc.client.post("/colorize", files=files())).status_code == 200
@@ -91,6 +93,26 @@ async def test_unmatched_paths_do_not_explode_label_cardinality(make_settings: C
         text = (await svc.client.get("/metrics")).text
         assert "/random/" not in text
         assert svc.metric("scgan_http_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}) == 5
+
+
+async def test_the_schema_and_the_docs_have_their_own_route_labels(make_settings: Callable[..., Settings]) -> None:
+    """/openapi.json, /docs, /redoc and their bundled assets are counted under their own routes, not 'unmatched'."""
+    routes = {
+        "/openapi.json": "/openapi.json",
+        "/docs": "/docs",
+        "/redoc": "/redoc",
+        "/docs-assets/redoc.standalone.js": "/docs-assets/{path}",
+        "/docs-assets/swagger-ui.css": "/docs-assets/{path}",
+    }
+    async with run_app(make_settings()) as svc:
+        for path in routes:
+            assert (await svc.client.get(path)).status_code == 200, path
+        for label in set(routes.values()):
+            expected = sum(1 for value in routes.values() if value == label)
+            assert (
+                svc.metric("scgan_http_requests_total", {"route": label, "method": "GET", "status": "200"}) == expected
+            )
+        assert svc.metric("scgan_http_requests_total", {"route": "unmatched", "method": "GET", "status": "200"}) == 0
 
 
 async def test_two_apps_in_one_process_keep_separate_metrics(make_settings: Callable[..., Settings]) -> None:

@@ -21,7 +21,7 @@ SIDE = 1024
 MAX_PIXELS = SIDE * SIDE
 BUDGET = 2 * MAX_PIXELS
 BURST = 12
-#: The README's bound: peak RSS grows over the idle server's by at most this many bytes per budgeted pixel.
+#: The bound in docs/operations.md ("Memory bound"): peak RSS grows over the idle server's by at most this many bytes per budgeted pixel.
 BYTES_PER_PIXEL = 64
 #: Allocator and interpreter slack on top (thread stacks, arenas, HTTP buffers of the burst's uploads).
 SLACK_BYTES = 64 * 1024**2

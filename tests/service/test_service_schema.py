@@ -26,6 +26,7 @@ from service import Settings, create_app
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.config import SchemathesisConfig  # noqa: E402 -- after the importorskip that guards it
+from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 MAX_EXAMPLES = 40
 #: The deployment's render-size limit; GET /v1/model publishes it (limits.max_render_size).
@@ -113,5 +114,13 @@ def test_the_published_schema_is_the_one_tested(base_url: str) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
 def test_api_conforms_to_its_schema(case: Any, base_url: str) -> None:
-    """No 5xx for any generated request, and every answer is one the schema documents."""
-    case.call_and_validate(base_url=base_url, timeout=30)
+    """No 5xx for any generated request, and every answer is one the schema documents.
+
+    Colour hints are a JSON string whose usability depends on the checkpoint (this one takes none: any hint
+    is a 422) and on the image (a point outside it is a 422), which no static schema can say; a request that
+    carries them is not held to "schema-valid data is accepted" (tests/service/test_service_hints.py covers
+    hints), every other check still applies.
+    """
+    hinted = isinstance(case.body, dict) and "hints" in case.body
+    excluded = [positive_data_acceptance] if hinted else None
+    case.call_and_validate(base_url=base_url, timeout=30, excluded_checks=excluded)

@@ -249,7 +249,7 @@ _REVIEWED_FS_CALLS = {
 #: Reviewed network imports: (file, enclosing function, module) -> why. The remote CLI's HTTP client is imported
 #: inside one function, so the model package and the local CLI never load it.
 _REVIEWED_IMPORTS = {
-    ("model/cli/remote.py", "_import_httpx", "httpx"): "scgan-colorize --server: uploads to the URL the user gave",
+    ("cli/remote.py", "_import_httpx", "httpx"): "scgan-colorize --server: uploads to the URL the user gave",
     ("service/workers.py", "<module>", "socket"): "binds the service's own port (SCGAN_HOST/PORT) for its workers",
     ("service/server.py", "<module>", "socket"): "the type of those listening sockets (service/workers.py)",
 }

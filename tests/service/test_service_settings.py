@@ -19,6 +19,7 @@ def test_defaults_are_safe() -> None:
     assert settings.max_batch_size == (8 if torch.cuda.is_available() else 4) and settings.queue_capacity == 64
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert settings.max_pixels == 4096 * 4096
+    assert settings.max_hints == 256
     assert settings.cpu_threads >= 1
     assert (
         Settings.model_fields["compile"].default == "auto"
@@ -71,6 +72,11 @@ def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("log_format", "xml"),
         ("checkpoint", "/does/not/exist.pt"),
         ("cpu_threads", "0"),
+        ("max_hints", "0"),
+        ("max_hints", "5000"),
+        ("max_hints", "many"),
+        ("worker_heartbeat_timeout_s", "0.1"),
+        ("worker_heartbeat_timeout_s", "soon"),
     ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

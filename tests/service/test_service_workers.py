@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import socket
 import subprocess
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
-from live_server import free_port, service_command, service_env, wait_ready
-from prometheus_client.parser import text_string_to_metric_families
-from service_test_helpers import gray_image, image_bytes, run_app, run_main
+from live_server import free_port, service_command, service_env
+from service_test_helpers import Workers, post_many, run_app, run_main
 
 from service import Settings
 from service.settings import MAX_AUTO_WORKERS
 from service.workers import (
     MAX_RESTARTS,
     RESTART_WINDOW_S,
-    Supervisor,
     WorkerPlan,
     cgroup_cores,
+    heartbeat_interval_s,
     plan_workers,
     usable_cores,
 )
@@ -144,81 +140,6 @@ async def test_readiness_needs_every_worker(make_settings: Callable[..., Setting
 # -- the real supervisor -------------------------------------------------------------------------------------------
 
 
-class Workers:
-    """``python -m service`` with SCGAN_WORKERS=2 on a free port, its JSON log in a file."""
-
-    def __init__(self, checkpoint: Path, log: Path, **settings: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = service_env(
-            SCGAN_WORKERS="2",
-            SCGAN_CPU_THREADS="1",
-            SCGAN_LOG_FORMAT="json",
-            SCGAN_MAX_BATCH_SIZE="2",
-            OMP_NUM_THREADS="1",
-            **settings,
-        )
-        with log.open("wb") as sink:
-            command = service_command(checkpoint, self.port)
-            self.process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-
-    def records(self) -> list[dict[str, object]]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def pids(self) -> dict[int, int]:
-        """Worker index -> pid of its latest process (uvicorn's 'Started server process [PID]')."""
-        found: dict[int, int] = {}
-        for record in self.records():
-            message = str(record["message"])
-            if message.startswith("Started server process [") and "worker" in record:
-                found[int(str(record["worker"]))] = int(message.split("[")[1].rstrip("]"))
-        return found
-
-    def served(self) -> dict[int, int]:
-        """Worker index -> POST /colorize answers in the access log."""
-        counts: dict[int, int] = {}
-        for record in self.records():
-            if record["logger"] == "service.access" and str(record["message"]).startswith("POST /colorize"):
-                index = int(str(record["worker"]))
-                counts[index] = counts.get(index, 0) + 1
-        return counts
-
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = httpx.get(f"{self.base}/metrics", timeout=10).text
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    def colorized(self) -> float:
-        key = ("scgan_http_requests_total", (("method", "POST"), ("route", "/colorize"), ("status", "200")))
-        return self.samples().get(key, 0.0)
-
-    def wait_ready(self, timeout_s: float = 180.0) -> None:
-        wait_ready(
-            f"{self.base}/readyz",
-            exited=lambda: None if self.process.poll() is None else self.output(),
-            timeout_s=timeout_s,
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(30)
-        # The workers are the supervisor's children; a killed supervisor leaves them to notice it is gone.
-        for pid in self.pids().values():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 @pytest.fixture()
 def workers(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Workers]:
     server = Workers(tiny_checkpoint, tmp_path / "server.log")
@@ -229,20 +150,16 @@ def workers(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Workers]:
         server.stop()
 
 
-def post_many(base: str, count: int) -> list[int]:
-    statuses: list[int] = []
-    data = image_bytes(gray_image(48, 40), "PNG")
-
-    def one() -> None:
-        response = httpx.post(f"{base}/colorize", files={"file": ("in.png", data, "image/png")}, timeout=30)
-        statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return statuses
+def _worker_process_samples(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
+) -> dict[tuple[str, str], float]:
+    """(worker index, pid) -> value of one ``scgan_worker_*`` gauge family."""
+    return {
+        (labels["worker"], labels["pid"]): value
+        for (sample, label_items), value in samples.items()
+        if sample == name
+        for labels in [dict(label_items)]
+    }
 
 
 def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(workers: Workers) -> None:
@@ -266,6 +183,11 @@ def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(wor
     assert samples[("scgan_queue_capacity", ())] == 2 * Settings.model_fields["queue_capacity"].default
     assert samples[("scgan_pixels_in_flight", ())] == 0  # written by each worker, summed: every answer is out
     assert samples[("scgan_pixels_in_flight_limit", ())] > 0
+    assert set(_worker_process_samples(samples, "scgan_worker_resident_memory_bytes")) == {
+        (str(index), str(pid)) for index, pid in pids.items()
+    }
+    for name in ("scgan_worker_resident_memory_bytes", "scgan_worker_cpu_seconds", "scgan_worker_open_fds"):
+        assert all(value > 0 for value in _worker_process_samples(samples, name).values()), name
 
     # A worker that dies is replaced; what it counted stays counted.
     os.kill(pids[0], signal.SIGKILL)
@@ -280,6 +202,12 @@ def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(wor
     assert post_many(workers.base, 4) == [200] * 4
     assert workers.colorized() == sent + 4
     assert workers.samples()[("scgan_workers", ())] == 2
+    # The dead worker's process gauges left with it; its replacement's are there (after its first tick).
+    deadline = time.monotonic() + 10
+    expected = {(str(index), str(pid)) for index, pid in workers.pids().items()}
+    while set(_worker_process_samples(workers.samples(), "scgan_worker_cpu_seconds")) != expected:
+        assert time.monotonic() < deadline, (workers.samples(), expected)
+        time.sleep(0.2)
 
     # SIGTERM: every worker drains, the supervisor exits 0 and removes its metrics directory.
     [start] = [r for r in workers.records() if str(r["message"]).startswith("starting 2 workers")]
@@ -306,16 +234,149 @@ def test_a_checkpoint_that_cannot_be_loaded_stops_all_workers_with_status_3(tmp_
     assert "Traceback" not in process.stderr
 
 
-def test_workers_that_keep_dying_stop_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    supervisor = Supervisor(Settings(), WorkerPlan(2, 1))
-    started: list[int] = []
-    monkeypatch.setattr(supervisor, "_start", started.append)
-    dead = SimpleNamespace(pid=None, exitcode=-9)
-    for _ in range(MAX_RESTARTS):
-        assert supervisor._replace(0, dead) is None  # type: ignore[arg-type]
-    assert started == [0] * MAX_RESTARTS
-    assert supervisor._replace(1, dead) == 1  # type: ignore[arg-type]  # one death too many within the window
-    assert started == [0] * MAX_RESTARTS
-    supervisor._restarts = deque(t - RESTART_WINDOW_S - 1 for t in supervisor._restarts)  # the window has passed
-    assert supervisor._replace(1, dead) is None  # type: ignore[arg-type]
-    assert started[-1] == 1
+# -- faults, end to end: real processes and signals -------------------------------------------------------------------
+
+
+def kill(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    os.kill(pid, sig)
+
+
+def startup_order(workers: Workers, index: int, pid: int) -> list[str]:
+    """Which came first in process ``pid`` of worker ``index``: its listening (uvicorn's 'Application startup
+    complete.') or its readiness (warm-up done)."""
+    records = workers.records()
+    start = [str(r["message"]) for r in records].index(f"worker {index} started (pid {pid})")
+    found = [str(r["message"]) for r in records[start:] if r.get("worker") == index]
+    return [
+        m if m.startswith("Application") else "ready" for m in found if m.startswith(("Application startup", "ready:"))
+    ][:2]
+
+
+def test_crash_loop_replacements_dying_in_start_up_count_and_the_healthy_worker_drains(workers: Workers) -> None:
+    """Every death of a worker that served counts toward the restart budget, also a replacement's during its
+    start-up (its checkpoint is known good); the death past the budget stops the service with status 1, after the
+    healthy worker drained."""
+    first = workers.pids()[0]
+    assert workers.spawned(0) == [first]
+    kill(first)
+    # The replacement, killed while it starts: a restart, not a failed start-up (status 3).
+    workers.wait_for("a replacement of worker 0", lambda: len(workers.spawned(0)) == 2)
+    replacement = workers.spawned(0)[1]
+    kill(replacement)
+    workers.wait_for("a second replacement", lambda: len(workers.spawned(0)) == 3)
+    records = workers.records()
+    messages = [str(r["message"]) for r in records]
+    life = records[
+        messages.index(f"worker 0 started (pid {replacement})") : messages.index(
+            f"worker 0 started (pid {workers.spawned(0)[2]})"
+        )
+    ]
+    assert not [r for r in life if r.get("worker") == 0 and r["message"] == "Application startup complete."], (
+        "the replacement served before it was killed: not a death during start-up"
+    )
+    workers.wait_for("readiness after two restarts", workers.ready)
+    assert post_many(workers.base, 4) == [200] * 4
+    restarts = [m for m in workers.messages("ERROR") if "starting a new one" in m]
+    assert [m.split("(restart ")[1] for m in restarts] == [
+        f"1 of {MAX_RESTARTS} within {RESTART_WINDOW_S:g} s)",
+        f"2 of {MAX_RESTARTS} within {RESTART_WINDOW_S:g} s)",
+    ]
+    # Keep killing worker 0's newest process: the (MAX_RESTARTS + 1)th death within the window stops the service.
+    killed = {first, replacement}
+    while workers.process.poll() is None:
+        newest = workers.spawned(0)[-1]
+        if newest not in killed:
+            kill(newest)
+            killed.add(newest)
+        workers.wait_for(
+            "the next replacement or the exit",
+            lambda: workers.process.poll() is not None or workers.spawned(0)[-1] not in killed,
+            exits=True,
+        )
+    assert workers.process.wait() == 1, workers.output()
+    assert len(killed) == MAX_RESTARTS + 1
+    critical = workers.messages("CRITICAL")
+    assert len(critical) == 1 and f"the {MAX_RESTARTS + 1}th death within" in critical[0], workers.output()
+    # Worker 1 was never touched: it drained (its 'shutdown complete'), after the verdict and before the exit.
+    assert workers.shutdowns() == [1], workers.output()
+    messages = workers.messages()
+    assert messages.index(critical[0]) < messages.index("shutdown complete")
+    assert "Traceback" not in workers.output()
+
+
+def test_a_later_worker_failing_at_start_up_stops_the_service_with_3_after_worker_0_drained(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    workers = Workers(tiny_checkpoint, tmp_path / "server.log")
+    try:
+        workers.wait_for("worker 1's start", lambda: len(workers.spawned(1)) == 1, timeout_s=180)
+        kill(workers.spawned(1)[0])  # it imports torch for seconds before it could serve
+        assert workers.process.wait(60) == 3, workers.output()
+        errors = workers.messages("ERROR")
+        assert errors == [f"worker 1 exited during start-up (status {-signal.SIGKILL}); stopping"], workers.output()
+        assert workers.shutdowns() == [0], workers.output()  # worker 0, serving, drained
+        assert "Traceback" not in workers.output()
+    finally:
+        workers.stop()
+
+
+def test_a_port_that_cannot_be_bound_stops_start_up_with_3_in_one_line(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:  # no SO_REUSEPORT: nobody may share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        workers = Workers(tiny_checkpoint, tmp_path / "server.log", port=port)
+        try:
+            assert workers.process.wait(60) == 3, workers.output()
+        finally:
+            workers.stop()
+    critical = workers.messages("CRITICAL")
+    assert len(critical) == 1 and f"cannot listen on 127.0.0.1:{port}" in critical[0], workers.output()
+    assert workers.spawned(0) == [] and "Traceback" not in workers.output()
+
+
+def test_a_hung_worker_is_replaced_by_its_heartbeat_and_one_hung_at_shutdown_is_killed_after_the_deadline(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    limit_s, shutdown_s = 3.0, 1.0
+    workers = Workers(
+        tiny_checkpoint,
+        tmp_path / "server.log",
+        SCGAN_WORKER_HEARTBEAT_TIMEOUT_S=str(limit_s),
+        SCGAN_SHUTDOWN_TIMEOUT_S=str(shutdown_s),
+    )
+    try:
+        workers.wait_ready()
+        hung = workers.pids()[1]
+        kill(hung, signal.SIGSTOP)  # alive to the kernel, silent to the supervisor
+        stopped = time.monotonic()
+        workers.wait_for("the hung worker's replacement", lambda: len(workers.spawned(1)) == 2, timeout_s=60)
+        found_s = time.monotonic() - stopped
+        # Its last beat came at most one interval before the stop.
+        earliest_s = limit_s - heartbeat_interval_s(limit_s)
+        assert found_s >= earliest_s, (
+            f"killed {found_s:.1f} s after the stop, before its heartbeat was {limit_s:g} s old"
+        )
+        [verdict] = [m for m in workers.messages("ERROR") if "sent no heartbeat" in m]
+        assert verdict.startswith(f"worker 1 (pid {hung}) sent no heartbeat for "), verdict
+        assert any(
+            m.startswith(f"worker 1 (pid {hung}) died with status {-signal.SIGKILL}") for m in workers.messages()
+        )
+        assert any("(restart 1 of" in m for m in workers.messages("ERROR"))  # counted toward the budget
+        workers.wait_for("readiness with the replacement", workers.ready, timeout_s=120)
+        # Worker 0, alone, listened while it warmed up (alive to an orchestrator); the replacement, with a peer
+        # serving, listened only once warm (no 503 for its share of new connections).
+        assert startup_order(workers, 0, workers.spawned(0)[0]) == ["Application startup complete.", "ready"]
+        assert startup_order(workers, 1, workers.spawned(1)[1]) == ["ready", "Application startup complete."]
+        assert post_many(workers.base, 6) == [200] * 6
+        assert workers.shutdowns() == []
+
+        # Hung when the stop comes: worker 0 drains, the hung one is killed once the deadline and the grace passed.
+        kill(workers.pids()[1], signal.SIGSTOP)
+        workers.process.send_signal(signal.SIGTERM)
+        assert workers.process.wait(60) == 1, workers.output()
+        assert any("scgan-worker-1 outlived the shutdown deadline; killing it" in m for m in workers.messages("ERROR"))
+        assert workers.shutdowns() == [0], workers.output()
+        assert "Traceback" not in workers.output()
+    finally:
+        workers.stop()

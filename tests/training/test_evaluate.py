@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tiny_models import COMPACT_CONFIG
 
-import model.cli.common
+import cli.common
 from model import Colorizer, Generator, default_checkpoint_path, init_weights, save_checkpoint
 from model.color import GRAY_WEIGHTS
 from model.images import load_rgb
@@ -159,7 +159,7 @@ def test_cli_without_any_checkpoint_exits_2(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     if default_checkpoint_path() is not None:  # a starter is bundled: simulate an install without one
-        monkeypatch.setattr(model.cli.common, "default_checkpoint_path", lambda: None)
+        monkeypatch.setattr(cli.common, "default_checkpoint_path", lambda: None)
     assert cli_eval.main([str(photos), "--out", str(tmp_path / "r")]) == 2
     assert "--checkpoint" in caplog.text
     assert not (tmp_path / "r").exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +12,12 @@ import pytest
 from PIL import Image
 from web_test_helpers import Server
 
-TIMEOUT_MS = 60_000
-
 
 def _gray_png(path: Path, width: int = 900, height: int = 500) -> Path:
     """Wider than a phone screen, so the preview is scaled while the download is not."""
     yy, xx = np.mgrid[0:height, 0:width]
     Image.fromarray(((xx // 3 + yy // 2) % 256).astype(np.uint8), "L").save(path)
     return path
-
-
-@pytest.fixture()
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh page; every request it makes is recorded (the page must stay on its own origin)."""
-    viewport = getattr(request, "param", {"width": 1200, "height": 900})
-    context = browser.new_context(viewport=viewport)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.requests = []  # type: ignore[attr-defined]
-    page.on("request", lambda r: page.requests.append(r.url))  # type: ignore[attr-defined]
-    page.console_errors = []  # type: ignore[attr-defined]
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))  # type: ignore[attr-defined]
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def _wait_for_result(page: Any) -> None:

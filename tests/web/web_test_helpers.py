@@ -7,6 +7,8 @@ from pathlib import Path
 
 from live_server import ServerProcess, free_port, service_command, service_env
 
+#: Playwright's default timeout in the page tests: a cold service on a busy 2-core machine is slow.
+TIMEOUT_MS = 60_000
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

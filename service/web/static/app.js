@@ -1,4 +1,4 @@
-// scgan-colorize page: upload an image to POST /colorize (and /saliency), show the result.
+// scgan-colorize page: upload an image to POST /colorize (and /saliency), show the result; colour hints.
 // Vanilla JS, same origin only (see the Content-Security-Policy in service/web/router.py).
 "use strict";
 
@@ -11,6 +11,9 @@
   const download = $("download"), dimensions = $("dimensions"), timings = $("timings");
   const vividness = $("vividness"), vividnessValue = $("vividness-value");
   const keyForm = $("key-form"), keyInput = $("api-key"), keyNote = $("key-note");
+  const hintLayer = $("hint-layer"), hintList = $("hint-list"), hintColor = $("hint-color");
+  const hintsNote = $("hints-note"), hintsTools = $("hints-tools"), hintsClear = $("hints-clear");
+  const hintsView = document.querySelector('input[name="view"][value="hints"]');
 
   // Headers set by service/routes/colorize.py; same origin, so fetch can read them all.
   const TIMING_HEADERS = [
@@ -28,6 +31,11 @@
   let apiKey = null;
   let retryAfterKey = null;  // the upload a 401 interrupted, run again once a key is given
   let modelChecked = false;  // GET /v1/model answered (it needs the key too)
+  // Colour hints (POST /colorize's form field "hints"): points of the photo as displayed, EXIF orientation
+  // applied, in its own pixels -- the answer's natural size, which is the upload's.
+  let hints = [];           // [{x, y, color: "#rrggbb"}]
+  let takesHints = false;   // GET /v1/model: takes_hints
+  let drag = null;          // a hint being pressed: {index, startX, startY, moved, from}
 
   function authHeaders() {
     return apiKey ? {Authorization: `Bearer ${apiKey}`} : {};
@@ -77,7 +85,10 @@
   async function post(path, blob, name) {
     const form = new FormData();
     form.append("file", blob, name);
-    if (path === "/colorize") form.append("chroma_gain", vividness.value);
+    if (path === "/colorize") {
+      form.append("chroma_gain", vividness.value);
+      if (hints.length) form.append("hints", JSON.stringify(hints));
+    }
     return fetch(path, {method: "POST", body: form, headers: authHeaders()});
   }
 
@@ -147,9 +158,11 @@
     beforeImg.alt = `${name}, original`;
     result.hidden = false;  // before measuring: hidden images have no layout width
     dimensions.textContent = `${afterImg.naturalWidth} × ${afterImg.naturalHeight} px` +
-      (afterImg.naturalWidth > beforeImg.clientWidth ? " (preview scaled; the download is full size)" : "");
+      (afterImg.naturalWidth > afterImg.clientWidth ? " (preview scaled; the download is full size)" : "");
+    if (!drag) renderHints();  // the photo's size is known now
     result.removeAttribute("aria-busy");
-    statusEl.textContent = `Done: ${name} colorized in ${response.headers.get("X-Total-Ms") || "?"} ms.`;
+    const hinted = hints.length ? ` with ${hints.length} colour hint${hints.length > 1 ? "s" : ""}` : "";
+    statusEl.textContent = `Done: ${name} colorized${hinted} in ${response.headers.get("X-Total-Ms") || "?"} ms.`;
     if (!modelChecked) checkModel();
     if (saliencyBox.checked) await showSaliency();
   }
@@ -194,8 +207,15 @@
     statusEl.textContent = "Saliency map shown.";
   }
 
+  // A new photo starts without hints.
+  function newPhoto(blob, name) {
+    hints = [];
+    renderHints();
+    colorize(blob, name);
+  }
+
   function take(file) {
-    if (file) colorize(file, file.name || "pasted-image.png");
+    if (file) newPhoto(file, file.name || "pasted-image.png");
   }
 
   // Choose, drop, paste.
@@ -221,7 +241,7 @@
       try {
         const response = await fetch(src);
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        colorize(await response.blob(), src.split("/").pop());
+        newPhoto(await response.blob(), src.split("/").pop());
       } catch (err) {
         showError(`Could not load the example: ${err.message}`);
       }
@@ -250,11 +270,112 @@
   stage.addEventListener("pointercancel", () => { dragging = false; });
   setSplit(50);
 
+  const VIEWS = ["slider", "side", "hints"];
+  function setView(view) {
+    for (const name of VIEWS) stage.classList.toggle(name, name === view);
+  }
   for (const radio of document.querySelectorAll('input[name="view"]')) {
-    radio.addEventListener("change", () => {
-      stage.classList.toggle("slider", radio.value === "slider" && radio.checked);
-      stage.classList.toggle("side", radio.value === "side" && radio.checked);
+    radio.addEventListener("change", () => { if (radio.checked) setView(radio.value); });
+  }
+
+  // Colour hints: in the "Colour hints" view a click on the photo drops a hint of the picked colour, a drag
+  // moves one, a click on one removes it; the list below offers the same removal to the keyboard. Every
+  // change re-colorizes the photo (older answers are dropped, see `generation`).
+  function placeDot(dot, hint) {
+    dot.style.left = `${((hint.x + 0.5) / afterImg.naturalWidth) * 100}%`;
+    dot.style.top = `${((hint.y + 0.5) / afterImg.naturalHeight) * 100}%`;
+  }
+
+  function renderHints() {
+    hintLayer.replaceChildren();
+    hintList.replaceChildren();
+    hints.forEach((hint, index) => {
+      const label = `${hint.color} at (${hint.x}, ${hint.y})`;
+      if (afterImg.naturalWidth) {
+        const dot = document.createElement("span");
+        dot.className = "hint";
+        dot.dataset.index = String(index);
+        dot.style.background = hint.color;
+        dot.title = `Hint ${index + 1}: ${label}. Drag to move it, click to remove it.`;
+        placeDot(dot, hint);
+        hintLayer.append(dot);
+      }
+      const item = document.createElement("li"), swatch = document.createElement("span");
+      const text = document.createElement("span"), remove = document.createElement("button");
+      swatch.className = "swatch";
+      swatch.style.background = hint.color;
+      text.textContent = label;
+      remove.type = "button";
+      remove.className = "button small-button";
+      remove.textContent = "Remove";
+      remove.setAttribute("aria-label", `Remove hint ${index + 1}, ${label}`);
+      remove.addEventListener("click", () => { hints.splice(index, 1); hintsChanged(); });
+      item.append(swatch, text, remove);
+      hintList.append(item);
     });
+    hintsClear.disabled = !hints.length;
+  }
+
+  function hintsChanged() {
+    renderHints();
+    if (current) colorize(current.blob, current.name);
+  }
+
+  function imagePoint(e) {
+    const box = hintLayer.getBoundingClientRect();
+    const width = afterImg.naturalWidth, height = afterImg.naturalHeight;
+    const x = Math.floor(((e.clientX - box.left) / box.width) * width);
+    const y = Math.floor(((e.clientY - box.top) / box.height) * height);
+    return {x: Math.min(width - 1, Math.max(0, x)), y: Math.min(height - 1, Math.max(0, y))};
+  }
+
+  hintLayer.addEventListener("pointerdown", (e) => {
+    if (!takesHints || !current || !afterImg.naturalWidth || e.button !== 0) return;
+    e.preventDefault();
+    const dot = e.target.closest(".hint");
+    if (dot) {
+      const index = Number(dot.dataset.index);
+      drag = {index, startX: e.clientX, startY: e.clientY, moved: false, from: {...hints[index]}};
+      hintLayer.setPointerCapture(e.pointerId);
+      return;
+    }
+    hints.push({...imagePoint(e), color: hintColor.value.toLowerCase()});
+    hintsChanged();
+  });
+  hintLayer.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    if (!drag.moved && Math.hypot(e.clientX - drag.startX, e.clientY - drag.startY) < 4) return;  // a click
+    drag.moved = true;
+    Object.assign(hints[drag.index], imagePoint(e));
+    placeDot(hintLayer.children[drag.index], hints[drag.index]);
+  });
+  hintLayer.addEventListener("pointerup", () => {
+    if (!drag) return;
+    const {index, moved} = drag;
+    drag = null;
+    if (!moved) hints.splice(index, 1);  // one click removes it
+    hintsChanged();
+  });
+  hintLayer.addEventListener("pointercancel", () => {
+    if (!drag) return;
+    Object.assign(hints[drag.index], drag.from);  // put it back where it was
+    drag = null;
+    renderHints();
+  });
+  hintsClear.addEventListener("click", () => { hints = []; hintsChanged(); });
+
+  function setHintsSupported(supported) {
+    takesHints = supported;
+    hintsView.disabled = !supported;
+    hintsTools.hidden = !supported;
+    hintsNote.textContent = supported
+      ? "Choose the “Colour hints” view, then click on the photo to drop a hint of the picked colour there. " +
+        "Drag a hint to move it; click it to remove it. The photo is colorized again after each change."
+      : "This model takes no colour hints.";
+    if (!supported && hintsView.checked) {
+      document.querySelector('input[name="view"][value="slider"]').checked = true;
+      setView("slider");
+    }
   }
 
   // The vividness slider: its value goes with every /colorize; letting go of it re-colorizes the photo.
@@ -277,6 +398,7 @@
       if (info && info.has_saliency === false) {
         disableSaliency("This model has no saliency branch, so there is no map to show.");
       }
+      if (info) setHintsSupported(info.takes_hints === true);
     }).catch(() => { /* not ready yet: /saliency will say */ });
   }
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
-from model.checkpoint import CheckpointError
-from model.device import PRECISION_SETTINGS
-from model.pipeline import Colorizer
+from model.options import PRECISION_SETTINGS
 from model.weights import default_checkpoint_path
+
+if TYPE_CHECKING:
+    from model.pipeline import Colorizer
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +32,9 @@ def open_colorizer(args: argparse.Namespace, log: logging.Logger) -> Colorizer |
     if checkpoint is None:
         log.error("no --checkpoint given and no bundled starter checkpoint is installed; pass --checkpoint CKPT")
         return None
+    from model.checkpoint import CheckpointError  # torch: only a local run pays for it
+    from model.pipeline import Colorizer
+
     try:
         return Colorizer.from_checkpoint(
             checkpoint,

@@ -8,8 +8,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.checkpoint import CheckpointError, convert_official
-
 log = logging.getLogger("scgan.convert")
 
 
@@ -18,6 +16,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="state dict saved by the reference implementation")
     parser.add_argument("output", type=Path, help="where to write the scgan-colorize checkpoint")
     args = parser.parse_args(argv)
+    from model.checkpoint import CheckpointError, convert_official  # torch: after --help
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         out = convert_official(args.source, args.output)

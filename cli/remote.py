@@ -27,6 +27,9 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from model.hints import Hint, hints_to_json
+from model.wording import count
+
 log = logging.getLogger("scgan.colorize")
 
 #: Statuses worth another try: the queue was full (503, with Retry-After) or the model was too slow (504).
@@ -124,6 +127,7 @@ class RemoteColorizer:
         policy: RetryPolicy,
         render_size: int | None = None,
         chroma_gain: float = 1.0,
+        hints: Sequence[Hint] = (),
         stop: threading.Event | None = None,
     ) -> None:
         self._httpx = _import_httpx()
@@ -135,10 +139,12 @@ class RemoteColorizer:
             limits=self._httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             follow_redirects=False,
         )
+        self._has_key = bool(api_key)
         self._params = {"render_size": str(render_size)} if render_size else {}
         self._colour_params = {**self._params, "format": "png"}  # lossless; saved by the local path's code
         if chroma_gain != 1.0:
             self._colour_params["chroma_gain"] = repr(chroma_gain)
+        self._colour_fields = {"hints": hints_to_json(hints)} if hints else {}  # a multipart form field
         self._policy = policy
         self._rng = random.Random()
         self._stop = stop or threading.Event()
@@ -146,6 +152,12 @@ class RemoteColorizer:
 
     def close(self) -> None:
         self._client.close()
+
+    def _key_problem(self, response: Any) -> str:
+        """Why a 401/403 stops the run: no key was given (say how to give one), or the one given was refused."""
+        if not self._has_key:
+            return f"the server needs an API key: pass --api-key-file FILE, a file holding it ({_error_text(response)})"
+        return f"the server refused the API key ({_error_text(response)})"
 
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
@@ -164,14 +176,14 @@ class RemoteColorizer:
                 problem = f"{type(exc).__name__}: {exc or 'connection failed'}"
             else:
                 if response.status_code in (401, 403):
-                    raise RunAborted(f"the server refused the API key ({_error_text(response)})")
+                    raise RunAborted(self._key_problem(response))
                 if response.status_code not in _RETRY_STATUSES:
                     return response
                 problem = _error_text(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             attempt += 1
             if attempt > self._policy.retries:
-                raise FileFailed(f"{problem} (gave up after {self._policy.retries} retries)")
+                raise FileFailed(f"{problem} (gave up after {count(self._policy.retries, 'retry', 'retries')})")
             delay = self._policy.delay_s(attempt, retry_after, self._rng)
             log.debug("%s %s: %s; retry %d in %.2f s", method, path, problem, attempt, delay)
             self.retried += 1
@@ -185,8 +197,11 @@ class RemoteColorizer:
         info: dict[str, Any] = response.json()
         return info
 
-    def _upload(self, path: str, name: str, data: bytes, params: dict[str, str]) -> Image.Image:
-        response = self._request("POST", path, params=params, files={"file": (name, data, "application/octet-stream")})
+    def _upload(
+        self, path: str, name: str, data: bytes, params: dict[str, str], fields: dict[str, str] | None = None
+    ) -> Image.Image:
+        files = {"file": (name, data, "application/octet-stream")}
+        response = self._request("POST", path, params=params, files=files, data=fields or {})
         if response.status_code == 501:
             raise RunAborted(f"POST {path}: {_error_text(response)}")
         if response.status_code != 200:
@@ -204,7 +219,7 @@ class RemoteColorizer:
             data = source.read_bytes()
         except OSError as exc:
             raise FileFailed(f"cannot read it: {exc.strerror or exc}") from exc
-        colour = self._upload("/colorize", source.name, data, self._colour_params)
+        colour = self._upload("/colorize", source.name, data, self._colour_params, self._colour_fields)
         sal = self._upload("/saliency", source.name, data, self._params) if saliency else None
         return colour, sal
 

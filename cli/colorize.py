@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from model.cli.common import add_precision_argument, open_colorizer
+from cli.common import add_precision_argument, open_colorizer
+from model.hints import Hint, HintError, parse_hints
 from model.images import is_image_file
-from model.pipeline import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, Colorizer, check_chroma_gain
+from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
+from model.storage import atomic_write
+from model.wording import count
+
+if TYPE_CHECKING:
+    from model.pipeline import Colorizer
 
 log = logging.getLogger("scgan.colorize")
 
@@ -71,7 +76,18 @@ def _parser() -> argparse.ArgumentParser:
         help=f"vividness: the predicted chroma times this, {CHROMA_GAIN_MIN:g} (gray) to {CHROMA_GAIN_MAX:g}; default 1",
     )
     p.add_argument(
+        "--hints",
+        type=Path,
+        metavar="JSON",
+        help="colour hints for every input, for a checkpoint that takes them: a file holding what POST /colorize "
+        'takes in its hints field, [{"x": X, "y": Y, "color": "#rrggbb"}, ...], X and Y pixels of the photo as '
+        "displayed (EXIF orientation applied), origin top left",
+    )
+    p.add_argument(
         "--skip-existing", action="store_true", help="leave out (and never upload) files whose output already exists"
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="debug messages, and with --server one line per HTTP request"
     )
     remote = p.add_argument_group("remote", "run the model on a running scgan-serve instead of here")
     remote.add_argument("--server", metavar="URL", help="the service's base URL, e.g. http://scgan.internal:8000")
@@ -91,20 +107,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _save(image: Image.Image, dest: Path, fmt: str) -> None:
-    """Write ``image`` to ``dest`` atomically (a temporary file renamed over it): a run that is killed or a server
-    that dies mid-run never leaves a truncated file that ``--skip-existing`` would then keep."""
+    """Write ``image`` to ``dest`` atomically, with the mode the umask gives a new file: a run that is killed or a
+    server that dies mid-run never leaves a truncated file that ``--skip-existing`` would then keep."""
     pil_format, _ = _FORMATS[fmt]
     if pil_format == "JPEG" and image.mode == "RGBA":
         image = image.convert("RGB")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False) as tmp:
-        try:
-            image.save(tmp, pil_format)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, dest)
+    with atomic_write(dest) as tmp:
+        image.save(tmp, pil_format)
 
 
 def _saliency_name(dest: Path) -> Path:
@@ -122,6 +131,20 @@ def _progress(total: int) -> tqdm:
     return tqdm(total=total, desc="colorizing", unit="image", disable=None)
 
 
+def _read_hints(parser: argparse.ArgumentParser, path: Path | None) -> list[Hint]:
+    """The hints of ``--hints`` (none without it); a file that cannot be read or used ends the run (exit 2)."""
+    if path is None:
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--hints: cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        return parse_hints(text, limit=sys.maxsize)  # here no limit; a server applies its own (checked before)
+    except HintError as exc:
+        parser.error(f"--hints {path}: {exc}")
+
+
 def _check_remote_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.server is None:
         if args.api_key_file is not None:
@@ -135,7 +158,7 @@ def _check_remote_args(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> tuple[int, bool]:
     """Run ``jobs`` on ``--server``: (files that failed, whether the run was aborted)."""
-    from model.cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
+    from cli.remote import RemoteColorizer, RetryPolicy, check_server_url, read_api_key, run_remote
 
     try:
         check_server_url(args.server)
@@ -152,6 +175,7 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
         policy=RetryPolicy(retries=args.retries),
         render_size=args.render_size,
         chroma_gain=args.chroma_gain,
+        hints=args.hint_list,
         stop=stop,
     )
     try:
@@ -163,9 +187,16 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
         if args.saliency and not info.get("has_saliency", False):
             log.error("the server's checkpoint has no saliency branch; drop --saliency")
             return 0, True
+        if args.hint_list and not info.get("takes_hints", False):
+            log.error("the server's checkpoint takes no colour hints; drop --hints")
+            return 0, True
+        limit = info.get("limits", {}).get("max_hints")
+        if isinstance(limit, int) and len(args.hint_list) > limit:
+            log.error("%d hints is more than the server's limit of %d", len(args.hint_list), limit)
+            return 0, True
         log.info(
-            "colorizing %d images on %s (checkpoint %s, %d in flight)",
-            len(jobs),
+            "colorizing %s on %s (checkpoint %s, %d in flight)",
+            count(len(jobs), "image"),
             args.server,
             info.get("checkpoint", {}).get("name", "?"),
             args.concurrency,
@@ -187,10 +218,17 @@ def _colorize_remote(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) ->
     finally:
         client.close()
     if client.retried:
-        log.info("%d requests were retried", client.retried)
+        log.info("retried %s", count(client.retried, "request"))
     if run.aborted:
         log.error("stopped: %s", run.aborted)
     return len(run.failed), run.aborted is not None
+
+
+def _configure_logging(verbose: bool) -> None:
+    """INFO lines of ours; httpx's per-request INFO lines and our retries' DEBUG lines only with ``--verbose``."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
@@ -207,7 +245,7 @@ def _jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], int]:
 
         kept = [(path, dest) for path, dest in jobs if not done(dest)]
         if len(kept) < len(jobs):
-            log.info("skipping %d of %d images whose output exists", len(jobs) - len(kept), len(jobs))
+            log.info("skipping %d of %s whose output exists", len(jobs) - len(kept), count(len(jobs), "image"))
         jobs = kept
     return jobs, len(inputs)
 
@@ -220,13 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     _check_remote_args(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args.hint_list = _read_hints(parser, args.hints)
+    _configure_logging(args.verbose)
     jobs, total = _jobs(args)
     if args.server is not None:
         failed, aborted = _colorize_remote(args, jobs)
         if aborted:
             return 2
-        log.info("colorized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+        log.info("colorized %d of %s into %s", len(jobs) - failed, count(len(jobs), "image"), args.output)
         return 1 if failed or not total else 0
     colorizer = open_colorizer(args, log)
     if colorizer is None:
@@ -234,13 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.saliency and not colorizer.has_saliency:
         log.error("the checkpoint has no saliency branch; drop --saliency")
         return 2
+    if args.hint_list and not colorizer.takes_hints:
+        log.error("the checkpoint takes no colour hints; drop --hints")
+        return 2
 
     failed = 0
     with _progress(len(jobs)) as bar:
         for start in range(0, len(jobs), args.batch_size):
             failed += _colorize_batch(colorizer, args, jobs[start : start + args.batch_size])
             bar.update(len(jobs[start : start + args.batch_size]))
-    log.info("colorized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+    log.info("colorized %d of %s into %s", len(jobs) - failed, count(len(jobs), "image"), args.output)
     return 1 if failed or not total else 0
 
 
@@ -259,19 +301,22 @@ def _colorize_batch(colorizer: Colorizer, args: argparse.Namespace, jobs: Sequen
             failed += 1
     if not batch:
         return failed
+    images = [img for _, _, img in batch]
     try:
         results = [
             *colorizer.colorize_with_saliency(
-                [img for _, _, img in batch], saliency=args.saliency, chroma_gain=args.chroma_gain
+                images, saliency=args.saliency, chroma_gain=args.chroma_gain, hints=[args.hint_list] * len(images)
             )
         ]
     except (OSError, ValueError, RuntimeError) as exc:
-        log.warning("batch of %d images failed (%s); retrying them one by one", len(batch), exc)
+        log.warning("a batch of %s failed (%s); retrying them one by one", count(len(batch), "image"), exc)
         results = []
         for path, _, img in batch:
             try:
                 results.append(
-                    colorizer.colorize_with_saliency([img], saliency=args.saliency, chroma_gain=args.chroma_gain)[0]
+                    colorizer.colorize_with_saliency(
+                        [img], saliency=args.saliency, chroma_gain=args.chroma_gain, hints=[args.hint_list]
+                    )[0]
                 )
             except (OSError, ValueError, RuntimeError) as one_exc:
                 log.warning("skipping %s: %s", path, one_exc)
