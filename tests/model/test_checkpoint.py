@@ -393,3 +393,17 @@ def test_convert_official_records_where_the_weights_came_from(tmp_path: Path) ->
     ours = save_checkpoint(tmp_path / "ours.pt", make_generator(seed=3))
     with pytest.raises(CheckpointError, match=rf"^checkpoint {ours} is not an official SCGAN state dict$"):
         convert_official(ours, tmp_path / "again.pt")
+
+
+def test_official_files_describe_themselves(tmp_path: Path) -> None:
+    state = official_state_dict("SCGAN_val", divisor=8)
+    path = tmp_path / "official.pth"
+    torch.save(state, path)
+    net, info = read_generator(path)
+    assert info.metadata == {"task": "gray->rgb", "working_resolution": 256, "source": "official SCGAN release"}
+    assert info.has_saliency and net.has_saliency
+    # Without the attention network the latent width cannot be read from the file: the published 128.
+    plain = tmp_path / "no-saliency.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("attention_prediction_network.")}, plain)
+    net, info = read_generator(plain)
+    assert not info.has_saliency and not net.has_saliency and info.config.latent_channels == 128
