@@ -396,7 +396,7 @@ def test_convert_official_records_where_the_weights_came_from(tmp_path: Path) ->
 
 
 def test_official_files_describe_themselves(tmp_path: Path) -> None:
-    state = official_state_dict("SCGAN_val", divisor=8)
+    state = official_state_dict("SCGAN", divisor=8)
     path = tmp_path / "official.pth"
     torch.save(state, path)
     net, info = read_generator(path)
