@@ -399,3 +399,64 @@ def test_classification_loss_and_top1() -> None:
     assert not objective.uses_critic and objective.name == "classification"
     with pytest.raises(RuntimeError, match="^classification has no critic$"):
         objective.critic_loss(nn.Identity(), batch, out)
+
+
+class HeadGenerator(nn.Module):
+    """Records its input; outputs one colour and, when asked, fixed bin logits (``return_head``)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+        self.seen: torch.Tensor | None = None
+
+    def forward(
+        self, x: torch.Tensor, return_saliency: bool = True, return_head: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        self.seen = x
+        rgb = _colour(0.5, 0.25, 0.25)
+        return (rgb, None, self.logits) if return_head else (rgb, None)
+
+
+def test_hints_enhanced_targets_colourfulness_and_bins_enter_the_objective() -> None:
+    from model.chroma_bins import bin_centres, num_bins
+    from training.colour_losses import bins_loss, colorfulness_loss, enhance_chroma
+
+    centres = bin_centres()
+    weights = torch.linspace(0.5, 1.5, num_bins())
+    logits = torch.randn(2, num_bins(), 1, 2, generator=torch.Generator().manual_seed(0))
+    cfg = LossConfig(
+        gan="wgan",
+        l1=0.0,
+        attention=0.0,
+        adversarial=0.0,
+        perceptual=2.0,
+        colorfulness=0.5,
+        target_chroma_gain=1.5,
+        bins=3.0,
+    )
+    with pytest.raises(ValueError, match="loss.bins > 0 needs the bin centres"):
+        ColorizationObjective(cfg, Wasserstein(), RedMeanL1())  # type: ignore[arg-type]
+    objective = ColorizationObjective(cfg, Wasserstein(), RedMeanL1(), rebalance=(centres, weights))  # type: ignore[arg-type]
+    generator = HeadGenerator(logits)
+    hints = torch.full((2, 3, 1, 2), 0.75)
+    batch = {**BATCH, "hints": hints}
+    out = objective.forward(generator, batch)
+    assert generator.seen is not None and torch.equal(generator.seen, torch.cat((COND, hints), 1))
+    assert set(out) == {"rgb", "head"} and out["head"] is logits
+    enhanced = enhance_chroma(BATCH["rgb"], 1.5)
+    assert not torch.equal(enhanced, BATCH["rgb"])
+    terms = {
+        "l1": (0.0, L1),
+        "bins": (3.0, bins_loss(logits, BATCH["rgb"], centres, weights).item()),
+        "colorfulness": (0.5, colorfulness_loss(out["rgb"]).item()),
+        "perceptual": (2.0, RedMeanL1()(out["rgb"], enhanced).item()),
+    }
+    loss, logs = objective.main_loss(ChannelCritic(), batch, out)
+    total = sum(w * v for w, v in terms.values())
+    assert loss.item() == pytest.approx(total, rel=1e-6)
+    assert logs == pytest.approx({**{k: v for k, (_, v) in terms.items()}, "loss_g": total}, rel=1e-6)
+    # The critic, too, sees the enhanced target as the real image.
+    critic = ChannelCritic()
+    loss_d, _ = objective.critic_loss(critic, batch, out)
+    expected = -critic(COND, enhanced).mean() + critic(COND, out["rgb"]).mean()
+    assert loss_d.item() == pytest.approx(expected.item(), rel=1e-6)
