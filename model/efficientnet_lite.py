@@ -237,6 +237,30 @@ class EfficientNetLite0(EfficientNetLite):
         super().__init__("lite0", with_classifier=with_classifier, num_classes=num_classes)
 
 
+@torch.no_grad()
+def fuse_trunk_batch_norm(network: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that follows a :class:`SameConv2d` in an EfficientNet-Lite into that
+    convolution (inference only, in place): the stem, each block's three convolutions and the head."""
+    pairs = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
+    block_pairs = [("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
+    for module in network.modules():
+        for conv_name, bn_name in block_pairs if isinstance(module, MBConvBlock) else pairs:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if not isinstance(conv, SameConv2d) or not isinstance(bn, nn.BatchNorm2d) or bn.training:
+                continue
+            assert bn.running_mean is not None and bn.running_var is not None
+            scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
+            fused = SameConv2d(
+                conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], groups=conv.groups, bias=True
+            ).to(conv.weight)
+            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            assert fused.bias is not None
+            fused.bias.copy_(bn.bias - bn.running_mean * scale)
+            setattr(module, conv_name, fused)
+            setattr(module, bn_name, nn.Identity())
+    return network
+
+
 def normalize_input(rgb: torch.Tensor) -> torch.Tensor:
     """RGB in [0, 1] -> what the Lite0 weights were trained on, ``(255 rgb - 127) / 128``."""
     return (rgb - INPUT_MEAN) / INPUT_STD
@@ -287,6 +311,7 @@ __all__ = [
     "SameConv2d",
     "StageSpec",
     "default_weights_path",
+    "fuse_trunk_batch_norm",
     "load_imagenet_weights",
     "normalize_input",
     "stage_ends",

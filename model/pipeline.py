@@ -30,6 +30,8 @@ from model.color import GRAY_WEIGHTS, combine_luma_chroma, fit_chroma, rgb_to_ch
 from model.compiled import CompiledForwards, CompiledShape, CompileReport
 from model.config import SIZE_MULTIPLE
 from model.device import Precision, autocast, resolve_device, resolve_precision
+from model.efficientnet_lite import fuse_trunk_batch_norm
+from model.encoder_generator import EncoderGenerator
 from model.generator import AnyGenerator
 from model.hints import Hint, HintError, hint_planes
 from model.images import to_planes
@@ -164,7 +166,11 @@ class Colorizer:
         # A private copy, so that a network still being trained is never touched: spectral norm
         # folded, BatchNorm fused into the convolutions (benchmarks/model_forward.py).
         inference_net = copy.deepcopy(generator).eval()
-        self.generator = fuse_batch_norm(fold_spectral_norm(inference_net)).to(self.device)
+        self.generator = fuse_batch_norm(fold_spectral_norm(inference_net))
+        if isinstance(self.generator, EncoderGenerator):
+            # Its trunk's BatchNorms too (SCGAN's checkpoints, Lite0 global network included, keep their numerics).
+            fuse_trunk_batch_norm(self.generator.trunk)
+        self.generator = self.generator.to(self.device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self._forwards = CompiledForwards(self.generator, generator.config.input_channels)
