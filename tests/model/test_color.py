@@ -58,8 +58,11 @@ def test_combine_keeps_luma_and_stays_in_range(values: list[tuple[float, float, 
     torch.testing.assert_close(rgb_to_gray(rgb), luma, rtol=0, atol=2e-6)
     # Out-of-gamut chroma is scaled towards gray, never rotated: same hue, saturation at most as asked.
     got = rgb_to_chroma(rgb)
-    scale = (got * chroma).sum(0) / (chroma * chroma).sum(0).clamp_min(1e-12)
-    assert (scale >= -1e-4).all() and (scale <= 1 + 1e-4).all()
+    norm2 = (chroma * chroma).sum(0)
+    scale = (got * chroma).sum(0) / norm2.clamp_min(1e-12)
+    # The ratio is ill-conditioned for near-gray chroma (float32 error over a tiny norm): bound it elsewhere.
+    defined = norm2 > 1e-6
+    assert (scale[defined] >= -1e-4).all() and (scale[defined] <= 1 + 1e-4).all()
     torch.testing.assert_close(got, scale.unsqueeze(0) * chroma, rtol=0, atol=1e-4)
 
 
