@@ -18,7 +18,7 @@ TORCH_INDEX_URL := $(if $(filter cpu,$(TORCH_INDEX)),https://download.pytorch.or
 TORCH_PINS := $(shell grep -oE '"torch(vision)?==[^"]+"' pyproject.toml | tr -d '"')
 TORCH_FIRST := $(if $(TORCH_INDEX_URL),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX_URL) $(TORCH_PINS))
 
-.PHONY: install browser serve test test-slow fuzz lint bench bench-load gpu-check clean test-container clean-container image image-cpu
+.PHONY: install browser serve test test-slow fuzz mutation lint bench bench-load gpu-check clean test-container clean-container image image-cpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ test: $(DEV) browser
 
 test-slow: $(DEV)
 	$(BIN)/python -m pytest -m slow -q
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml): mutmut, then the report with
+# per-module scores and every survivor (benchmarks/results/mutation.md; docs/testing.md). mutants/ holds
+# mutmut's state, so a second run only retests what changed.
+mutation: $(DEV)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python tests/mutation/report.py
 
 # The property tests with fresh random examples (not CI's fixed ones), round after round for FUZZ_SECONDS;
 # the first failing round prints its seed and the command that replays it (tests/fuzz.py).

@@ -94,13 +94,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        args.out.write_text(
-            "# CPU cost per image: old vs new starter\n\n`python benchmarks/starter_cost.py "
-            + " ".join(str(c) for c in args.checkpoints)
-            + "`\n\n"
-            + text
-            + "\n"
-        )
+        command = " ".join(["python benchmarks/starter_cost.py", *(c.name for c in args.checkpoints)])
+        args.out.write_text(f"# CPU cost per image: old vs new starter\n\n`{command}`\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from service.auth import ApiKeys, require_api_key
 from service.http_errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, DocsPolicyMiddleware, RequestContextMiddleware
+from service.redoc_bundle import serve_redoc_bundle
 from service.routes import colorize_router, health_router, metrics_router, model_info_router
 from service.runtime import ModelRuntime, PredictFn
 from service.settings import Settings
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, *, predict: PredictFn | None = 
         "`X-Request-ID` (a sane client-supplied one is echoed).",
         lifespan=_lifespan(settings, metrics, predict),
     )
+    serve_redoc_bundle(app, DOCS_ASSETS_URL)  # the package's ReDoc bundle, less its logo from cdn.redoc.ly
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = None

@@ -138,8 +138,8 @@ class RequestContextMiddleware:
 
 
 #: The documentation pages (Swagger UI, ReDoc): everything from this origin. Their HTML has inline scripts and
-#: styles, and ReDoc runs a web worker from a blob: URL. ReDoc's sidebar shows a logo from cdn.redoc.ly: refused
-#: here, before any request leaves the browser (the image then hides itself).
+#: styles, and ReDoc runs a web worker from a blob: URL. Should a bundle still ask another host for anything (the
+#: ReDoc we serve no longer fetches its logo from cdn.redoc.ly, see service.redoc_bundle), it is refused here.
 DOCS_CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "

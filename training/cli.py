@@ -63,10 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    from training.data import DataError
     from training.loop import train
+    from training.state import StateError
     from training.validation import make_validator
 
-    train(cfg, resume=args.resume, make_validator=make_validator)
+    try:
+        train(cfg, resume=args.resume, make_validator=make_validator)
+    except (StateError, DataError) as exc:  # a run that cannot start (or resume): one line, no traceback
+        logging.getLogger("scgan.train").error("%s", exc)
+        return 2
+    except FloatingPointError as exc:  # diverged: ckpt/last.pt is the last state before the bad step
+        logging.getLogger("scgan.train").error("%s", exc)
+        return 1
     return 0
 
 

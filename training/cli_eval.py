@@ -17,7 +17,8 @@ from pathlib import Path
 from cli.colorize import iter_inputs
 from cli.common import add_precision_argument, open_colorizer
 from model.wording import count
-from training.evaluate import evaluate, write_report
+from training.eval_report import write_report
+from training.evaluate import evaluate
 
 log = logging.getLogger("scgan.evaluate")
 

@@ -10,12 +10,14 @@ import csv
 import json
 import logging
 import math
+import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -29,7 +31,7 @@ from model.wording import count
 from training import distributed
 from training.config import TrainConfig
 from training.stages import StageParts, build_stage, main_param_groups, move_perceptual
-from training.state import load_state, rng_state, save_state, set_rng_state
+from training.state import StateError, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger("scgan.train")
 
@@ -98,6 +100,9 @@ class Trainer:
         if cfg.run.threads > 0:
             torch.set_num_threads(cfg.run.threads)
         self.ctx = distributed.setup(cfg.run.device)
+        # Every generator a checkpoint records is seeded, so a run and its resumed twin end bit-identical.
+        random.seed(cfg.run.seed)
+        np.random.seed(cfg.run.seed)
         torch.manual_seed(cfg.run.seed)
         self.device = self.ctx.device
         self.out_dir = cfg.out_dir
@@ -187,7 +192,10 @@ class Trainer:
             return
         state = load_state(path)
         if state["config"]["run"]["stage"] != self.cfg.run.stage:
-            raise ValueError(f"{path} is a {state['config']['run']['stage']} run, not {self.cfg.run.stage}")
+            raise StateError(
+                f"{path} is a {state['config']['run']['stage']} run, not {self.cfg.run.stage}: resume it with its "
+                "own config, or give this run another run.out_dir"
+            )
         self.parts.main.load_state_dict(state["main"])
         if self.parts.critic is not None:
             self.parts.critic.load_state_dict(state["critic"])
@@ -219,35 +227,72 @@ class Trainer:
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
+    @torch.no_grad()
+    def _outputs_without_graph(self, micro: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        """The main network's training-mode outputs for the critic, with no graph and no side effects.
+
+        Runs the unwrapped network (no DDP hooks, no buffer broadcast) over the micro-batches in order, then
+        restores its buffers (BatchNorm statistics, spectral-norm vectors): the paired forwards that follow
+        see the network, and give the outputs, exactly as these passes did.
+        """
+        net = _unwrap(self.main)
+        assert net is not None
+        saved = [b.clone() for b in net.buffers()]
+        with autocast(self.device, self.precision):
+            outputs = [self.parts.objective.forward(net, batch) for batch in micro]
+        for buffer, value in zip(net.buffers(), saved):
+            buffer.copy_(value)
+        return outputs
+
     def _train_step(self, micro: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """One optimizer step over ``micro`` (``grad_accum`` micro-batches).
+
+        Each micro-batch's backward follows its own forward, under ``no_sync`` for all but the last: DDP
+        decides in a forward whether the next backward all-reduces, so the last forward must be the one
+        right before the last backward (nanoGPT's pattern). Only one micro-batch's activations are held.
+        With a critic, the critic is trained first on every micro-batch's output; with several micro-batches
+        those outputs come from graph-free forwards (:meth:`_outputs_without_graph`), with one the forward
+        is kept for the main network's update.
+        """
         objective, main, critic = self.parts.objective, self.main, self.critic
         main.train()
         accum = len(micro)
         logs: dict[str, float] = {}
-        outputs = []
-        for i, batch in enumerate(micro):
-            with self._sync(main, i == accum - 1), autocast(self.device, self.precision):
-                outputs.append(objective.forward(main, batch))
+        kept: list[dict[str, torch.Tensor] | None] = [None] * accum
         if objective.uses_critic and critic is not None:
+            fakes: Sequence[dict[str, torch.Tensor] | None]
+            if accum == 1:
+                with self._sync(main, True), autocast(self.device, self.precision):
+                    kept[0] = objective.forward(main, micro[0])
+                fakes = kept
+            else:
+                fakes = self._outputs_without_graph(micro)
             critic.train()
             assert self.opt_critic is not None
             n_critic = self.cfg.optim.n_critic
             for _ in range(n_critic):  # critic updates per generator update, on the same batch
                 self.opt_critic.zero_grad(set_to_none=True)
-                for i, (batch, out) in enumerate(zip(micro, outputs)):
-                    with self._sync(critic, i == accum - 1), autocast(self.device, self.precision):
-                        loss_d, d_logs = objective.critic_loss(critic, batch, out)
-                    self.scaler_critic.scale(loss_d / accum).backward()
+                for i, (batch, out) in enumerate(zip(micro, fakes)):
+                    assert out is not None
+                    with self._sync(critic, i == accum - 1):
+                        with autocast(self.device, self.precision):
+                            loss_d, d_logs = objective.critic_loss(critic, batch, out)
+                        self.scaler_critic.scale(loss_d / accum).backward()
                     for k, v in d_logs.items():
                         logs[k] = logs.get(k, 0.0) + v / (accum * n_critic)
                 self._apply(self.opt_critic, self.scaler_critic, critic)
                 objective.after_critic_step(_unwrap(critic))  # type: ignore[arg-type]
         self.opt_main.zero_grad(set_to_none=True)
-        for batch, out in zip(micro, outputs):
+        for i, batch in enumerate(micro):
             # The critic's gradients from this pass are discarded: skip their all-reduce.
-            with self._sync(critic, False), autocast(self.device, self.precision):
-                loss, m_logs = objective.main_loss(critic, batch, out)
-            self.scaler_main.scale(loss / accum).backward()
+            with self._sync(main, i == accum - 1), self._sync(critic, False):
+                with autocast(self.device, self.precision):
+                    out = kept[i]
+                    if out is None:
+                        out = objective.forward(main, batch)
+                    loss, m_logs = objective.main_loss(critic, batch, out)
+                self.scaler_main.scale(loss / accum).backward()
+            kept[i] = out = None  # this micro-batch's graph is freed
             for k, v in m_logs.items():
                 logs[k] = logs.get(k, 0.0) + v / accum
         self._apply(self.opt_main, self.scaler_main, main)
@@ -256,10 +301,16 @@ class Trainer:
             self.sched_critic.step()
         if self.ema is not None:
             self._update_ema()
+        return logs
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        """Stop a diverged run before it checkpoints: its last checkpoint stays the last good state.
+
+        Given the logs averaged over ranks, so that every rank stops at the same step.
+        """
         for k, v in logs.items():
             if not math.isfinite(v):
                 raise FloatingPointError(f"loss {k} became {v} at step {self.step + 1}")
-        return logs
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -411,6 +462,7 @@ class Trainer:
                     if len(micro) < cfg.optim.grad_accum:
                         continue
                     logs = distributed.mean_across(ctx, self._train_step(micro))
+                    self._check_finite(logs)
                     micro = []
                     self.step += 1
                     bar.update(1)

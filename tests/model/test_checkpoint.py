@@ -325,3 +325,85 @@ def test_saved_checkpoints_are_readable_by_other_users(tmp_path: Path, trained_l
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_refused_object_is_named_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "plain.pt"
+    torch.save(_Plain(), path)
+    message = str(_expect_error(path))
+    assert "\n" not in message
+    assert message.startswith(
+        f"checkpoint {path} holds objects other than tensors and plain data, refused for safety ("
+    )
+    # torch's multi-line explanation is cut to the line that names the class
+    assert message.endswith(")") and "Unsupported global: GLOBAL test_checkpoint._Plain" in message
+    assert "Weights only load failed" not in message
+
+
+def test_a_broken_file_is_explained_by_the_first_line_of_its_error(tmp_path: Path, good_file: Path) -> None:
+    path = tmp_path / "half.pt"
+    path.write_bytes(good_file.read_bytes()[: len(good_file.read_bytes()) // 2])
+    error = _expect_error(path)
+    first = next(line.strip() for line in str(error.__cause__).splitlines() if line.strip())
+    assert str(error) == f"checkpoint {path} is truncated or not a PyTorch file ({first})"
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert str(_expect_error(empty)).startswith(f"checkpoint {empty} is truncated or not a PyTorch file (")
+
+
+def test_error_details_are_one_line() -> None:
+    from model.checkpoint import _first_line
+
+    assert _first_line(EOFError()) == "EOFError"
+    assert _first_line(RuntimeError("\n \nfirst line\nsecond line")) == "first line"
+    many = RuntimeError("Weights only load failed.\n explanation\n  Unsupported global: GLOBAL x.Y was not allowed \n")
+    assert _first_line(many) == "Unsupported global: GLOBAL x.Y was not allowed"
+
+
+def test_defaults_and_saliency_are_recorded(tmp_path: Path) -> None:
+    plain = make_generator(seed=9, with_saliency=False)
+    info = read_generator(save_checkpoint(tmp_path / "plain.pt", plain))[1]
+    assert info.working_resolution == 256 and info.task is Task.GRAY_TO_RGB
+    assert info.metadata["has_saliency"] is False and not info.has_saliency
+    assert info.metadata["training_data"] == {} and info.metadata["metrics"] == {}
+    assert info.metadata["torch_version"] == str(torch.__version__)
+
+
+def test_convert_official_records_where_the_weights_came_from(tmp_path: Path) -> None:
+    import hashlib
+
+    from model.checkpoint import convert_official
+
+    src = tmp_path / "SCGAN_val.pth"
+    torch.save(official_state_dict("SCGAN_val", divisor=8), src)
+    official, official_info = read_generator(src)
+    net, info = read_generator(convert_official(src, tmp_path / "converted.pt"))
+    assert info.source_format == FORMAT_NAME and official_info.source_format == "official"
+    assert (info.task, info.working_resolution, info.config) == (
+        official_info.task,
+        official_info.working_resolution,
+        official_info.config,
+    )
+    assert info.metadata["training_data"] == {
+        "description": "converted from an official SCGAN release (ImageNet, per the paper)"
+    }
+    assert info.metadata["converted_from"] == "SCGAN_val.pth"
+    assert info.metadata["converted_sha256"] == official_info.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert torch.equal(_predict(net), _predict(official))
+    ours = save_checkpoint(tmp_path / "ours.pt", make_generator(seed=3))
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {ours} is not an official SCGAN state dict$"):
+        convert_official(ours, tmp_path / "again.pt")
+
+
+def test_official_files_describe_themselves(tmp_path: Path) -> None:
+    state = official_state_dict("SCGAN", divisor=8)
+    path = tmp_path / "official.pth"
+    torch.save(state, path)
+    net, info = read_generator(path)
+    assert info.metadata == {"task": "gray->rgb", "working_resolution": 256, "source": "official SCGAN release"}
+    assert info.has_saliency and net.has_saliency
+    # Without the attention network the latent width cannot be read from the file: the published 128.
+    plain = tmp_path / "no-saliency.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("attention_prediction_network.")}, plain)
+    net, info = read_generator(plain)
+    assert not info.has_saliency and not net.has_saliency and info.config.latent_channels == 128

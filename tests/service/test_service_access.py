@@ -9,6 +9,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from service_test_helpers import gray_image, image_bytes, run_app, run_main
 from service import Settings
 from service.app import CORS_EXPOSED_HEADERS, DOCS_ASSETS_URL
 from service.auth import ApiKeys, ApiKeysError
+from service.redoc_bundle import EMPTY_LOGO_URL, REDOC_LOGO_URL
 
 pytestmark = pytest.mark.anyio
 
@@ -352,11 +354,26 @@ async def test_docs_pages_load_only_same_origin_assets(make_settings: Callable[.
             assert url.startswith("/"), f"{page} loads {url}"
             assert (await svc.client.get(url)).status_code == 200, url
         assert "cdn.jsdelivr" not in html and "fonts.googleapis" not in html and "tiangolo" not in html
-        # The browser is told so too: whatever the bundles' code asks for (ReDoc's sidebar logo lives on
-        # cdn.redoc.ly), nothing but this origin (and the page's own blob:/data: URLs) is fetched.
+        # The browser is told so too: whatever the bundles' code asks for, nothing but this origin (and the
+        # page's own blob:/data: URLs) is fetched.
         policy = response.headers["Content-Security-Policy"]
         directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
         assert directives["default-src"] == "'self'"
         for name in ("script-src", "style-src", "img-src", "font-src", "worker-src", "connect-src"):
             sources = set(directives[name].split())
             assert sources <= {"'self'", "'unsafe-inline'", "data:", "blob:"}, (name, sources)
+
+
+async def test_the_redoc_bundle_served_has_no_third_party_logo(make_settings: Callable[..., Settings]) -> None:
+    """The package's bundle draws its footer logo from cdn.redoc.ly; the one /redoc loads does not."""
+    package_bundle = files("fastapi_offline").joinpath("static", "redoc.standalone.js").read_text(encoding="utf-8")
+    assert REDOC_LOGO_URL in package_bundle  # what there is to replace
+    async with run_app(make_settings(), ready=False) as svc:
+        html = (await svc.client.get("/redoc")).text
+        bundle_url = f"{DOCS_ASSETS_URL}/redoc.standalone.js"
+        assert f'src="{bundle_url}"' in html
+        response = await svc.client.get(bundle_url)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/javascript")
+        assert "cdn.redoc.ly" not in response.text and EMPTY_LOGO_URL in response.text
+        assert len(response.content) > 1_000_000  # the whole bundle, not a stub
+        assert (await svc.client.get(f"{DOCS_ASSETS_URL}/swagger-ui.css")).status_code == 200  # the mount still serves

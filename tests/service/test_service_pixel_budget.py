@@ -41,6 +41,26 @@ def test_a_reservation_is_held_once_and_released_once() -> None:
     assert budget.in_use == 0
 
 
+def test_budget_limits_and_messages() -> None:
+    with pytest.raises(ValueError, match=r"^a pixel budget must be positive, got 0$"):
+        PixelBudget(0)
+    one = PixelBudget(1)  # the smallest budget: one pixel
+    only = one.reservation()
+    only.hold(1)  # exactly the limit fits
+    assert (one.in_use, only.pixels) == (1, 1)
+    with pytest.raises(
+        PixelBudgetFull,
+        match=r"^too many image pixels in progress \(1 of 1 reserved; this image needs 2\); retry later$",
+    ):
+        one.reservation().hold(2)
+    with pytest.raises(RuntimeError, match=r"^a reservation is held once$"):
+        only.hold(1)
+    only.release()
+    with pytest.raises(ReservationClosed, match=r"^the request ended before its image was decoded$"):
+        only.hold(1)
+    assert one.in_use == 0
+
+
 def test_reservations_from_many_threads_never_overshoot() -> None:
     budget = PixelBudget(10)
     peak: list[int] = []

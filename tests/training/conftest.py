@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-def tiny_config(out_dir: Path, train_dir: Path, **sections: dict[str, Any]) -> TrainConfig:
+def tiny_sections(out_dir: Path, train_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """The config sections of a tiny run (tiny model, one thread, no samples), updated by ``sections``."""
     data: dict[str, Any] = {
         "run": {"out_dir": str(out_dir), "log_every": 1, "checkpoint_every": 1000, "sample_images": 0, "threads": 1},
         "data": {"train_dir": str(train_dir), "crop_size": 256},
@@ -56,4 +58,16 @@ def tiny_config(out_dir: Path, train_dir: Path, **sections: dict[str, Any]) -> T
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
-    return build_config(data)
+    return data
+
+
+def tiny_config(out_dir: Path, train_dir: Path, **sections: dict[str, Any]) -> TrainConfig:
+    """A validated tiny config (:func:`tiny_sections`)."""
+    return build_config(tiny_sections(out_dir, train_dir, **sections))
+
+
+def write_tiny_config(path: Path, out_dir: Path, train_dir: Path, **sections: dict[str, Any]) -> Path:
+    """:func:`tiny_sections` as a config file for ``scgan-train`` (JSON is YAML)."""
+    path = path.with_suffix(".yaml")
+    path.write_text(json.dumps(tiny_sections(out_dir, train_dir, **sections)))
+    return path

@@ -17,8 +17,11 @@ from tiny_models import COMPACT_CONFIG
 import cli.common
 from model import Colorizer, Generator, default_checkpoint_path, init_weights, save_checkpoint
 from model.color import GRAY_WEIGHTS
+from model.images import load_rgb
 from training import cli_eval, metrics
-from training.evaluate import CSV_COLUMNS, TILE_HEIGHT, evaluate, evaluate_images, to_gray, write_report
+from training.eval_report import write_report
+from training.evaluate import CSV_COLUMNS, TILE_HEIGHT, evaluate, evaluate_images, to_gray
+from training.vividness import scale_chroma
 
 TINY = COMPACT_CONFIG
 
@@ -229,7 +232,7 @@ def test_write_report_with_no_images(tmp_path: Path, colorizer: Colorizer) -> No
 
 
 def test_summary_reports_matched_colourfulness_and_photos_below_gray(
-    photos: Path, checkpoint: Path, tmp_path: Path
+    photos: Path, checkpoint: Path, colorizer: Colorizer, tmp_path: Path
 ) -> None:
     from training.cli_eval import main
 
@@ -238,8 +241,19 @@ def test_summary_reports_matched_colourfulness_and_photos_below_gray(
     summary = json.loads((out / "summary.json").read_text())
     matched = summary["matched_colorfulness"]
     assert matched["target_ratio"] == 0.6
-    assert matched["k"] is None or matched["k"] > 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
+    # k is the one chroma factor that brings the outputs' mean colourfulness to 60% of the originals'.
+    k = matched["k"]
+    originals = [np.asarray(load_rgb(photos / row["name"])) for row in rows]
+    outputs = [np.asarray(colorizer.colorize([to_gray(Image.fromarray(o))])[0].convert("RGB")) for o in originals]
+    assert len(originals) == 3 and 0.0 < k < 64.0
+    target = 0.6 * np.mean([metrics.colorfulness(o) for o in originals])
+    assert np.mean([metrics.colorfulness(scale_chroma(out, k)) for out in outputs]) == pytest.approx(target, rel=1e-3)
+    gains = [
+        metrics.psnr(o, scale_chroma(out, k)) - metrics.psnr(o, np.asarray(to_gray(Image.fromarray(o)).convert("RGB")))
+        for o, out in zip(originals, outputs)
+    ]
+    assert matched["mean_psnr_delta_vs_gray"] == pytest.approx(np.mean(gains), abs=1e-2)
     below = [float(r["psnr_delta"]) < -3.0 for r in rows]
     assert summary["below_gray"]["share"] == pytest.approx(sum(below) / len(below))
     assert "matched colourfulness" in (out / "report.md").read_text()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
 
+from model.efficientnet_lite import default_weights_path
 from training.projected import ProjectedDiscriminator, ProjectedHinge
 
 
@@ -49,3 +53,38 @@ def test_critic_learns_to_separate_a_repeated_batch() -> None:
     assert losses[-1] < 0.5 * losses[0], losses
     assert gaps[-1] > 1.0 > gaps[0], gaps  # real scored well above fake, where it started level
     assert all(torch.equal(v, critic.features.state_dict()[k]) for k, v in frozen.items())  # features untouched
+
+
+def test_the_critic_s_heads_and_scales() -> None:
+    critic = ProjectedDiscriminator()
+    assert not critic.features.has_classifier
+    for head in critic.heads:
+        assert [isinstance(m, nn.Conv2d) for m in head] == [True, False, True, False, True]
+        assert [isinstance(m, nn.LeakyReLU) for m in head] == [False, True, False, True, False]
+        convs = [m for m in head if isinstance(m, nn.Conv2d)]
+        assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+            (64, (3, 3), (1, 1)),
+            (64, (3, 3), (1, 1)),
+            (1, (1, 1), (0, 0)),
+        ]
+        assert all(parametrize.is_parametrized(c, "weight") for c in convs)  # spectrally normalised
+        assert [m.negative_slope for m in head if isinstance(m, nn.LeakyReLU)] == [0.2, 0.2]
+    # One logit per patch of the four feature maps (strides 4, 8, 16, 32) at 256 px.
+    gray, real, _ = _batch(2)
+    with torch.no_grad():
+        assert critic.eval()(gray, real).shape == (2, 64 * 64 + 32 * 32 + 16 * 16 + 8 * 8)
+    assert critic.train() is critic and critic.training and all(h.training for h in critic.heads)
+    assert not critic.features.training
+    critic.train(False)
+    assert not critic.training and not any(h.training for h in critic.heads)
+
+
+def test_the_feature_network_weights_come_from_the_given_file(tmp_path: Path) -> None:
+    state = torch.load(default_weights_path("lite0"), map_location="cpu", weights_only=True)
+    state["_conv_stem.weight"] = 2 * state["_conv_stem.weight"]
+    path = tmp_path / "doubled-stem.pth"
+    torch.save(state, path)
+    critic = ProjectedDiscriminator(8, weights_path=str(path))
+    assert critic.weights_source == "doubled-stem.pth"
+    assert torch.equal(critic.features._conv_stem.weight, state["_conv_stem.weight"])
+    assert ProjectedDiscriminator(8).weights_source == default_weights_path("lite0").name

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +12,13 @@ import torch
 from PIL import Image
 
 from model import Colorizer, load_generator
-from tests.training.conftest import TINY_MODEL, make_photos, tiny_config
+from tests.training.conftest import make_photos, tiny_config
 from training.data import DataError, list_images, split_paths
 from training.export import export_checkpoint
 from training.loop import train
 from training.losses import gradient_penalty
 from training.state import load_state
 from training.validation import make_validator
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _train_rows(out_dir: Path) -> list[dict]:
@@ -217,41 +212,9 @@ def test_validation_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     train_b, val_b = split_paths(folder, 0.25)
     assert train_a == train_b and val_a == val_b
     assert not set(train_a) & set(val_a) and len(train_a) + len(val_a) == 40
-    assert 3 <= len(val_a) <= 18
-
-
-def test_torchrun_two_processes_on_cpu_stay_in_sync(tmp_path: Path, photos: Path) -> None:
-    config = tmp_path / "ddp.toml"
-    model = "\n".join(f"{k} = {v}" for k, v in TINY_MODEL.items())
-    config.write_text(
-        f'[run]\nstage = "stage2"\nout_dir = "{tmp_path / "ddp"}"\nmax_steps = 2\nlog_every = 1\n'
-        f'sample_images = 0\nthreads = 1\n[data]\ntrain_dir = "{photos}"\n[optim]\nbatch_size = 1\n'
-        f"[model]\n{model}\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "training.cli",
-            str(config),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    summary = [r for r in rows if r["kind"] == "summary"][-1]
-    digests = summary["rank_weight_digests"]
-    assert len(digests) == 2 and digests[0] == digests[1]
-    assert summary["steps"] == 2
+    # The hold-out is SHA-1 of the relative path, so a folder's split never changes between versions or runs.
+    assert [p.name for p in val_a] == [f"photo{i:02d}.png" for i in (6, 10, 12, 17, 21, 27, 29, 34)]
+    assert split_paths(folder, 0.0)[1] == [] and split_paths(folder, 1.0)[0] == []
 
 
 def test_fine_tuning_starts_from_a_serving_checkpoint(tmp_path: Path, photos: Path) -> None:

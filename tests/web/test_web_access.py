@@ -131,7 +131,10 @@ def test_redoc_renders_offline(server: Server, offline_page: Any) -> None:
     page.goto(server.base_url + "/redoc")
     page.locator("h2", has_text="Colorize an image").wait_for()
     assert page.locator("h2", has_text="Predicted saliency map").is_visible()
+    page.wait_for_load_state("networkidle")  # the sidebar's footer logo is asked for after the headings render
     assert page.blocked == [], page.blocked
+    hosts = {urlsplit(r.url).netloc for r in page.requests if not r.url.startswith(("blob:", "data:"))}
+    assert hosts == {urlsplit(server.base_url).netloc}, hosts
     shot = os.environ.get("WEB_TEST_DOCS_SCREENSHOT")  # e.g. /tmp/redoc.png, to look at it
     if shot:
         page.screenshot(path=shot)
