@@ -244,6 +244,9 @@ _REVIEWED_FS_CALLS = {
     ("service/decoding.py", "decode_image", "Image.open"): "opens the upload's bytes (BytesIO or spooled file object)",
     ("service/web/router.py", "_file", "FileResponse"): "a path from the _FILES table listed at import, never joined",
     ("service/auth.py", "from_file", "path.read_text"): "the operator's SCGAN_API_KEYS_FILE, read at start-up only",
+    ("service/redoc_bundle.py", "redoc_bundle", "files().joinpath().read_text"): (
+        "the ReDoc bundle inside the installed fastapi-offline package, a fixed name, read once"
+    ),
     ("service/workers.py", "usable_cores", "cpu_max.read_text"): "the cgroup's CPU quota (cpu.max), at start-up only",
 }
 #: Reviewed network imports: (file, enclosing function, module) -> why. The remote CLI's HTTP client is imported
