@@ -340,6 +340,8 @@ def _validate(cfg: TrainConfig) -> None:
         problems.append(
             f"data.crop_size={cfg.data.crop_size}: this generator needs multiples of {cfg.model.size_multiple}"
         )
+    if cfg.run.init_global_from and cfg.model.encoder != "none":
+        problems.append("run.init_global_from loads SCGAN's global network; an encoder generator has none")
     if cfg.loss.bins > 0 and cfg.model.chroma_head != "bins":
         problems.append("loss.bins > 0 needs model.chroma_head = 'bins'")
     if cfg.model.chroma_head == "bins" and cfg.loss.bins == 0 and cfg.loss.l1 == 0:

@@ -44,6 +44,15 @@ def test_file_then_overrides_win(tmp_path: Path) -> None:
         ({"data": {"train_dir": "x"}, "nope": {}}, "unknown config sections"),
         ({"data": {"train_dir": "x", "crop_size": 300}}, "multiple of 32"),
         ({"data": {"train_dir": "x", "crop_size": 288}}, "this generator needs multiples of 256"),
+        (
+            {
+                "data": {"train_dir": "x"},
+                "run": {"init_global_from": "g.pt"},
+                "model": {"encoder": "efficientnet-lite0"},
+            },
+            "an encoder generator has none",
+        ),
+        ({"data": {"train_dir": "x"}, "loss": {"bins": 1.0}}, "loss.bins > 0 needs model.chroma_head = 'bins'"),
         ({"data": {"train_dir": "x"}, "run": {"stage": "stage3"}}, "run.stage"),
         ({"data": {"train_dir": "x"}, "run": {"stage": "stage2"}, "loss": {"gan": "none"}}, "adversary"),
         ({"data": {"train_dir": "x"}, "optim": {"batch_size": "eight"}}, "integer"),
