@@ -132,6 +132,8 @@ class Batcher(Generic[T, R]):
         self._cv = threading.Condition()
         self._closed = False
         self._in_progress: list[_Pending[T, R]] = []
+        #: Items the worker has taken off the queue and not yet handed to a forward (failed if it dies holding them).
+        self._held: list[_Pending[T, R]] = []
         self._forward_started: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
@@ -235,7 +237,7 @@ class Batcher(Generic[T, R]):
         finally:
             with self._cv:
                 self._closed = True
-            for pending in self._in_progress:
+            for pending in [*self._held, *self._in_progress]:
                 if not pending.future.done():
                     pending.future.set_exception(BatcherClosed("the inference worker stopped"))
             self._fail_queued("the inference worker stopped")
@@ -264,6 +266,7 @@ class Batcher(Generic[T, R]):
                 if isinstance(head, _Sentinel):
                     stop = True
                     break
+                self._held.append(head)
                 if self._accept(head, self._clock(), dropped):
                     batch.append(head)
             if batch:
@@ -274,6 +277,7 @@ class Batcher(Generic[T, R]):
                         if isinstance(nxt, _Sentinel):
                             stop = True
                             break
+                        self._held.append(nxt)
                         if self._accept(nxt, self._clock(), dropped):
                             batch.append(nxt)
                         continue
@@ -286,6 +290,7 @@ class Batcher(Generic[T, R]):
         for pending in dropped:
             self._notify_drop("expired")
             pending.future.set_exception(DeadlineExceeded("deadline passed while waiting in the queue"))
+        self._held = []
         return batch, stop
 
     def _process(self, batch: list[_Pending[T, R]]) -> None:
