@@ -196,6 +196,15 @@ def _load_strict(net: torch.nn.Module, state: dict[str, Any], path: Path) -> Non
     net.load_state_dict(state, strict=True)
 
 
+#: State-dict prefixes of a saliency branch: SCGAN's, or the encoder generator's head.
+SALIENCY_PREFIXES = ("attention_prediction_network.", "saliency_head.")
+
+
+def state_has_saliency(state: dict[str, Any]) -> bool:
+    """Whether a generator state dict holds a saliency branch."""
+    return any(k.startswith(SALIENCY_PREFIXES) for k in state)
+
+
 def _build_ours(payload: dict[str, Any], path: Path) -> tuple[AnyGenerator, dict[str, Any]]:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
@@ -206,7 +215,7 @@ def _build_ours(payload: dict[str, Any], path: Path) -> tuple[AnyGenerator, dict
         metadata = dict(payload.get("metadata") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has a malformed header: {exc}") from exc
-    has_saliency = any(k.startswith(("attention_prediction_network.", "saliency_head.")) for k in state)
+    has_saliency = state_has_saliency(state)
     try:
         net = build_generator(config, with_saliency=has_saliency, spectral_norm=False)
     except ValueError as exc:
@@ -295,6 +304,8 @@ __all__ = [
     "convert_official",
     "default_task",
     "load_generator",
+    "SALIENCY_PREFIXES",
     "read_generator",
     "save_checkpoint",
+    "state_has_saliency",
 ]

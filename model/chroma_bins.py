@@ -12,7 +12,7 @@ import functools
 
 import torch
 
-from model.color import _chroma_offsets
+from model.color import chroma_offsets
 
 #: Grid step in CbCr units (the plane spans about [-0.5, 0.5] on both axes).
 BIN_STEP = 0.0625
@@ -26,7 +26,7 @@ def _bin_centres_cpu() -> torch.Tensor:
     axis = (torch.arange(steps + 1, dtype=torch.float64) - steps / 2) * BIN_STEP
     cb, cr = torch.meshgrid(axis, axis, indexing="ij")
     grid = torch.stack((cb.flatten(), cr.flatten()), dim=-1)  # N x 2
-    offsets = _chroma_offsets(grid.T.reshape(2, -1, 1)).reshape(3, -1)  # (R-Y, G-Y, B-Y) per centre
+    offsets = chroma_offsets(grid.T.reshape(2, -1, 1)).reshape(3, -1)  # (R-Y, G-Y, B-Y) per centre
     # Displayable for some luma y: y + every offset within [0, 1], i.e. max - min offset <= 1.
     keep = (offsets.amax(0) - offsets.amin(0)) <= 1.0
     return grid[keep].float().contiguous()

@@ -30,7 +30,7 @@ def rgb_to_chroma(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack(((b - y) * CB_SCALE, (r - y) * CR_SCALE), dim=-3)
 
 
-def _chroma_offsets(chroma: torch.Tensor) -> torch.Tensor:
+def chroma_offsets(chroma: torch.Tensor) -> torch.Tensor:
     """(Cb, Cr) -> the (R-Y, G-Y, B-Y) offsets they imply; their luma-weighted sum is 0."""
     cb, cr = chroma.unbind(-3)
     dr = cr * (1.0 / CR_SCALE)
@@ -49,7 +49,7 @@ def combine_luma_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tenso
     luma weights, so a pixel with no positive (or no negative) offset has none at all.
     Written with few full-resolution temporaries: it runs once per output pixel.
     """
-    offsets = _chroma_offsets(chroma)  # ... x 3 x H x W
+    offsets = chroma_offsets(chroma)  # ... x 3 x H x W
     y = luma.clamp(0.0, 1.0)
     tiny = torch.finfo(offsets.dtype).tiny
     room_up = (1.0 - y).div_(offsets.amax(dim=-3, keepdim=True).clamp_min_(tiny))
@@ -65,7 +65,7 @@ def fit_chroma(chroma: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
     plane stored at lower resolution than the luma (a 4:2:0 JPEG), pass the luma
     averaged over each chroma sample's pixels.
     """
-    offsets = _chroma_offsets(chroma)
+    offsets = chroma_offsets(chroma)
     y = luma.clamp(0.0, 1.0)
     tiny = torch.finfo(offsets.dtype).tiny
     room_up = (1.0 - y).div_(offsets.amax(dim=-3, keepdim=True).clamp_min_(tiny))
@@ -77,6 +77,7 @@ __all__ = [
     "CB_SCALE",
     "CR_SCALE",
     "GRAY_WEIGHTS",
+    "chroma_offsets",
     "combine_luma_chroma",
     "fit_chroma",
     "rgb_to_chroma",

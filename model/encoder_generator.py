@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.chroma_bins import annealed_mean, bin_centres, num_bins
-from model.color import _chroma_offsets, combine_luma_chroma
+from model.color import chroma_offsets, combine_luma_chroma
 from model.config import HINT_PLANES, GeneratorConfig
 from model.efficientnet_lite import HEAD_CHANNELS, EfficientNetLite, normalize_input
 from model.layers import ConvBlock
@@ -59,7 +59,7 @@ def hint_pyramid(planes: torch.Tensor, levels: int) -> tuple[torch.Tensor, ...]:
 def rgb_from_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """Luma + chroma -> RGB; inside the cube at inference, the unclipped sum while training (for gradients)."""
     if torch.is_grad_enabled():
-        return _chroma_offsets(chroma) + luma
+        return chroma_offsets(chroma) + luma
     return combine_luma_chroma(luma, chroma)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import Task, save_checkpoint
+from model.checkpoint import Task, save_checkpoint, state_has_saliency
 from model.generator import build_generator
 from training.config import build_config
 from training.state import load_state
@@ -30,7 +30,7 @@ def export_checkpoint(
         raise ValueError(f"{state['path']} is a pretrain-global run: it has no generator to export")
     cfg = build_config(dict(state["config"]))
     weights = state["ema"] if use_ema and state.get("ema") else state["main"]
-    has_saliency = any(k.startswith(("attention_prediction_network.", "saliency_head.")) for k in weights)
+    has_saliency = state_has_saliency(weights)
     generator = build_generator(cfg.model.generator_config(), with_saliency=has_saliency, spectral_norm=True)
     generator.load_state_dict(weights, strict=True)
     generator.eval()
