@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,12 @@ import httpx
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.load.system import free_port  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 TIMEOUT_S = 1200.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command() -> list[str]:
@@ -62,7 +59,7 @@ def _probe_image() -> bytes:
 
 def start_once(workers: int, cache_dir: Path, log_path: Path) -> dict[str, Any]:
     """Start the service, time it to ready, colorize one image, stop it; the measurements."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCGAN_")}
     env.update(
         SCGAN_WORKERS=str(workers),

@@ -121,18 +121,25 @@ class CacheEntry:
         The lock is an advisory ``flock`` on a file beside the entries: the kernel drops it when its
         holder exits, so a process killed while compiling leaves no stale lock behind.
         """
-        locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{self.digest}.lock", "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
+        with _flock(self.root / "locks" / f"{self.digest}.lock", wait=wait) as held:
+            yield held
+
+    @contextlib.contextmanager
+    def compiling(self, on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold the cache-wide compiler lock for the block: one process of the host compiles at a time.
+
+        Two workers compiling different shapes at once share the cores and finish no sooner than one
+        compiling both, while each holds the compiler's memory (``benchmarks/results/time_to_ready.md``).
+        ``on_wait`` is called once when another process holds the lock, before waiting for it.
+        """
+        path = self.root / "locks" / "compiler.lock"
+        with _flock(path, wait=False) as held:
+            if held:
+                yield
                 return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        on_wait()
+        with _flock(path, wait=True):
+            yield
 
     def load(self, device: torch.device) -> Callable[..., Any]:
         """The package's runner, once its ``entry.json`` names this key and its checksum holds; else InvalidEntry."""
@@ -177,6 +184,22 @@ class CacheEntry:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, wait: bool) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created) for the block; False at once when taken and not ``wait``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -304,10 +304,11 @@ class CompiledForwards:
                 progress.line(shape, f"loaded from the cache in {time.perf_counter() - began:.1f} s")
                 progress.done += 1
                 return
-        progress.line(shape, "compiling")
         try:
-            with progress.ticking(shape, "compiling"):
-                entry.save(lambda path: self._build(example, shape.saliency, context, path), precision=precision)
+            with entry.compiling(lambda: progress.line(shape, "waiting for another process's compile to finish")):
+                progress.line(shape, "compiling")
+                with progress.ticking(shape, "compiling"):
+                    entry.save(lambda path: self._build(example, shape.saliency, context, path), precision=precision)
                 graph = _as_forward(entry.load(device), shape)
                 self._check_against_eager(graph, shape, device, precision, context)
         except Exception as exc:  # noqa: BLE001 -- any compiler failure means: this shape runs eagerly

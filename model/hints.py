@@ -86,6 +86,21 @@ def working_position(x: int, y: int, width: int, height: int, render_size: int) 
     return column, row
 
 
+def hint_points(hints: Sequence[Hint], width: int, height: int, render_size: int) -> torch.Tensor:
+    """K x 4 float32 rows (working row, working column, Cb, Cr), one per hint on a ``width`` x ``height`` image."""
+    import torch  # here, not at the top: parsing hints (scgan-colorize --hints --server) needs no torch
+
+    from model.color import rgb_to_chroma
+
+    check_inside(hints, width, height)
+    points = torch.zeros(len(hints), 4)
+    for i, hint in enumerate(hints):
+        column, row = working_position(hint.x, hint.y, width, height, render_size)
+        points[i, 0], points[i, 1] = row, column
+        points[i, 2:] = rgb_to_chroma(torch.tensor(hint.rgb).view(3, 1, 1)).view(2)
+    return points
+
+
 def hint_planes(
     hints: Sequence[Hint], width: int, height: int, render_size: int, *, patch: int = HINT_PATCH
 ) -> torch.Tensor:
@@ -93,19 +108,20 @@ def hint_planes(
 
     Later hints paint over earlier ones where their patches overlap.
     """
-    import torch  # here, not at the top: parsing hints (scgan-colorize --hints --server) needs no torch
+    return points_to_planes(hint_points(hints, width, height, render_size), render_size, patch=patch)
 
-    from model.color import rgb_to_chroma
 
-    check_inside(hints, width, height)
+def points_to_planes(points: torch.Tensor, render_size: int, *, patch: int = HINT_PATCH) -> torch.Tensor:
+    """3 x R x R planes (hint Cb, hint Cr, mask) of :func:`hint_points`' rows, each a ``patch``-pixel square."""
+    import torch
+
     planes = torch.zeros(HINT_PLANES, render_size, render_size)
     half = (patch - 1) // 2
-    for hint in hints:
-        column, row = working_position(hint.x, hint.y, width, height, render_size)
-        chroma = rgb_to_chroma(torch.tensor(hint.rgb).view(3, 1, 1)).view(2, 1, 1)
-        top, left = max(0, row - half), max(0, column - half)
-        bottom, right = min(render_size, row - half + patch), min(render_size, column - half + patch)
-        planes[:2, top:bottom, left:right] = chroma
+    for row, column, cb, cr in points.tolist():
+        top, left = max(0, int(row) - half), max(0, int(column) - half)
+        bottom, right = min(render_size, int(row) - half + patch), min(render_size, int(column) - half + patch)
+        planes[0, top:bottom, left:right] = cb
+        planes[1, top:bottom, left:right] = cr
         planes[2, top:bottom, left:right] = 1.0
     return planes
 
@@ -122,7 +138,9 @@ __all__ = [
     "HintError",
     "check_inside",
     "hint_planes",
+    "hint_points",
     "hints_to_json",
     "parse_hints",
+    "points_to_planes",
     "working_position",
 ]

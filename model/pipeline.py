@@ -33,7 +33,8 @@ from model.device import Precision, autocast, resolve_device, resolve_precision
 from model.efficientnet_lite import fuse_trunk_batch_norm
 from model.encoder_generator import EncoderGenerator
 from model.generator import AnyGenerator
-from model.hints import Hint, HintError, hint_planes
+from model.hint_propagation import HintPropagation, propagate_hints
+from model.hints import Hint, HintError, hint_points, points_to_planes
 from model.images import to_planes
 from model.layers import fold_spectral_norm, fuse_batch_norm
 from model.options import CHROMA_GAIN_MAX, CHROMA_GAIN_MIN, check_chroma_gain
@@ -63,6 +64,7 @@ class PreparedImage:
     alpha: Image.Image | None
     model_input: torch.Tensor  # C_in x R x R, float32, CPU
     render_size: int
+    hint_points: torch.Tensor | None = None  # K x 4 (working row, column, Cb, Cr); None or K = 0: no hints
 
     @property
     def size(self) -> tuple[int, int]:
@@ -174,6 +176,8 @@ class Colorizer:
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self._forwards = CompiledForwards(self.generator, generator.config.input_channels)
+        #: How hints the network left unfollowed are carried to their regions (None: the network's answer alone).
+        self.hint_propagation: HintPropagation | None = HintPropagation()
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], **kwargs: Any) -> Colorizer:
@@ -219,11 +223,15 @@ class Colorizer:
         model_input = _resize(source, (size, size))
         if hints and not self.takes_hints:
             raise HintError("this checkpoint takes no colour hints")
+        points = None
         if self.takes_hints:
             height, width = luma.shape[-2:]
-            model_input = torch.cat((model_input, hint_planes(hints or (), width, height, size)))
+            points = hint_points(hints or (), width, height, size)
+            model_input = torch.cat((model_input, points_to_planes(points, size)))
         model_input = model_input.contiguous()
-        return PreparedImage(luma=luma.contiguous(), alpha=planes.alpha, model_input=model_input, render_size=size)
+        return PreparedImage(
+            luma=luma.contiguous(), alpha=planes.alpha, model_input=model_input, render_size=size, hint_points=points
+        )
 
     # -- stage 2: device ---------------------------------------------------------
     @contextlib.contextmanager
@@ -276,6 +284,16 @@ class Colorizer:
         return rgb, sal
 
     # -- stage 3: CPU ------------------------------------------------------------
+    def _chroma(self, prepared: PreparedImage, rgb: torch.Tensor) -> torch.Tensor:
+        """The predicted 2 x R x R chroma, with the image's hints carried to their regions (:mod:`model.hint_propagation`)."""
+        chroma = rgb_to_chroma(rgb.float())
+        points = prepared.hint_points
+        if points is None or not len(points) or self.hint_propagation is None:
+            return chroma
+        inputs = prepared.model_input
+        luma = inputs[0] if self.in_channels == 1 else rgb_to_gray(inputs[:3])[0]
+        return propagate_hints(chroma, luma, points, self.hint_propagation)
+
     def finish(self, prepared: PreparedImage, rgb: torch.Tensor, chroma_gain: float = 1.0) -> Image.Image:
         """Full-resolution colour image from one predicted 3 x R x R RGB.
 
@@ -285,7 +303,7 @@ class Colorizer:
         gain = check_chroma_gain(chroma_gain)
         width, height = prepared.size
         if self.task is Task.GRAY_TO_RGB:
-            chroma = _resize(rgb_to_chroma(rgb.float()), (height, width))
+            chroma = _resize(self._chroma(prepared, rgb), (height, width))
             out = combine_luma_chroma(prepared.luma, chroma.mul_(gain) if gain != 1.0 else chroma)
         else:
             out = _resize(rgb.float(), (height, width)).clamp(0.0, 1.0)
@@ -312,7 +330,7 @@ class Colorizer:
             raise ValueError("finish_ycbcr needs a gray->rgb model and an image without alpha")
         gain = check_chroma_gain(chroma_gain)
         width, height = prepared.size
-        chroma = _resize(rgb_to_chroma(rgb.float()), ((height + 1) // 2, (width + 1) // 2))
+        chroma = _resize(self._chroma(prepared, rgb), ((height + 1) // 2, (width + 1) // 2))
         if gain != 1.0:
             chroma.mul_(gain)
         y = _to_bytes(prepared.luma)[0]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from model_test_helpers import TINY_RGB_IN, make_generator
 
-from model import PerceptualNet, save_checkpoint
+from model import Colorizer, PerceptualNet, save_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,6 +29,12 @@ def _one_thread() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def hint_colorizer(tiny_hint_checkpoint: Path) -> Colorizer:
+    """The hint follower (tests/tiny_models.py) in fp32 on the CPU; tests may set its ``hint_propagation``."""
+    return Colorizer.from_checkpoint(tiny_hint_checkpoint, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

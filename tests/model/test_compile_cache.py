@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,39 @@ def test_a_lock_held_elsewhere_is_not_taken(tmp_path: Path) -> None:
         assert got is True
 
 
+def test_one_process_compiles_at_a_time(tmp_path: Path) -> None:
+    """The compiler lock is cache-wide: a second compile (another entry) waits, and says so once, until the first ends."""
+    events: list[str] = []
+    first_in = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with CacheEntry(tmp_path, _key()).compiling(lambda: events.append("first waited")):
+            events.append("first compiles")
+            first_in.set()
+            release.wait(10)
+            events.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(10)
+    waiting = threading.Thread(
+        target=lambda: _enter_compiling(CacheEntry(tmp_path, _key(precision="bf16")), events), daemon=True
+    )
+    waiting.start()
+    time.sleep(0.2)
+    assert events == ["first compiles", "second waited"]  # told that it waits, and not in yet
+    release.set()
+    thread.join(10)
+    waiting.join(10)
+    assert events == ["first compiles", "second waited", "first done", "second compiles"]
+
+
+def _enter_compiling(entry: CacheEntry, events: list[str]) -> None:
+    with entry.compiling(lambda: events.append("second waited")):
+        events.append("second compiles")
+
+
 # -- through Colorizer.compile --------------------------------------------------------------------------------------
 
 
@@ -189,7 +224,7 @@ def _compile_in_child(root: str, log: str) -> None:
 
 @pytest.mark.slow  # two spawned processes importing torch: tens of seconds on 2 busy cores
 def test_two_processes_never_build_the_same_shape_at_once(tmp_path: Path) -> None:
-    """Started together, two processes share the work: each shape is built once, the other process loads it."""
+    """Started together, two processes share the work: each shape is built once, one at a time, and loaded by the other."""
     log = tmp_path / "builds.log"
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_compile_in_child, args=(str(tmp_path / "cache"), str(log))) for _ in range(2)]
@@ -201,4 +236,5 @@ def test_two_processes_never_build_the_same_shape_at_once(tmp_path: Path) -> Non
     events = [line.split() for line in log.read_text().splitlines()]
     starts = [e for e in events if e[0] == "start"]
     assert len(starts) == 2 and len({e[2] for e in starts}) == 2  # two shapes, each built once
+    assert [e[0] for e in sorted(events, key=lambda e: float(e[3]))] == ["start", "end"] * 2  # never two at once
     assert len(list((tmp_path / "cache").glob("*/forward.pt2"))) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +16,6 @@ from model.color import rgb_to_chroma
 from model.hints import Hint, HintError, hint_planes, hints_to_json, parse_hints, working_position
 
 R = 256
-
-
-@pytest.fixture(scope="module")
-def hint_colorizer(tiny_hint_checkpoint: Path) -> Colorizer:
-    return Colorizer.from_checkpoint(tiny_hint_checkpoint, device="cpu", precision="fp32")
 
 
 def _mask_box(planes: torch.Tensor) -> tuple[int, int, int, int]:
