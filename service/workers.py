@@ -14,9 +14,11 @@ under the usual uvicorn server (:mod:`service.server`); the kernel spreads new
 connections evenly over the listening workers by their address hash. (One
 socket shared by all workers left the balancing to whichever accept() won the
 race: under load one worker took every connection while the other idled.)
-Worker 0 starts first, so a checkpoint that cannot be loaded stops the
-service with its one-line reason and exit status 3, exactly as one process
-would; the others start once it serves.
+All workers start at once and import in parallel, but only worker 0 loads its
+checkpoint at first; the others wait for it to serve, so a checkpoint that cannot
+be loaded stops the service with its one-line reason and exit status 3, exactly as
+one process would. Compiling is one process at a time (model/compile_cache.py): a
+cold start compiles each shape once, and the other workers load it.
 
 Why not ``uvicorn.run(..., workers=N)``: it needs an import string for the
 app, and its supervisor runs its own ``uvicorn.Server``, so the service's
@@ -45,8 +47,8 @@ stamps a shared clock from a thread of its own, which a forward does not block
 ``SCGAN_WORKER_HEARTBEAT_TIMEOUT_S`` is killed (SIGKILL) and replaced. Every
 replacement counts: more than :data:`MAX_RESTARTS` within
 :data:`RESTART_WINDOW_S` stops the service with status 1. A worker's first
-start that fails (worker 0, or a later one after worker 0 served) stops the
-service with status 3. Whenever the supervisor stops, the healthy workers
+start that fails (worker 0, or another one, which loads its checkpoint after
+worker 0 served) stops the service with status 3. Whenever the supervisor stops, the healthy workers
 drain (SIGTERM) before it exits; one that outlives the shutdown deadline by
 :data:`_KILL_GRACE_S` is killed.
 """
@@ -211,8 +213,19 @@ def _warm_before_listening(app: FastAPI) -> None:
     app.router.lifespan_context = warm_first
 
 
-def _worker_main(settings: Settings, index: int, count: int, port: int, states: Any, heartbeats: Any) -> None:
-    """One worker: the app on its own socket of the shared port, publishing its readiness; exits 3 when start-up fails."""
+def _wait_for_worker_0(states: Any) -> None:
+    """Block until worker 0 serves: its checkpoint loaded, so this one's will too (the supervisor stops us otherwise)."""
+    while states[0] == STARTING:
+        time.sleep(_TICK_S)
+
+
+def _worker_main(
+    settings: Settings, index: int, count: int, port: int, states: Any, heartbeats: Any, after_worker_0: bool
+) -> None:
+    """One worker: the app on its own socket of the shared port, publishing its readiness; exits 3 when start-up fails.
+
+    ``after_worker_0``: a first start beside worker 0, which imports now but loads its checkpoint once worker 0 serves.
+    """
     interval = heartbeat_interval_s(settings.worker_heartbeat_timeout_s)
     threading.Thread(
         target=_beat, args=(heartbeats, index, interval), name=f"scgan-worker-{index}-beat", daemon=True
@@ -224,6 +237,8 @@ def _worker_main(settings: Settings, index: int, count: int, port: int, states: 
     configure_logging(settings.log_level, settings.log_format)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerField(index))
+    if after_worker_0:
+        _wait_for_worker_0(states)
     app = create_app(settings)
     app.state.metrics.workers.set(count)
     app.state.metrics.bind_worker(index)
@@ -303,13 +318,14 @@ class Supervisor:
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self._stop_signal = sig
 
-    def _start(self, index: int) -> SpawnProcess:
+    def _start(self, index: int, *, after_worker_0: bool = False) -> SpawnProcess:
         assert self._sock is not None
         self._states[index] = STARTING
         self._heartbeats[index] = 0.0
+        port = self._sock.getsockname()[1]
         process = self._context.Process(
             target=_worker_main,
-            args=(self.settings, index, self.count, self._sock.getsockname()[1], self._states, self._heartbeats),
+            args=(self.settings, index, self.count, port, self._states, self._heartbeats, after_worker_0),
             name=f"scgan-worker-{index}",
         )
         process.start()
@@ -346,8 +362,9 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _supervise(self) -> int:
-        self._start(0)  # alone: a checkpoint that cannot be loaded fails once, in one worker
-        others_started = False
+        self._start(0)
+        for index in range(1, self.count):  # importing now; loading once worker 0 has (a bad checkpoint fails once)
+            self._start(index, after_worker_0=True)
         while self._stop_signal is None:
             sentinels = [p.sentinel for p in self._processes if p is not None]
             wait(sentinels, timeout=_TICK_S * 4)
@@ -356,10 +373,6 @@ class Supervisor:
             for index, process in enumerate(self._processes):
                 if process is not None and self._states[index] != STARTING:
                     self._served[index] = True
-            if self._served[0] and not others_started:  # worker 0 serves: the others start
-                for index in range(1, self.count):
-                    self._start(index)
-                others_started = True
             self._kill_hung()
             for index, process in enumerate(self._processes):
                 if process is None or process.is_alive():

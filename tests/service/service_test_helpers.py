@@ -237,6 +237,12 @@ class Workers:
         messages = [str(r["message"]) for r in self.records()]
         return [int(m.removeprefix(prefix).rstrip(")")) for m in messages if m.startswith(prefix)]
 
+    def serving(self, index: int) -> bool:
+        """Whether worker ``index`` has listened (uvicorn's 'Application startup complete.')."""
+        return any(
+            r.get("worker") == index and r["message"] == "Application startup complete." for r in self.records()
+        )
+
     def messages(self, level: str | None = None) -> list[str]:
         return [str(r["message"]) for r in self.records() if level is None or r["level"] == level]
 

@@ -309,8 +309,9 @@ def test_a_later_worker_failing_at_start_up_stops_the_service_with_3_after_worke
 ) -> None:
     workers = Workers(tiny_checkpoint, tmp_path / "server.log")
     try:
-        workers.wait_for("worker 1's start", lambda: len(workers.spawned(1)) == 1, timeout_s=180)
-        kill(workers.spawned(1)[0])  # it imports torch for seconds before it could serve
+        workers.wait_for("worker 0 serving", lambda: workers.serving(0), timeout_s=180)
+        assert len(workers.spawned(1)) == 1  # started beside worker 0, loading its checkpoint only now
+        kill(workers.spawned(1)[0])  # it loads and warms for seconds before it could serve
         assert workers.process.wait(60) == 3, workers.output()
         errors = workers.messages("ERROR")
         assert errors == [f"worker 1 exited during start-up (status {-signal.SIGKILL}); stopping"], workers.output()
