@@ -123,8 +123,8 @@ USER 10001:10001
 EXPOSE 8000
 # Liveness only (the process and its event loop answer); readiness is /readyz, used by
 # Kubernetes and by docker-compose.yml's healthcheck. The start period covers loading the model,
-# the CUDA context and, on CPU, a cold start's compiling: twice the slowest one measured
-# (307 s with 2 workers on a busy 2-core machine, benchmarks/results/time_to_ready.md).
+# the CUDA context and, on CPU, a cold start's compiling: about 6x the slowest one measured
+# (98 s with 2 workers on a quiet 2-core machine, benchmarks/results/time_to_ready.md), for busier nodes.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=660s --retries=3 \
     CMD ["python", "/opt/scgan/healthcheck.py"]
 ENTRYPOINT ["/usr/bin/tini", "--"]

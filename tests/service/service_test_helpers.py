@@ -239,9 +239,7 @@ class Workers:
 
     def serving(self, index: int) -> bool:
         """Whether worker ``index`` has listened (uvicorn's 'Application startup complete.')."""
-        return any(
-            r.get("worker") == index and r["message"] == "Application startup complete." for r in self.records()
-        )
+        return any(r.get("worker") == index and r["message"] == "Application startup complete." for r in self.records())
 
     def messages(self, level: str | None = None) -> list[str]:
         return [str(r["message"]) for r in self.records() if level is None or r["level"] == level]
