@@ -1,4 +1,4 @@
-"""The adversarial, perceptual and objective losses pinned to hand-computed values and gradient directions.
+"""The adversarial and objective losses pinned to hand-computed values and gradient directions.
 
 A linear critic ``D(x) = sum(w * x)`` makes every score, loss and gradient computable by hand: on the
 two-pixel samples below, ``w = (1, 2)`` scores real ``(0.25, 0), (0, 1)`` as ``0.25, 2`` and fake
@@ -7,25 +7,24 @@ two-pixel samples below, ``w = (1, 2)`` scores real ``(0.25, 0), (0, 1)`` as ``0
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
+from tiny_models import TINY_HINT_CONFIG
 from torch import nn
 
+from model.chroma_bins import bin_centres, num_bins
 from model.color import rgb_to_chroma
-from model.discriminator import PerceptualNet
-from model.efficientnet_lite import normalize_input
+from model.encoder_generator import EncoderGenerator
+from training.colour_losses import bins_loss, colorfulness_loss, enhance_chroma
 from training.config import LossConfig
 from training.losses import (
-    LITE0_PERCEPTUAL_BLOCKS,
     Adversary,
     ClassificationObjective,
     ColorizationObjective,
     LeastSquares,
-    PerceptualLoss,
     Wasserstein,
     WassersteinGP,
     gradient_penalty,
@@ -231,62 +230,6 @@ def test_make_adversary_follows_the_config() -> None:
     assert (LeastSquares().name, ProjectedHinge().name) == ("lsgan", "projected")
 
 
-# -- perceptual ----------------------------------------------------------------------------------
-
-
-def _images(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand(2, 3, 32, 32, generator=gen), torch.rand(2, 3, 32, 32, generator=gen)
-
-
-@pytest.fixture(scope="module")
-def lite0_perceptual() -> PerceptualLoss:
-    return PerceptualLoss()
-
-
-def test_lite0_perceptual_is_the_mean_l1_of_three_feature_maps(lite0_perceptual: PerceptualLoss) -> None:
-    fake, real = _images(0)
-    net = lite0_perceptual.lite0
-    assert net is not None and len(LITE0_PERCEPTUAL_BLOCKS) == 3
-    f = net.stages(normalize_input(fake), LITE0_PERCEPTUAL_BLOCKS)
-    r = net.stages(normalize_input(real), LITE0_PERCEPTUAL_BLOCKS)
-    expected = sum((f[b] - r[b]).abs().mean() for b in LITE0_PERCEPTUAL_BLOCKS) / 3
-    value = lite0_perceptual(fake, real)
-    assert value.item() > 0.0 and value.item() == pytest.approx(float(expected), rel=1e-5)
-    assert lite0_perceptual(real, real).item() == 0.0
-    assert lite0_perceptual.source.startswith("efficientnet-lite0-blocks")
-
-
-def test_perceptual_gradient_pulls_fake_toward_real(lite0_perceptual: PerceptualLoss) -> None:
-    fake, real = _images(1)
-    fake.requires_grad_(True)
-    before = lite0_perceptual(fake, real)
-    before.backward()
-    assert fake.grad is not None
-    with torch.no_grad():
-        after = lite0_perceptual(fake - 0.5 * fake.grad / fake.grad.norm(), real)
-    assert after.item() < before.item()
-    assert all(p.grad is None for p in lite0_perceptual.parameters())  # the feature network stays frozen
-    assert not lite0_perceptual.train().training
-
-
-def test_vgg_perceptual_is_l1_of_conv3_3_on_imagenet_normalised_inputs(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    weights = tmp_path / "vgg16.pth"
-    torch.save(PerceptualNet().state_dict(), weights)  # torchvision's key layout for features.0-14
-    loss = PerceptualLoss(vgg16_weights=str(weights))
-    net = PerceptualNet()
-    net.load_torchvision_vgg16(torch.load(weights, weights_only=True))
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    fake, real = _images(2)
-    expected = F.l1_loss(net((fake - mean) / std), net((real - mean) / std))
-    value = loss(fake, real)
-    assert value.item() > 0.0 and value.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert loss(real, real).item() == 0.0
-    assert loss.source.startswith("vgg16-conv3_3:vgg16.pth:") and loss.lite0 is None
-
-
 # -- the objectives ---------------------------------------------------------------------------------
 
 
@@ -418,9 +361,6 @@ class HeadGenerator(nn.Module):
 
 
 def test_hints_enhanced_targets_colourfulness_and_bins_enter_the_objective() -> None:
-    from model.chroma_bins import bin_centres, num_bins
-    from training.colour_losses import bins_loss, colorfulness_loss, enhance_chroma
-
     centres = bin_centres()
     weights = torch.linspace(0.5, 1.5, num_bins())
     logits = torch.randn(2, num_bins(), 1, 2, generator=torch.Generator().manual_seed(0))
@@ -460,3 +400,42 @@ def test_hints_enhanced_targets_colourfulness_and_bins_enter_the_objective() -> 
     loss_d, _ = objective.critic_loss(critic, batch, out)
     expected = -critic(COND, enhanced).mean() + critic(COND, out["rgb"]).mean()
     assert loss_d.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_bins_need_their_rebalancing_whatever_their_weight() -> None:
+    message = r"^loss\.bins > 0 needs the bin centres and their rebalancing weights$"
+    for weight in (0.5, 3.0):
+        with pytest.raises(ValueError, match=message):
+            ColorizationObjective(LossConfig(bins=weight), None, None)
+
+
+@pytest.mark.parametrize("attention", [0.0, 0.5])
+def test_a_bins_weight_below_one_trains_the_head_and_saliency_follows_attention(attention: float) -> None:
+    rebalance = (bin_centres(), torch.linspace(0.5, 1.5, num_bins()))
+    cfg = LossConfig(l1=1.0, attention=attention, perceptual=0.0, bins=0.5)
+    objective = ColorizationObjective(cfg, None, None, rebalance=rebalance)
+    torch.manual_seed(0)
+    # Training mode, with a saliency branch: the generator's own default would compute the saliency.
+    generator = EncoderGenerator(dataclasses.replace(TINY_HINT_CONFIG, chroma_head="bins", hints=False)).train()
+    batch = {"input": torch.rand(2, 1, 32, 32), "rgb": torch.rand(2, 3, 32, 32), "saliency": torch.rand(2, 1, 32, 32)}
+    out = objective.forward(generator, batch)
+    assert set(out) == {"rgb", "head"} | ({"saliency"} if attention > 0 else set())
+    loss, logs = objective.main_loss(None, batch, out)
+    classes = bins_loss(out["head"], batch["rgb"], *rebalance).item()
+    assert set(logs) == {"l1", "bins", "loss_g"} | ({"attention"} if attention > 0 else set())
+    assert logs["bins"] == pytest.approx(classes, rel=1e-6)
+    expected = logs["l1"] + 0.5 * classes + attention * logs.get("attention", 0.0)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_colourfulness_is_measured_on_the_output_clamped_to_the_rgb_cube() -> None:
+    def pixels(*rgb: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(rgb).T.reshape(1, 3, 1, len(rgb))
+
+    # The raw output leaves [0, 1] both ways (R above 1, G below 0): it is scored as the nearest colours inside.
+    fake = pixels((1.5, -0.5, 0.25), (0.75, 0.25, 0.5))
+    inside = colorfulness_loss(pixels((1.0, 0.0, 0.25), (0.75, 0.25, 0.5))).item()
+    objective = ColorizationObjective(LossConfig(l1=0.0, attention=0.0, perceptual=0.0, colorfulness=2.0), None, None)
+    loss, logs = objective.main_loss(None, {"input": torch.zeros(1, 1, 1, 2), "rgb": fake.clamp(0, 1)}, {"rgb": fake})
+    assert logs["colorfulness"] == pytest.approx(inside, rel=1e-6) and loss.item() == pytest.approx(2 * inside)
+    assert inside == pytest.approx(0.49239, abs=1e-5)  # unclamped: -0.137; R clamped alone 0.132, G alone 0.2
