@@ -438,4 +438,4 @@ def test_colourfulness_is_measured_on_the_output_clamped_to_the_rgb_cube() -> No
     objective = ColorizationObjective(LossConfig(l1=0.0, attention=0.0, perceptual=0.0, colorfulness=2.0), None, None)
     loss, logs = objective.main_loss(None, {"input": torch.zeros(1, 1, 1, 2), "rgb": fake.clamp(0, 1)}, {"rgb": fake})
     assert logs["colorfulness"] == pytest.approx(inside, rel=1e-6) and loss.item() == pytest.approx(2 * inside)
-    assert inside == pytest.approx(0.49239, abs=1e-5)  # unclamped: -0.137; R clamped alone 0.132, G alone 0.2
+    assert inside == pytest.approx(0.49239, abs=1e-5)  # unclamped: -0.137; only R clamped: 0.2; only G: 0.132
