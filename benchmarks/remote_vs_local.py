@@ -49,13 +49,16 @@ def _difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precisions", default="auto,fp32")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="a folder of JPEG photos (default: the examples)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N photos of the folder, by name")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     args = parser.parse_args()
     checkpoint = default_checkpoint_path()
     if checkpoint is None:
         print("no bundled checkpoint", file=sys.stderr)
         return 2
-    images = [Image.open(p).convert("L") for p in sorted(PHOTOS.glob("*.jpg"))]
+    paths = sorted(args.photos.glob("*.jpg"))[: args.limit]
+    images = [Image.open(p).convert("L") for p in paths]
     rows = []
     for setting in args.precisions.split(","):
         precision = resolve_precision(setting, torch.device("cpu"))
@@ -87,10 +90,11 @@ def main() -> int:
         )
         print(*rows[-2:], sep="\n", flush=True)
     lines = [
-        f"Outputs of the remote path against the local run (eager, batch 8), bundled checkpoint, {len(images)} example "
-        f"photos ({', '.join(p.name for p in sorted(PHOTOS.glob('*.jpg')))}), 8-bit RGB, CPU: "
+        f"Outputs of the remote path against the local run (eager, batch 8), bundled checkpoint, {len(images)} "
+        f"photos of `{args.photos.resolve().relative_to(REPO.parent)}` ({paths[0].name} to {paths[-1].name}), "
+        "8-bit RGB, CPU: "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads.",
-        "Written by `python benchmarks/remote_vs_local.py --out benchmarks/results/remote_vs_local.md`.",
+        f"Written by `python benchmarks/remote_vs_local.py {' '.join(sys.argv[1:])}`.",
         "",
         "| --precision / SCGAN_PRECISION | resolved | other path | max level difference per channel | mean | note |",
         "|---|---|---|---|---|---|",
