@@ -41,6 +41,14 @@ def _colorize(colorizer: Colorizer, images: list[Image.Image], batch: int) -> li
     return out
 
 
+def _shown(folder: Path) -> str:
+    """``folder`` relative to the repository (or to its parent, for ../shared): no machine's absolute path."""
+    folder = folder.resolve()
+    return str(
+        folder.relative_to(REPO) if folder.is_relative_to(REPO) else Path("..") / folder.relative_to(REPO.parent)
+    )
+
+
 def _difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[int, float]:
     diffs = [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b)]
     return int(max(d.max() for d in diffs)), float(np.mean([d.mean() for d in diffs]))
@@ -91,7 +99,7 @@ def main() -> int:
         print(*rows[-2:], sep="\n", flush=True)
     lines = [
         f"Outputs of the remote path against the local run (eager, batch 8), bundled checkpoint, {len(images)} "
-        f"photos of `{args.photos.resolve().relative_to(REPO.parent)}` ({paths[0].name} to {paths[-1].name}), "
+        f"photos of `{_shown(args.photos)}` ({paths[0].name} to {paths[-1].name}), "
         "8-bit RGB, CPU: "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads.",
         f"Written by `python benchmarks/remote_vs_local.py {' '.join(sys.argv[1:])}`.",
