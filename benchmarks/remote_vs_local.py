@@ -41,6 +41,14 @@ def _colorize(colorizer: Colorizer, images: list[Image.Image], batch: int) -> li
     return out
 
 
+def _shown(folder: Path) -> str:
+    """``folder`` relative to the repository (or to its parent, for ../shared): no machine's absolute path."""
+    folder = folder.resolve()
+    return str(
+        folder.relative_to(REPO) if folder.is_relative_to(REPO) else Path("..") / folder.relative_to(REPO.parent)
+    )
+
+
 def _difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[int, float]:
     diffs = [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b)]
     return int(max(d.max() for d in diffs)), float(np.mean([d.mean() for d in diffs]))
@@ -49,13 +57,16 @@ def _difference(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precisions", default="auto,fp32")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="a folder of JPEG photos (default: the examples)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N photos of the folder, by name")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     args = parser.parse_args()
     checkpoint = default_checkpoint_path()
     if checkpoint is None:
         print("no bundled checkpoint", file=sys.stderr)
         return 2
-    images = [Image.open(p).convert("L") for p in sorted(PHOTOS.glob("*.jpg"))]
+    paths = sorted(args.photos.glob("*.jpg"))[: args.limit]
+    images = [Image.open(p).convert("L") for p in paths]
     rows = []
     for setting in args.precisions.split(","):
         precision = resolve_precision(setting, torch.device("cpu"))
@@ -87,10 +98,11 @@ def main() -> int:
         )
         print(*rows[-2:], sep="\n", flush=True)
     lines = [
-        f"Outputs of the remote path against the local run (eager, batch 8), bundled checkpoint, {len(images)} example "
-        f"photos ({', '.join(p.name for p in sorted(PHOTOS.glob('*.jpg')))}), 8-bit RGB, CPU: "
+        f"Outputs of the remote path against the local run (eager, batch 8), bundled checkpoint, {len(images)} "
+        f"photos of `{_shown(args.photos)}` ({paths[0].name} to {paths[-1].name}), "
+        "8-bit RGB, CPU: "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads.",
-        "Written by `python benchmarks/remote_vs_local.py --out benchmarks/results/remote_vs_local.md`.",
+        f"Written by `python benchmarks/remote_vs_local.py {' '.join(sys.argv[1:])}`.",
         "",
         "| --precision / SCGAN_PRECISION | resolved | other path | max level difference per channel | mean | note |",
         "|---|---|---|---|---|---|",

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-#: Hints per chunk of the kernel: bounds the working memory at about 4 x chunk x L^2 bytes.
-_CHUNK = 32
+#: Kernel values computed at once (hints x pixels): bounds the working memory at a few times 8 MiB, any size.
+_KERNEL_ELEMENTS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ def propagate_hints(
     xs = torch.arange(width, dtype=torch.float32)
     numerator = torch.zeros(2, height * width)
     denominator = torch.zeros(height * width)
-    for start in range(0, len(points), _CHUNK):
-        part = slice(start, start + _CHUNK)
+    chunk = max(1, _KERNEL_ELEMENTS // (height * width))
+    for start in range(0, len(points), chunk):
+        part = slice(start, start + chunk)
         along_y = torch.exp(-((ys[None, :] - rows[part, None]) ** 2) / spread)  # k x H
         along_x = torch.exp(-((xs[None, :] - cols[part, None]) ** 2) / spread)  # k x W
         similar = torch.exp(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import json
 import logging
 import math
@@ -14,7 +13,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 from tqdm import tqdm
 
 from model.device import autocast
@@ -30,6 +28,8 @@ from model.storage import weights_sha256
 from model.wording import count
 from training import distributed
 from training.config import TrainConfig
+from training.metrics_log import MetricsLog
+from training.samples import sample_grid
 from training.stages import StageParts, build_stage, main_param_groups, move_perceptual
 from training.state import StateError, load_state, rng_state, save_state, set_rng_state
 
@@ -44,40 +44,6 @@ def _unwrap(module: nn.Module | None) -> nn.Module | None:
 
 def _step_decay(every_steps: int, gamma: float) -> Callable[[int], float]:
     return lambda step: gamma ** (step // every_steps) if every_steps > 0 else 1.0
-
-
-class MetricsLog:
-    """Append-only JSONL (everything) and CSV (training scalars) in the run folder; TensorBoard if installed."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.jsonl = out_dir / "metrics.jsonl"
-        self.csv = out_dir / "metrics.csv"
-        self._fields: list[str] | None = None
-        if self.csv.exists():
-            with self.csv.open() as fh:
-                self._fields = next(csv.reader(fh), None)
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # optional
-
-            self.tb: Any = SummaryWriter(str(out_dir / "tensorboard"))
-        except Exception:  # noqa: BLE001 -- tensorboard missing or unusable: the CSV log still has everything
-            self.tb = None
-
-    def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
-        row = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if kind == "train":
-            if self._fields is None:
-                self._fields = list(row)
-                with self.csv.open("w", newline="") as fh:
-                    csv.writer(fh).writerow(self._fields)
-            with self.csv.open("a", newline="") as fh:
-                csv.DictWriter(fh, self._fields, extrasaction="ignore").writerow(row)
-        if self.tb is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.tb.add_scalar(f"{kind}/{key}", value, step)
 
 
 class Trainer:
@@ -392,14 +358,8 @@ class Trainer:
         net.eval()
         n = min(self.cfg.run.sample_images, len(self.parts.train_set))
         items = [self.parts.train_set[(i, 12345 + i)] for i in range(n)]
-        x = torch.stack([torch.cat((it["input"], it["hints"])) if "hints" in it else it["input"] for it in items])
-        rgb = net(x.to(self.device), return_saliency=False)[0].float().clamp(0, 1).cpu()
-        target = torch.stack([it["rgb"] for it in items])
-        gray = torch.stack([it["input"] for it in items])
-        gray = gray.expand(-1, 3, -1, -1) if gray.shape[1] == 1 else gray[:, :3]
-        rows = torch.stack([gray, rgb, target], dim=1).flatten(0, 1)  # gray | output | target per row
         (self.out_dir / "samples").mkdir(exist_ok=True)
-        save_image(make_grid(rows, nrow=3, padding=2), self.out_dir / "samples" / f"epoch-{epoch:04d}.png")
+        save_image(sample_grid(net, items, self.device), self.out_dir / "samples" / f"epoch-{epoch:04d}.png")
         net.train(was_training)
 
     def _rank_digests(self) -> list[str]:

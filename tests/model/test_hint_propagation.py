@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from tiny_models import TINY_HINT_CONFIG
 
+from model import hint_propagation
 from model.color import rgb_to_chroma
 from model.encoder_generator import EncoderGenerator
 from model.hint_propagation import HintPropagation, propagate_hints
@@ -63,8 +64,9 @@ def test_far_from_every_hint_the_prediction_stays() -> None:
     assert float((out - chroma)[:, 0, 0].abs().max()) > 0.1
 
 
-def test_many_hints_in_chunks_equal_one_at_a_time_summed() -> None:
-    """Chunking (32 hints a chunk) must not change the sums: 70 hints against a loop over them."""
+def test_many_hints_in_chunks_equal_one_at_a_time_summed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunking must not change the sums: 70 hints against a loop over them, in chunks of 2 here (40 x 40 pixels)."""
+    monkeypatch.setattr(hint_propagation, "_KERNEL_ELEMENTS", 2 * 40 * 40)
     torch.manual_seed(0)
     chroma, luma = torch.randn(2, 40, 40) * 0.1, torch.rand(40, 40)
     points = torch.cat((torch.randint(0, 40, (70, 2)).float(), torch.randn(70, 2) * 0.1), dim=1)

@@ -110,7 +110,8 @@ def test_a_blue_hint_turns_its_region_blue_moves_and_goes(server_hints: Server, 
     x, y = (int(v) for v in entry.removeprefix("#0000ff at (").removesuffix(")").split(", "))
     assert abs(x - right[0]) <= 2 and abs(y - right[1]) <= 2
     assert _cb(moved, *right) - _cb(automatic, *right) > 0.2
-    assert _cb(moved, *left) == pytest.approx(_cb(automatic, *left), abs=1e-3)
+    # Back to the automatic colour where it was (the propagation's halo fades with distance, never to exactly 0).
+    assert _cb(moved, *left) == pytest.approx(_cb(automatic, *left), abs=0.01)
 
     # One click on the hint removes it: the automatic answer again, pixel for pixel.
     box = page.locator("#hint-layer .hint").bounding_box()
