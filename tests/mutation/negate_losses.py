@@ -28,7 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ("training/losses.py", "training/projected.py")
-FIRST = ("test_losses.py", "test_perceptual.py", "test_projected.py", "test_training.py")  # the likeliest to catch a mutant
+# The likeliest to catch a mutant first.
+FIRST = ("test_losses.py", "test_perceptual.py", "test_projected.py", "test_training.py")
 
 
 @dataclass(frozen=True)
