@@ -285,6 +285,33 @@ def test_a_dead_worker_fails_pending_work_and_reports_not_running() -> None:
         batcher.submit(2)
 
 
+def test_stop_while_a_batch_waits_for_company_still_computes_it(recorder: Recorder) -> None:
+    clock = FakeClock()  # stands still: only the stop can end the wait for company
+    batcher = clocked(recorder, clock, max_batch_size=4, max_wait_s=30.0)
+    batcher.start()
+    futures = [batcher.submit(1), batcher.submit(2)]
+    deadline = time.monotonic() + 5
+    while batcher.depth:  # the worker holds both and waits for company
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert batcher.stop(5)
+    assert results(futures) == [10, 20]
+    assert recorder.batches == [[1, 2]]
+
+
+def test_a_worker_dying_while_it_gathers_a_batch_fails_every_item_it_holds(recorder: Recorder) -> None:
+    def incoming() -> int:  # asked once the queue is empty with the batch not full
+        raise Fatal()
+
+    batcher = make(recorder, max_batch_size=4, max_wait_s=30.0, incoming=incoming)
+    futures = [batcher.submit(i) for i in range(3)]  # the worker takes all three off the queue, then asks
+    batcher.start()
+    done, _ = wait(futures, timeout=5)
+    assert len(done) == 3
+    assert all(isinstance(f.exception(), BatcherClosed) for f in futures)
+    assert recorder.batches == [] and not batcher.running
+
+
 def test_wrong_result_count_fails_the_batch() -> None:
     batcher = Batcher(lambda items: [0], max_batch_size=2, max_wait_s=10.0, capacity=10)
     futures = [batcher.submit(i) for i in range(2)]

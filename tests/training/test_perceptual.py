@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_files import MakesADirectory, save_as_on_a_gpu
 
 from model.discriminator import PerceptualNet
 from model.efficientnet_lite import default_weights_path, normalize_input
@@ -96,26 +96,11 @@ def test_vgg_perceptual_is_l1_of_conv3_3_on_imagenet_normalised_inputs(
     assert not any(p.requires_grad for p in loss.parameters()) and not loss.training
 
 
-def test_vgg16_weights_saved_on_a_gpu_load_on_the_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vgg16_state: dict[str, torch.Tensor]
-) -> None:
-    path = tmp_path / "vgg16-cuda.pth"
-    with monkeypatch.context() as m:  # tag every storage as a GPU's, as torch.save on a CUDA machine does
-        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
-        torch.save(vgg16_state, path)
+def test_vgg16_weights_saved_on_a_gpu_load_on_the_cpu(tmp_path: Path, vgg16_state: dict[str, torch.Tensor]) -> None:
+    path = save_as_on_a_gpu(vgg16_state, tmp_path / "vgg16-cuda.pth")
     loss = PerceptualLoss(vgg16_weights=str(path))  # without a CUDA device, only map_location="cpu" reads it
     assert loss.vgg is not None
     assert all(torch.equal(v, vgg16_state[k]) and v.device.type == "cpu" for k, v in loss.vgg.state_dict().items())
-
-
-class _MakesADirectory:
-    """Unpickles by calling ``os.mkdir``: what a malicious weights file could run instead."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.mkdir, (self.path,))
 
 
 @pytest.mark.parametrize("unsafe_default", ["0", "1"], ids=["torch-default", "forced-unsafe-default"])
@@ -124,7 +109,7 @@ def test_a_vgg16_weights_file_cannot_run_code(
 ) -> None:
     marker = tmp_path / "ran"
     path = tmp_path / "vgg16-evil.pth"
-    torch.save({"features.0.weight": _MakesADirectory(marker), "features.0.bias": torch.zeros(64)}, path)
+    torch.save({"features.0.weight": MakesADirectory(marker), "features.0.bias": torch.zeros(64)}, path)
     # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 makes torch.load unpickle anything unless weights_only=True is passed.
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", unsafe_default)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
