@@ -1,0 +1,67 @@
+"""The table of configs/cpu-budget/run.sh: each run's validations against its minutes of training.
+
+Reads ``runs/cpu-budget/<run>/metrics.jsonl``, copies each run's ``config.json`` and ``metrics.jsonl`` to
+``docs/starter-training/cpu-budget/<run>/`` and writes ``docs/starter-training/cpu-budget/table.md``.
+
+    python configs/cpu-budget/table.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RUNS = REPO / "runs" / "cpu-budget"
+DOCS = REPO / "docs" / "starter-training" / "cpu-budget"
+LABELS = {
+    "v2": "v2 starter recipe: SCGAN + Lite0 global, 256 px, bf16",
+    "v3-128-frozen": "v3 recipe on a CPU: Lite2 encoder frozen, 128 px, bf16",
+}
+
+
+def rows(run: Path) -> list[str]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    summary = next(r for r in records if r["kind"] == "summary")
+    started = summary["time"] - summary["seconds"]
+    batch = json.loads((run / "config.json").read_text())["optim"]["batch_size"]
+    out = []
+    for r in records:
+        if r["kind"] != "validation":
+            continue
+        out.append(
+            f"| {LABELS.get(run.name, run.name)} | {(r['time'] - started) / 60:.0f} | {r['step']} | "
+            f"{r['step'] * batch:,} | {r['psnr_delta']:+.2f} | {r['psnr_delta_matched']:+.2f} | "
+            f"{r['colorfulness_ratio']:.0%} | {r['share_3db_below_gray']:.0%} | "
+            f"{r['hue_recall_warm']:.2f} / {r['hue_recall_green']:.2f} / {r['hue_recall_blue']:.2f} |"
+        )
+    return out
+
+
+def main() -> None:
+    lines = [
+        "# Validation quality per CPU-minute (`bash configs/cpu-budget/run.sh`, then this table)",
+        "",
+        "Both runs from ImageNet weights only, one after the other on the 2-core machine, batch 8; minutes of "
+        "wall time since the run started, validation on the 35-photo split (long side 512) included.",
+        "",
+        "| recipe | minutes | steps | crops | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
+        "| hue recall warm / green / blue |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in sorted(RUNS.iterdir()):
+        if not (run / "metrics.jsonl").exists():
+            continue
+        lines += rows(run)
+        target = DOCS / run.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "metrics.jsonl"):
+            shutil.copy(run / name, target / name)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
