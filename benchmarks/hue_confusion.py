@@ -9,7 +9,6 @@ of the clearly coloured pixels of the training photos, the class balance the che
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -19,28 +18,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.photo_study import emit, open_study
 from model.images import load_rgb
-from model.pipeline import Colorizer
-from model.weights import default_checkpoint_path
-from training.data import split_paths
 from training.evaluate import to_gray
 from training.hue import HUES, ORIGINAL_MIN_CHROMA, OUTPUT_MIN_CHROMA, hue_classes
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "train"
 OUTCOMES = (*HUES, "gray")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled starter")
-    p.add_argument("--photos", type=Path, default=PHOTOS)
-    p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args()
-    checkpoint = args.checkpoint or default_checkpoint_path()
-    if checkpoint is None:
-        raise SystemExit("no --checkpoint given and no bundled starter in this install")
-    colorizer = Colorizer.from_checkpoint(checkpoint, device="cpu")
-    train, val = split_paths(args.photos, 0.1)
+    study = open_study(__doc__.splitlines()[0])
+    checkpoint, colorizer, train, val = study.checkpoint, study.colorizer, study.train, study.val
 
     balance = np.zeros(len(HUES))
     for path in train:
@@ -78,10 +66,7 @@ def main() -> None:
         total = confusion[i].sum()
         cells = " | ".join(f"{share:.0%}" for share in confusion[i] / max(total, 1))
         lines.append(f"| {name} | {int(total)} | {cells} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, study.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ the other half is scored.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -30,17 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.photo_study import emit, open_study
 from model.chroma_bins import annealed_mean, bin_centres
 from model.encoder_generator import EncoderGenerator
 from model.images import load_rgb
 from model.pipeline import Colorizer
-from model.weights import default_checkpoint_path
 from training.colour_losses import chroma_prior
-from training.data import split_paths
 from training.evaluate import EvaluationResult, evaluate
 from training.metrics import colorfulness
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "train"
 TAUS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0)
 WARM_BAR = 0.65
 UNIFORM_MIX = 0.5  # training's loss.rebalance_uniform_mix
@@ -116,16 +113,8 @@ def sweep(colorizer: Colorizer, log_prior: torch.Tensor, paths: list[Path]) -> d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled starter")
-    p.add_argument("--photos", type=Path, default=PHOTOS)
-    p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args()
-    checkpoint = args.checkpoint or default_checkpoint_path()
-    if checkpoint is None:
-        raise SystemExit("no --checkpoint given and no bundled starter in this install")
-    colorizer = Colorizer.from_checkpoint(checkpoint, device="cpu")
-    train, val = split_paths(args.photos, 0.1)
+    study = open_study(__doc__.splitlines()[0])
+    checkpoint, colorizer, train, val = study.checkpoint, study.colorizer, study.train, study.val
     began = time.perf_counter()
     log_prior = training_log_prior(train)
     memorised = evaluate(colorizer, train[:: max(1, len(train) // 48)][:48], max_side=512)
@@ -167,10 +156,7 @@ def main() -> None:
                 f"| {name} | {t} | {('odd', 'even')[k]} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | {r['colour']:.0%} | "
                 f"{r['warm']:.2f} / {r['green']:.2f} / {r['blue']:.2f} |"
             )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, study.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.photo_study import emit
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "training.cli"]
 
@@ -116,10 +120,7 @@ def main() -> None:
         median = statistics.median(values)
         each = ", ".join(f"{v:.2f}" for v in values)
         lines.append(f"| {recipe.name} | {median:.2f} | {each} | {median / base:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":
