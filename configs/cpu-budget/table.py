@@ -22,20 +22,28 @@ LABELS = {
 
 
 def rows(run: Path) -> list[str]:
+    """One row per validation, at the minutes of training the leg had done by then, over all its calls.
+
+    Each call of run.sh resumes the leg and ends with a summary record (its seconds of wall time); the
+    validations before a summary belong to that call. A call still running (no summary yet) is left out.
+    """
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    summary = next(r for r in records if r["kind"] == "summary")
-    started = summary["time"] - summary["seconds"]
     batch = json.loads((run / "config.json").read_text())["optim"]["batch_size"]
-    out = []
+    out, pending, done_seconds = [], [], 0.0
     for r in records:
-        if r["kind"] != "validation":
-            continue
-        out.append(
-            f"| {LABELS.get(run.name, run.name)} | {(r['time'] - started) / 60:.0f} | {r['step']} | "
-            f"{r['step'] * batch:,} | {r['psnr_delta']:+.2f} | {r['psnr_delta_matched']:+.2f} | "
-            f"{r['colorfulness_ratio']:.0%} | {r['share_3db_below_gray']:.0%} | "
-            f"{r['hue_recall_warm']:.2f} / {r['hue_recall_green']:.2f} / {r['hue_recall_blue']:.2f} |"
-        )
+        if r["kind"] == "validation":
+            pending.append(r)
+        elif r["kind"] == "summary":
+            started = r["time"] - r["seconds"]
+            for v in pending:
+                minutes = (done_seconds + v["time"] - started) / 60
+                out.append(
+                    f"| {LABELS.get(run.name, run.name)} | {minutes:.0f} | {v['step']} | "
+                    f"{v['step'] * batch:,} | {v['psnr_delta']:+.2f} | {v['psnr_delta_matched']:+.2f} | "
+                    f"{v['colorfulness_ratio']:.0%} | {v['share_3db_below_gray']:.0%} | "
+                    f"{v['hue_recall_warm']:.2f} / {v['hue_recall_green']:.2f} / {v['hue_recall_blue']:.2f} |"
+                )
+            pending, done_seconds = [], done_seconds + r["seconds"]
     return out
 
 
@@ -44,7 +52,8 @@ def main() -> None:
         "# Validation quality per CPU-minute (`bash configs/cpu-budget/run.sh`, then this table)",
         "",
         "Both runs from ImageNet weights only, one after the other on the 2-core machine, batch 8; minutes of "
-        "wall time since the run started, validation on the 35-photo split (long side 512) included.",
+        "wall time the leg has trained over all its calls of run.sh (each call resumes it), validation on the "
+        "35-photo split (long side 512) included.",
         "",
         "| recipe | minutes | steps | crops | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
         "| hue recall warm / green / blue |",
