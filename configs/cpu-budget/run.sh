@@ -6,7 +6,7 @@
 # (validation included): every call resumes each leg from runs/cpu-budget/<leg>/ckpt/last.pt, so calling it
 # again adds another MINUTES. Legs run one after the other so neither slows the other.
 #   bash configs/cpu-budget/run.sh                      # 30 minutes each; again: 60 minutes each
-#   MINUTES=60 LEGS=v3-128-frozen bash configs/cpu-budget/run.sh
+#   MINUTES=60 LEGS=v3-128-then-256 bash configs/cpu-budget/run.sh   # after the 128 px leg's 60 minutes
 #   python configs/cpu-budget/table.py                  # the table, cumulative minutes per leg
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,11 @@ for leg in $LEGS; do
     v3-128-frozen)
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-frozen \
             --set data.crop_size=128 --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
-    *) echo "unknown leg: $leg (v2, v3-128-frozen)" >&2; exit 2 ;;
+    v3-128-then-256)  # the low-resolution-then-full schedule: from the 128 px leg's last.pt, 256 px crops,
+                      # trunk fine-tuned at a tenth of the decoder's (lower) learning rate
+        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-then-256 \
+            --set run.init_from=runs/cpu-budget/v3-128-frozen/ckpt/last.pt --set optim.lr_g=1e-4 \
+            --set optim.lr_global_scale=0.1 --set run.validate_every=300 --set run.checkpoint_every=300 ;;
+    *) echo "unknown leg: $leg (v2, v3-128-frozen, v3-128-then-256)" >&2; exit 2 ;;
     esac
 done

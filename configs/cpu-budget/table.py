@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "runs" / "cpu-budget"
@@ -18,7 +19,22 @@ DOCS = REPO / "docs" / "starter-training" / "cpu-budget"
 LABELS = {
     "v2": "v2 starter recipe: SCGAN + Lite0 global, 256 px, bf16",
     "v3-128-frozen": "v3 recipe on a CPU: Lite2 encoder frozen, 128 px, bf16",
+    "v3-128-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), bf16",
 }
+# A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
+PARENTS = {"v3-128-then-256": "v3-128-frozen"}
+
+
+def read(run: Path) -> tuple[list[dict[str, Any]], int]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return records, json.loads((run / "config.json").read_text())["optim"]["batch_size"]
+
+
+def done_before(run: Path, when: float) -> tuple[float, int]:
+    """Seconds and crops of training ``run`` had finished (calls that ended) before time ``when``."""
+    records, batch = read(run)
+    ended = [r for r in records if r["kind"] == "summary" and r["time"] <= when]
+    return sum(r["seconds"] for r in ended), (ended[-1]["step"] * batch if ended else 0)
 
 
 def rows(run: Path) -> list[str]:
@@ -27,9 +43,12 @@ def rows(run: Path) -> list[str]:
     Each call of run.sh resumes the leg and ends with a summary record (its seconds of wall time); the
     validations before a summary belong to that call. A call still running (no summary yet) is left out.
     """
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    batch = json.loads((run / "config.json").read_text())["optim"]["batch_size"]
-    out, pending, done_seconds = [], [], 0.0
+    records, batch = read(run)
+    done_seconds, done_crops = 0.0, 0
+    if run.name in PARENTS and records:
+        done_seconds, done_crops = done_before(run.parent / PARENTS[run.name], records[0]["time"])
+    out: list[str] = []
+    pending: list[dict[str, Any]] = []
     for r in records:
         if r["kind"] == "validation":
             pending.append(r)
@@ -39,7 +58,7 @@ def rows(run: Path) -> list[str]:
                 minutes = (done_seconds + v["time"] - started) / 60
                 out.append(
                     f"| {LABELS.get(run.name, run.name)} | {minutes:.0f} | {v['step']} | "
-                    f"{v['step'] * batch:,} | {v['psnr_delta']:+.2f} | {v['psnr_delta_matched']:+.2f} | "
+                    f"{done_crops + v['step'] * batch:,} | {v['psnr_delta']:+.2f} | {v['psnr_delta_matched']:+.2f} | "
                     f"{v['colorfulness_ratio']:.0%} | {v['share_3db_below_gray']:.0%} | "
                     f"{v['hue_recall_warm']:.2f} / {v['hue_recall_green']:.2f} / {v['hue_recall_blue']:.2f} |"
                 )
@@ -51,15 +70,16 @@ def main() -> None:
     lines = [
         "# Validation quality per CPU-minute (`bash configs/cpu-budget/run.sh`, then this table)",
         "",
-        "Both runs from ImageNet weights only, one after the other on the 2-core machine, batch 8; minutes of "
-        "wall time the leg has trained over all its calls of run.sh (each call resumes it), validation on the "
-        "35-photo split (long side 512) included.",
+        "Legs from ImageNet weights only, one after the other on the 2-core machine, batch 8. Minutes: wall time "
+        "the leg has trained over all its calls of run.sh (each call resumes it), validation on the 35-photo "
+        "split (long side 512) included. The 256 px leg starts from the 128 px leg's checkpoint: its minutes "
+        "and crops include that leg's, its steps are its own.",
         "",
         "| recipe | minutes | steps | crops | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
         "| hue recall warm / green / blue |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for run in sorted(RUNS.iterdir()):
+    for run in sorted(RUNS.iterdir()):  # v2, v3-128-frozen, then the leg that continues it
         if not (run / "metrics.jsonl").exists():
             continue
         lines += rows(run)
