@@ -1,7 +1,8 @@
 """The table of configs/cpu-budget/run.sh: each run's validations against its minutes of training.
 
 Reads ``runs/cpu-budget/<run>/metrics.jsonl``, copies each run's ``config.json`` and ``metrics.jsonl`` to
-``docs/starter-training/cpu-budget/<run>/`` and writes ``docs/starter-training/cpu-budget/table.md``.
+``docs/starter-training/cpu-budget/<run>/`` and writes ``docs/starter-training/cpu-budget/table.md``: first
+each recipe's figures after 30, 60, 90 and 120 minutes, then every validation.
 
     python configs/cpu-budget/table.py
 """
@@ -23,6 +24,12 @@ LABELS = {
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
 PARENTS = {"v3-128-then-256": "v3-128-frozen"}
+MARKS = (30, 60, 90, 120)
+NEAR_MINUTES = 5.0  # the validation nearest a mark stands for it if it is at most this far off
+HEADER = (
+    "| minutes | steps | crops | crops/s | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
+    "| hue recall warm / green / blue |"
+)
 
 
 def read(run: Path) -> tuple[list[dict[str, Any]], int]:
@@ -37,8 +44,8 @@ def done_before(run: Path, when: float) -> tuple[float, int]:
     return sum(r["seconds"] for r in ended), (ended[-1]["step"] * batch if ended else 0)
 
 
-def rows(run: Path) -> list[str]:
-    """One row per validation, at the minutes of training the leg had done by then, over all its calls.
+def validations(run: Path) -> list[dict[str, Any]]:
+    """The leg's validations, each with the minutes and crops of training done by then over all its calls.
 
     Each call of run.sh resumes the leg and ends with a summary record (its seconds of wall time); the
     validations before a summary belong to that call. A call still running (no summary yet) is left out.
@@ -47,7 +54,7 @@ def rows(run: Path) -> list[str]:
     done_seconds, done_crops = 0.0, 0
     if run.name in PARENTS and records:
         done_seconds, done_crops = done_before(run.parent / PARENTS[run.name], records[0]["time"])
-    out: list[str] = []
+    out: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
     for r in records:
         if r["kind"] == "validation":
@@ -55,38 +62,72 @@ def rows(run: Path) -> list[str]:
         elif r["kind"] == "summary":
             started = r["time"] - r["seconds"]
             for v in pending:
-                minutes = (done_seconds + v["time"] - started) / 60
+                seconds = done_seconds + v["time"] - started
                 out.append(
-                    f"| {LABELS.get(run.name, run.name)} | {minutes:.0f} | {v['step']} | "
-                    f"{done_crops + v['step'] * batch:,} | {v['psnr_delta']:+.2f} | {v['psnr_delta_matched']:+.2f} | "
-                    f"{v['colorfulness_ratio']:.0%} | {v['share_3db_below_gray']:.0%} | "
-                    f"{v['hue_recall_warm']:.2f} / {v['hue_recall_green']:.2f} / {v['hue_recall_blue']:.2f} |"
+                    {
+                        **v,
+                        "leg": run.name,
+                        "minutes": seconds / 60,
+                        "crops": done_crops + v["step"] * batch,
+                        "seconds": seconds,
+                    }
                 )
             pending, done_seconds = [], done_seconds + r["seconds"]
     return out
 
 
+def row(v: dict[str, Any]) -> str:
+    return (
+        f"| {v['minutes']:.0f} | {v['step']} | {v['crops']:,} | {v['crops'] / v['seconds']:.2f} | "
+        f"{v['psnr_delta']:+.2f} | {v['psnr_delta_matched']:+.2f} | {v['colorfulness_ratio']:.0%} | "
+        f"{v['share_3db_below_gray']:.0%} | "
+        f"{v['hue_recall_warm']:.2f} / {v['hue_recall_green']:.2f} / {v['hue_recall_blue']:.2f} |"
+    )
+
+
+def at_marks(legs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per recipe (a leg, or a leg and the one that continues it), its validation nearest each mark."""
+    lines = [f"| recipe {HEADER}", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, vals in legs.items():
+        if name in PARENTS:
+            continue
+        chain = vals + [v for child, parent in PARENTS.items() if parent == name for v in legs.get(child, [])]
+        for mark in MARKS:
+            nearest = min(chain, key=lambda v: abs(v["minutes"] - mark), default=None)
+            if nearest is not None and abs(nearest["minutes"] - mark) <= NEAR_MINUTES:
+                lines.append(f"| {LABELS.get(nearest['leg'], nearest['leg'])} {row(nearest)}")
+    return lines
+
+
 def main() -> None:
+    legs = {
+        run.name: validations(run)
+        for run in sorted(RUNS.iterdir())  # v2, v3-128-frozen, then the leg that continues it
+        if (run / "metrics.jsonl").exists()
+    }
     lines = [
         "# Validation quality per CPU-minute (`bash configs/cpu-budget/run.sh`, then this table)",
         "",
         "Legs from ImageNet weights only, one after the other on the 2-core machine, batch 8. Minutes: wall time "
         "the leg has trained over all its calls of run.sh (each call resumes it), validation on the 35-photo "
-        "split (long side 512) included. The 256 px leg starts from the 128 px leg's checkpoint: its minutes "
-        "and crops include that leg's, its steps are its own.",
+        "split (long side 512) included; crops/s counts that time too. The 256 px leg starts from the 128 px "
+        "leg's checkpoint: its minutes and crops include that leg's, its steps are its own.",
         "",
-        "| recipe | minutes | steps | crops | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
-        "| hue recall warm / green / blue |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "## After 30, 60, 90 and 120 minutes (the validation nearest each mark, at most 5 minutes off; a mark a recipe has not reached is left out)",
+        "",
+        *at_marks(legs),
+        "",
+        "## Every validation",
+        "",
+        f"| recipe {HEADER}",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for run in sorted(RUNS.iterdir()):  # v2, v3-128-frozen, then the leg that continues it
-        if not (run / "metrics.jsonl").exists():
-            continue
-        lines += rows(run)
-        target = DOCS / run.name
+    for name, vals in legs.items():
+        lines += [f"| {LABELS.get(name, name)} {row(v)}" for v in vals]
+        target = DOCS / name
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "metrics.jsonl"):
-            shutil.copy(run / name, target / name)
+        for file in ("config.json", "metrics.jsonl"):
+            shutil.copy(RUNS / name / file, target / file)
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
