@@ -26,10 +26,11 @@ LABELS = {
 PARENTS = {"v3-128-then-256": "v3-128-frozen"}
 MARKS = (30, 60, 90, 120)
 NEAR_MINUTES = 5.0  # the validation nearest a mark stands for it if it is at most this far off
-HEADER = (
-    "| minutes | steps | crops | crops/s | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
-    "| hue recall warm / green / blue |"
-)
+HEADER = [
+    "| recipe | minutes | steps | crops | crops/s | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray "
+    "| hue recall warm / green / blue |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+]
 
 
 def read(run: Path) -> tuple[list[dict[str, Any]], int]:
@@ -87,7 +88,7 @@ def row(v: dict[str, Any]) -> str:
 
 def at_marks(legs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Per recipe (a leg, or a leg and the one that continues it), its validation nearest each mark."""
-    lines = [f"| recipe {HEADER}", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = list(HEADER)
     for name, vals in legs.items():
         if name in PARENTS:
             continue
@@ -113,14 +114,14 @@ def main() -> None:
         "split (long side 512) included; crops/s counts that time too. The 256 px leg starts from the 128 px "
         "leg's checkpoint: its minutes and crops include that leg's, its steps are its own.",
         "",
-        "## After 30, 60, 90 and 120 minutes (the validation nearest each mark, at most 5 minutes off; a mark a recipe has not reached is left out)",
+        f"## After {', '.join(map(str, MARKS))} minutes (the validation nearest each mark, at most "
+        f"{NEAR_MINUTES:.0f} minutes off; a mark a recipe has not reached is left out)",
         "",
         *at_marks(legs),
         "",
         "## Every validation",
         "",
-        f"| recipe {HEADER}",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *HEADER,
     ]
     for name, vals in legs.items():
         lines += [f"| {LABELS.get(name, name)} {row(v)}" for v in vals]
