@@ -56,20 +56,17 @@ class Misbehave:
             if self.uploads <= self.busy:
                 body = json.dumps({"error": {"code": "queue_full", "message": "busy", "request_id": "x"}}).encode()
                 headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+                self._note(503, peak)
                 await send({"type": "http.response.start", "status": 503, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
-                self._note(503, peak)
                 return
-            status = 500
-
+            # Noted before the response leaves, so that a client that has its answer finds it recorded.
             async def recording_send(message: Message) -> None:
-                nonlocal status
                 if message["type"] == "http.response.start":
-                    status = message["status"]
+                    self._note(message["status"], peak)
                 await send(message)
 
             await self.app(scope, receive, recording_send)
-            self._note(status, peak)
         finally:
             self.in_flight -= 1
 
