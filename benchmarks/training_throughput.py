@@ -9,7 +9,8 @@ the table gives the median and every round's value.
 Rows: the v2 starter's recipe (``configs/starter-stage1.toml``: SCGAN's generator with a Lite0 global
 network) and the v3 recipe (``configs/starter-v3/base.toml``: the Lite2 encoder U-Net, bins head, hints)
 with the levers a CPU has: a frozen trunk (no backward through it), 128 px crops (chroma is smooth), bf16
-autocast. Batch 8 and one data worker everywhere.
+autocast, and NHWC memory (``run.channels_last``, against the NCHW every recipe trained in before it).
+Batch 8 and one data worker everywhere.
 
     python benchmarks/training_throughput.py [--steps 25] [--rounds 2] [--out benchmarks/results/training_throughput.md]
 """
@@ -47,13 +48,18 @@ class Recipe:
 
 
 V3 = "configs/starter-v3/base.toml"
+V2 = "configs/starter-stage1.toml"
+NCHW = "run.channels_last=false"  # the layout every recipe trained in before run.channels_last
 RECIPES = (
-    Recipe("v2 starter recipe (SCGAN + Lite0 global), 256 px, bf16", "configs/starter-stage1.toml", ()),
-    Recipe("v3 recipe, trunk fine-tuned (0.1x), 256 px, fp32", V3, ("optim.lr_global_scale=0.1", "run.precision=fp32")),
-    Recipe("v3 recipe, trunk fine-tuned (0.1x), 256 px, bf16", V3, ("optim.lr_global_scale=0.1",)),
-    Recipe("v3 recipe, trunk frozen, 256 px, bf16", V3, ()),
-    Recipe("v3 recipe, trunk frozen, 128 px, bf16", V3, ("data.crop_size=128",)),
-    Recipe("v3 recipe, trunk frozen, 128 px, fp32", V3, ("data.crop_size=128", "run.precision=fp32")),
+    Recipe("v2 starter recipe (SCGAN + Lite0 global), 256 px, bf16, NCHW", V2, (NCHW,)),
+    Recipe("v2 starter recipe (SCGAN + Lite0 global), 256 px, bf16, channels_last", V2, ()),
+    Recipe("v3 recipe, trunk fine-tuned (0.1x), 256 px, bf16, NCHW", V3, ("optim.lr_global_scale=0.1", NCHW)),
+    Recipe("v3 recipe, trunk fine-tuned (0.1x), 256 px, bf16, channels_last", V3, ("optim.lr_global_scale=0.1",)),
+    Recipe("v3 recipe, trunk frozen, 256 px, bf16, NCHW", V3, (NCHW,)),
+    Recipe("v3 recipe, trunk frozen, 256 px, bf16, channels_last", V3, ()),
+    Recipe("v3 recipe, trunk frozen, 128 px, bf16, NCHW", V3, ("data.crop_size=128", NCHW)),
+    Recipe("v3 recipe, trunk frozen, 128 px, bf16, channels_last", V3, ("data.crop_size=128",)),
+    Recipe("v3 recipe, trunk frozen, 128 px, fp32, channels_last", V3, ("data.crop_size=128", "run.precision=fp32")),
 )
 COMMON = (
     "optim.batch_size=8",

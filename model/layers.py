@@ -57,7 +57,7 @@ class SpectralNorm(nn.Module):
     def normalized_weight(self, update: bool) -> torch.Tensor:
         """The weight divided by its estimated largest singular value."""
         w_bar = self.weight_bar
-        w_mat = w_bar.view(w_bar.shape[0], -1)
+        w_mat = w_bar.reshape(w_bar.shape[0], -1)  # a copy when the weight is channels_last
         with torch.no_grad():
             v = _l2normalize(torch.mv(w_mat.t(), self.module.get_buffer("weight_u")))
             u = _l2normalize(torch.mv(w_mat, v))

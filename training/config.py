@@ -63,6 +63,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     precision: Precision = "fp32"  # autocast; fp16 on CUDA only, bf16 on CUDA and CPU
+    channels_last: bool = True  # NHWC weights and batches: oneDNN and cuDNN convolve without layout copies
     epochs: NonNegativeInt = 40
     max_steps: NonNegativeInt = 0  # > 0 overrides epochs
     max_minutes: NonNegativeFloat = 0.0  # > 0: also stop (validated, checkpointed) after this much wall time

@@ -79,9 +79,10 @@ class Trainer:
         distributed.barrier(self.ctx)
         parts = build_stage(cfg)
         self.parts = parts
-        main = parts.main.to(self.device)
-        critic = parts.critic.to(self.device) if parts.critic is not None else None
-        move_perceptual(parts, self.device)
+        self.memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+        main = parts.main.to(self.device).to(memory_format=self.memory_format)
+        critic = parts.critic.to(self.device).to(memory_format=self.memory_format) if parts.critic is not None else None
+        move_perceptual(parts, self.device, self.memory_format)
         if self.ctx.enabled and cfg.run.sync_batchnorm:
             main = nn.SyncBatchNorm.convert_sync_batchnorm(main)
             critic = nn.SyncBatchNorm.convert_sync_batchnorm(critic) if critic is not None else None
@@ -269,6 +270,12 @@ class Trainer:
             self._update_ema()
         return logs
 
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A batch tensor on the training device, images (4-D) in the networks' memory format."""
+        if tensor.dim() == 4:
+            return tensor.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        return tensor.to(self.device, non_blocking=True)
+
     def _check_finite(self, logs: dict[str, float]) -> None:
         """Stop a diverged run before it checkpoints: its last checkpoint stays the last good state.
 
@@ -418,7 +425,7 @@ class Trainer:
                 loader = DataLoader(self.parts.train_set, sampler=self.sampler, **loader_kw)
                 micro: list[dict[str, torch.Tensor]] = []
                 for batch in loader:
-                    micro.append({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+                    micro.append({k: self._to_device(v) for k, v in batch.items()})
                     if len(micro) < cfg.optim.grad_accum:
                         continue
                     logs = distributed.mean_across(ctx, self._train_step(micro))

@@ -280,10 +280,10 @@ def build_stage(cfg: TrainConfig) -> StageParts:
     )
 
 
-def move_perceptual(parts: StageParts, device: torch.device) -> None:
+def move_perceptual(parts: StageParts, device: torch.device, memory_format: torch.memory_format) -> None:
     obj = parts.objective
     if isinstance(obj, ColorizationObjective) and obj.perceptual is not None:
-        obj.perceptual.to(device)
+        obj.perceptual.to(device).to(memory_format=memory_format)
 
 
 __all__ = ["StageParts", "build_stage", "crop_spec", "main_param_groups", "move_perceptual"]

@@ -2,7 +2,8 @@
 
 Reads ``runs/cpu-budget/<run>/metrics.jsonl``, copies each run's ``config.json`` and ``metrics.jsonl`` to
 ``docs/starter-training/cpu-budget/<run>/`` and writes ``docs/starter-training/cpu-budget/table.md``: first
-each recipe's figures after 30, 60, 90 and 120 minutes, then every validation.
+each recipe's figures after 30, 60, 90 and 120 minutes, then every validation. A leg that is not on this
+machine (trained in an earlier checkout) is read from its committed copy in the docs folder.
 
     python configs/cpu-budget/table.py
 """
@@ -20,6 +21,7 @@ DOCS = REPO / "docs" / "starter-training" / "cpu-budget"
 LABELS = {
     "v2": "v2 starter recipe: SCGAN + Lite0 global, 256 px, bf16",
     "v3-128-frozen": "v3 recipe on a CPU: Lite2 encoder frozen, 128 px, bf16",
+    "v3-128-frozen-nhwc": "v3 recipe on a CPU, channels_last: Lite2 encoder frozen, 128 px, bf16",
     "v3-128-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), bf16",
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
@@ -31,6 +33,12 @@ HEADER = [
     "| hue recall warm / green / blue |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
 ]
+
+
+def source(name: str) -> Path:
+    """The folder of leg ``name``'s records: its run folder, else its committed copy."""
+    run = RUNS / name
+    return run if (run / "metrics.jsonl").exists() else DOCS / name
 
 
 def read(run: Path) -> tuple[list[dict[str, Any]], int]:
@@ -54,7 +62,7 @@ def validations(run: Path) -> list[dict[str, Any]]:
     records, batch = read(run)
     done_seconds, done_crops = 0.0, 0
     if run.name in PARENTS and records:
-        done_seconds, done_crops = done_before(run.parent / PARENTS[run.name], records[0]["time"])
+        done_seconds, done_crops = done_before(source(PARENTS[run.name]), records[0]["time"])
     out: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
     for r in records:
@@ -101,18 +109,16 @@ def at_marks(legs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def main() -> None:
-    legs = {
-        run.name: validations(run)
-        for run in sorted(RUNS.iterdir())  # v2, v3-128-frozen, then the leg that continues it
-        if (run / "metrics.jsonl").exists()
-    }
+    names = {p.parent.name for folder in (RUNS, DOCS) for p in folder.glob("*/metrics.jsonl")}
+    legs = {name: validations(source(name)) for name in sorted(names)}  # v2, v3-128-frozen, ...
     lines = [
         "# Validation quality per CPU-minute (`bash configs/cpu-budget/run.sh`, then this table)",
         "",
         "Legs from ImageNet weights only, one after the other on the 2-core machine, batch 8. Minutes: wall time "
         "the leg has trained over all its calls of run.sh (each call resumes it), validation on the 35-photo "
         "split (long side 512) included; crops/s counts that time too. The 256 px leg starts from the 128 px "
-        "leg's checkpoint: its minutes and crops include that leg's, its steps are its own.",
+        "leg's checkpoint: its minutes and crops include that leg's, its steps are its own. Legs without "
+        "channels_last in their name trained in NCHW memory, as every run did before `run.channels_last`.",
         "",
         f"## After {', '.join(map(str, MARKS))} minutes (the validation nearest each mark, at most "
         f"{NEAR_MINUTES:.0f} minutes off; a mark a recipe has not reached is left out)",
@@ -125,10 +131,11 @@ def main() -> None:
     ]
     for name, vals in legs.items():
         lines += [f"| {LABELS.get(name, name)} {row(v)}" for v in vals]
-        target = DOCS / name
-        target.mkdir(parents=True, exist_ok=True)
-        for file in ("config.json", "metrics.jsonl"):
-            shutil.copy(RUNS / name / file, target / file)
+        if source(name).parent == RUNS:
+            target = DOCS / name
+            target.mkdir(parents=True, exist_ok=True)
+            for file in ("config.json", "metrics.jsonl"):
+                shutil.copy(RUNS / name / file, target / file)
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

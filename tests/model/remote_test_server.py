@@ -60,6 +60,7 @@ class Misbehave:
                 await send({"type": "http.response.start", "status": 503, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
+
             # Noted before the response leaves, so that a client that has its answer finds it recorded.
             async def recording_send(message: Message) -> None:
                 if message["type"] == "http.response.start":

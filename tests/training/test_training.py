@@ -291,3 +291,41 @@ def test_near_gray_photos_are_left_out(tmp_path: Path, photos: Path) -> None:
     assert [p.name for p in parts.train_set.dropped_low_colorfulness] == ["muted.png"]
     assert parts.data_description["dropped_low_colorfulness"] == ["muted.png"]
     assert len(parts.train_set) == 6
+
+
+@pytest.mark.parametrize(
+    "stage, extra",
+    [
+        ("stage2", {"loss": {"gan": "wgan-gp"}}),  # SCGAN's spectral-normalised layers and the critic
+        (
+            "stage1",
+            {
+                "model": {"encoder": "efficientnet-lite0", "decoder_channels": 8, "chroma_head": "bins"},
+                "loss": {"bins": 1.0, "perceptual": 1.0},
+                "data": {"crop_size": 64},
+            },
+        ),
+    ],
+)
+def test_channels_last_trains_like_contiguous_memory(tmp_path: Path, photos: Path, stage: str, extra: dict) -> None:
+    """NHWC weights and batches (``run.channels_last``) change the speed, not the training."""
+    states, rows = {}, {}
+    for nhwc in (False, True):
+        out = tmp_path / f"nhwc-{nhwc}"
+        train(tiny_config(out, photos, run={"stage": stage, "max_steps": 2, "channels_last": nhwc}, **extra))
+        states[nhwc], rows[nhwc] = load_state(out / "ckpt" / "last.pt"), _train_rows(out)
+    convs = [
+        k for k, v in states[True]["main"].items() if v.dim() == 4 and v.shape[1] > 1 and v.shape[2] * v.shape[3] > 1
+    ]
+    assert convs
+    for nhwc, state in states.items():
+        assert all(state["main"][k].is_contiguous(memory_format=torch.channels_last) == nhwc for k in convs)
+    # Step 1's forward terms agree up to float rounding. Step 2 follows one Adam step, whose near-zero
+    # gradients' signs rounding can flip (the tiny critic's gradient penalty is in the tens of thousands), so
+    # it agrees more loosely; a scrambled layout or update would move the losses by far more.
+    first, second = rows[False], rows[True]
+    assert len(first) == len(second) == 2
+    for key in ("l1", "perceptual", "d_real", "d_fake"):
+        if key in first[0]:
+            assert second[0][key] == pytest.approx(first[0][key], rel=1e-3), key
+    assert second[1]["loss_g"] == pytest.approx(first[1]["loss_g"], rel=0.05)

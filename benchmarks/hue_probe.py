@@ -1,0 +1,154 @@
+"""How well do frozen ImageNet features of the gray image tell hues apart on photos the probe never saw?
+
+Issue 20's hue-recall bar (green >= 0.45, blue >= 0.70, warm >= 0.65) asks the generator to know from a
+gray image which pixels are foliage, sky or skin. This measures how much of that an ImageNet-trained
+EfficientNet-Lite trunk's features carry, independent of our decoder and losses: per-pixel probes, a
+linear one and a one-hidden-layer MLP, read the hue sector of each clearly coloured pixel (chroma >= 12,
+the sectors of ``training/hue.py``) from the frozen trunk's features of the gray image (the generator's
+skip stages and head, upsampled to stride 4 and concatenated). They are trained on the training split's
+photos (``--per-photo`` random clearly coloured pixels from each, class-balanced cross-entropy, Adam,
+weight decay fixed in advance at 1e-3) and scored on every clearly coloured pixel of the validation split:
+recall per sector, as hue recall counts it, and the same on the training pixels (the gap is overfitting).
+
+    python benchmarks/hue_probe.py [--variants lite0,lite1,lite2] [--out benchmarks/results/hue_probe.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.photo_study import emit
+from model.efficientnet_lite import EfficientNetLite, load_imagenet_weights, normalize_input
+from model.encoder_generator import SKIP_STAGES
+from training.data import split_paths
+from training.hue import HUE_SECTORS, HUES, ORIGINAL_MIN_CHROMA, hue_classes
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO.parent / "shared" / "data" / "photos" / "train"
+SIZE = 256  # the generator's working size
+STEPS, BATCH, LR, WEIGHT_DECAY = 300, 4096, 1e-3, 1e-3
+
+
+def _pixels(trunk: EfficientNetLite, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N x C features, N sector indices, -1 where not clearly coloured) of one photo at stride 4."""
+    with Image.open(path) as image:
+        rgb_image = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    rgb = torch.from_numpy(np.array(rgb_image)).permute(2, 0, 1).float().div(255.0)[None]
+    gray = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+    blocks = (*(trunk.stage_end_blocks[i] for i in SKIP_STAGES), -1)
+    with torch.no_grad():
+        feats = trunk.stages(normalize_input(gray.expand(-1, 3, -1, -1)), blocks)
+    size = (SIZE // 4, SIZE // 4)
+    stacked = torch.cat([F.interpolate(feats[b], size=size, mode="bilinear", align_corners=False) for b in blocks], 1)
+    small = F.interpolate(rgb, size=size, mode="area")[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
+    labels = torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
+    return stacked[0].flatten(1).T, labels.flatten()
+
+
+def _collect(
+    trunk: EfficientNetLite, paths: list[Path], per_photo: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    for path in paths:
+        x, y = _pixels(trunk, path)
+        keep = (y >= 0).nonzero().flatten()
+        if per_photo is not None and len(keep) > per_photo:
+            keep = keep[torch.randperm(len(keep), generator=rng)[:per_photo]]
+        xs.append(x[keep])
+        ys.append(y[keep])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _recall(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    return {
+        name: float(((predicted == i) & (truth == i)).sum()) / max(1, int((truth == i).sum()))
+        for i, name in enumerate(HUES)
+    }
+
+
+def _fit(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
+    counts = torch.bincount(y, minlength=len(HUES)).float()
+    weight = counts.sum() / (len(HUES) * counts.clamp_min(1.0))
+    optimizer = torch.optim.Adam(probe.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    rng = torch.Generator().manual_seed(seed)
+    for _ in range(STEPS):
+        index = torch.randint(0, len(x), (BATCH,), generator=rng)
+        loss = F.cross_entropy(probe(x[index]), y[index], weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return probe.eval()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", default="lite0,lite1,lite2")
+    p.add_argument("--photos", type=Path, default=PHOTOS)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="as the starter configs' data.val_fraction")
+    p.add_argument("--per-photo", type=int, default=300)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    train_paths, val_paths = split_paths(args.photos, args.val_fraction)
+    began = time.perf_counter()
+    rows: list[str] = []
+    shares = ""
+    for variant in args.variants.split(","):
+        trunk = EfficientNetLite(variant, with_classifier=False)  # type: ignore[arg-type]
+        load_imagenet_weights(trunk)
+        trunk.eval()
+        x_train, y_train = _collect(trunk, train_paths, args.per_photo, seed=0)
+        x_val, y_val = _collect(trunk, val_paths, None, seed=0)
+        mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+        x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
+        total = {n: int(c) for n, c in zip(HUES, torch.bincount(y_val, minlength=len(HUES)), strict=True)}
+        shares = ", ".join(f"{n} {c / sum(total.values()):.0%}" for n, c in total.items())
+        probes = {
+            "linear": nn.Linear(x_train.shape[1], len(HUES)),
+            "MLP (256 hidden)": nn.Sequential(nn.Linear(x_train.shape[1], 256), nn.ReLU(), nn.Linear(256, len(HUES))),
+        }
+        for kind, probe in probes.items():
+            torch.manual_seed(0)
+            _fit(probe, x_train, y_train, seed=0)
+            with torch.no_grad():
+                val = _recall(probe(x_val).argmax(1), y_val)
+                train = _recall(probe(x_train).argmax(1), y_train)
+            cells = " | ".join(f"{val[h]:.2f} ({train[h]:.2f})" for h in ("warm", "green", "blue", "purple"))
+            rows.append(f"| {variant} ({x_train.shape[1]} features) | {kind} | {cells} |")
+            print(rows[-1], flush=True)
+    sectors = ", ".join(f"{name} {start:.0f}-{end % 360:.0f}" for name, start, end in HUE_SECTORS)
+    lines = [
+        "# What frozen ImageNet features of the gray image know about hue (issue 20's hue-recall bar)",
+        "",
+        f"`python benchmarks/hue_probe.py --variants {args.variants}`; {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}; {(time.perf_counter() - began) / 60:.1f} min. Photos resized to {SIZE} x {SIZE}; "
+        f"features of the generator's skip stages and head at stride 4; {len(train_paths)} training photos "
+        f"({args.per_photo} random clearly coloured pixels each), {len(val_paths)} validation photos (every clearly "
+        f"coloured pixel; {shares}). Sectors (degrees in the CbCr plane): {sectors}. Class-balanced "
+        f"cross-entropy, {STEPS} Adam steps of {BATCH} pixels, lr {LR:g}, weight decay {WEIGHT_DECAY:g}, fixed in advance.",
+        "",
+        "Recall per sector on the validation pixels, (in brackets) on the training pixels:",
+        "",
+        "| trunk | probe | warm | green | blue | purple |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+    ]
+    emit(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
