@@ -8,7 +8,8 @@ trunk frozen, batch 8, bf16 autocast, the run's memory format), in turns over ``
 - the whole step: forward, every loss, backward and the Adam update (what ``scgan-train`` does per step);
 - the frozen trunk's forward pass alone (what a feature cache would remove);
 - the perceptual loss alone (Lite0 on output and target, forward and backward);
-- the bins loss alone (soft-encoding the target's chroma, rebalanced cross-entropy, backward).
+- the bins loss alone (soft-encoding the target's chroma, rebalanced cross-entropy, backward), and the same
+  loss as it was computed before the candidate-table search: dense soft targets from a top-k over all Q bins.
 
     python benchmarks/step_breakdown.py [--sizes 128,256] [--rounds 3] [--out benchmarks/results/step_breakdown.md]
 """
@@ -25,10 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.photo_study import emit
+from model.chroma_bins import BIN_STEP
+from model.color import rgb_to_chroma
 from model.device import autocast
 from model.efficientnet_lite import normalize_input
 from training.colour_losses import bins_loss
@@ -39,7 +43,23 @@ from training.stages import build_stage, main_param_groups
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "starter-v3" / "base.toml"
 BATCH = 8
-PARTS = ("step", "trunk forward", "perceptual", "bins loss")
+PARTS = ("step", "trunk forward", "perceptual", "bins loss", "bins loss, dense")
+
+
+def _dense_bins_loss(
+    logits: torch.Tensor, rgb: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """The bins loss as computed before ``soft_encode_sparse``: the 5 nearest of all Q bins, dense targets."""
+    chroma = F.interpolate(rgb_to_chroma(rgb.float()), size=logits.shape[-2:], mode="area")
+    b, _, h, w = chroma.shape
+    flat = chroma.permute(0, 2, 3, 1).reshape(-1, 2)
+    near, index = torch.cdist(flat, centres).square().topk(5, dim=1, largest=False)
+    soft = torch.exp(-near / (2.0 * (0.5 * BIN_STEP) ** 2))
+    soft = soft / soft.sum(1, keepdim=True)
+    targets = torch.zeros(flat.shape[0], centres.shape[0]).scatter_(1, index, soft)
+    targets = targets.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    ce = -(targets * F.log_softmax(logits.float(), dim=1)).sum(1)
+    return (weights[targets.argmax(1)] * ce).mean()
 
 
 def _timer(size: int) -> dict[str, Callable[[], None]]:
@@ -93,7 +113,11 @@ def _timer(size: int) -> dict[str, Callable[[], None]]:
         logits = head.detach().clone().requires_grad_(True)
         bins_loss(logits, batch["rgb"], centres, weights).backward()
 
-    return dict(zip(PARTS, (step, trunk_forward, perceptual, bins), strict=True))
+    def bins_dense() -> None:
+        logits = head.detach().clone().requires_grad_(True)
+        _dense_bins_loss(logits, batch["rgb"], centres, weights).backward()
+
+    return dict(zip(PARTS, (step, trunk_forward, perceptual, bins, bins_dense), strict=True))
 
 
 def _ms(fn: Callable[[], None], repeats: int) -> float:
@@ -131,14 +155,16 @@ def main() -> None:
         f"{args.repeats} calls, the parts taking turns. The trunk's share is the most a cache of its features "
         "could save per step.",
         "",
-        "| crop | step (ms) | crops/s | trunk forward (ms) | trunk share | perceptual loss (ms) | bins loss (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| crop | step (ms) | crops/s | trunk forward (ms) | trunk share | perceptual loss (ms) | bins loss (ms) "
+        "| bins loss as before: top-k over all bins, dense targets (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size in sizes:
         med = {part: statistics.median(times[size, part]) for part in PARTS}
         lines.append(
             f"| {size} px | {med['step']:.0f} | {BATCH / med['step'] * 1000:.1f} | {med['trunk forward']:.0f} | "
-            f"{med['trunk forward'] / med['step']:.0%} | {med['perceptual']:.0f} | {med['bins loss']:.0f} |"
+            f"{med['trunk forward'] / med['step']:.0%} | {med['perceptual']:.0f} | {med['bins loss']:.0f} | "
+            f"{med['bins loss, dense']:.0f} |"
         )
     emit(lines, args.out)
 

@@ -50,20 +50,56 @@ def annealed_mean(
     return torch.einsum("bqhw,qc->bchw", probs, centres.to(probs))
 
 
-def soft_encode(chroma: torch.Tensor, centres: torch.Tensor, neighbours: int = 5, sigma: float = 0.5) -> torch.Tensor:
-    """B x 2 x H x W chroma -> B x Q x H x W soft targets: Gaussian weights (``sigma`` in grid steps) on the
-    ``neighbours`` nearest bins, summing to 1 (Zhang et al.'s soft encoding: 5 neighbours, sigma 5 ab units
-    on a 10-unit grid).
+#: The candidate table's cells per unit of Cb and Cr, and the bins it keeps per cell: the nearest
+#: ``_CANDIDATES`` to the cell's centre, a superset of the ``neighbours`` nearest to any point in the cell.
+_TABLE_STEPS = 256
+_CANDIDATES = 16
+
+
+@functools.cache
+def _candidate_table(centres_bytes: bytes, device: torch.device) -> torch.Tensor:
+    centres = torch.frombuffer(bytearray(centres_bytes), dtype=torch.float32).reshape(-1, 2)
+    axis = torch.arange(_TABLE_STEPS + 1, dtype=torch.float32) / _TABLE_STEPS - 0.5
+    cb, cr = torch.meshgrid(axis, axis, indexing="ij")
+    cells = torch.stack((cb.flatten(), cr.flatten()), dim=-1)
+    k = min(_CANDIDATES, centres.shape[0])
+    return torch.cdist(cells, centres).topk(k, dim=1, largest=False).indices.to(device)
+
+
+def soft_encode_sparse(
+    chroma: torch.Tensor, centres: torch.Tensor, neighbours: int = 5, sigma: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """B x 2 x H x W chroma -> (B x K x H x W bin indices, B x K x H x W weights), K = ``neighbours``.
+
+    Gaussian weights (``sigma`` in grid steps) on the ``neighbours`` nearest bins, nearest first, summing to 1
+    (Zhang et al.'s soft encoding: 5 neighbours, sigma 5 ab units on a 10-unit grid). Each pixel's neighbours
+    are searched among its table cell's candidates, not among all Q bins: the dense search's top-k over Q
+    was most of a bins-loss step on a CPU.
     """
     b, _, h, w = chroma.shape
     flat = chroma.permute(0, 2, 3, 1).reshape(-1, 2).float()
-    dist2 = torch.cdist(flat, centres.to(flat)).square()  # N x Q
-    near, index = dist2.topk(neighbours, dim=1, largest=False)
+    centres = centres.to(flat)
+    table = _candidate_table(centres.detach().cpu().contiguous().numpy().tobytes(), flat.device)
+    cell = ((flat.clamp(-0.5, 0.5) + 0.5) * _TABLE_STEPS).round().long()
+    candidates = table[cell[:, 0] * (_TABLE_STEPS + 1) + cell[:, 1]]  # N x C
+    dist2 = (flat[:, None, :] - centres[candidates]).square().sum(-1)
+    near, pick = dist2.topk(neighbours, dim=1, largest=False)
     weights = torch.exp(-near / (2.0 * (sigma * BIN_STEP) ** 2))
     weights = weights / weights.sum(1, keepdim=True)
-    target = torch.zeros(flat.shape[0], centres.shape[0], device=flat.device, dtype=flat.dtype)
-    target.scatter_(1, index, weights)
-    return target.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    index = candidates.gather(1, pick)
+
+    def planes(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(b, h, w, neighbours).permute(0, 3, 1, 2)
+
+    return planes(index), planes(weights)
+
+
+def soft_encode(chroma: torch.Tensor, centres: torch.Tensor, neighbours: int = 5, sigma: float = 0.5) -> torch.Tensor:
+    """B x 2 x H x W chroma -> B x Q x H x W soft targets: :func:`soft_encode_sparse` written out densely."""
+    index, weights = soft_encode_sparse(chroma, centres, neighbours, sigma)
+    b, _, h, w = chroma.shape
+    target = torch.zeros(b, centres.shape[0], h, w, device=weights.device, dtype=weights.dtype)
+    return target.scatter_(1, index, weights)
 
 
 def nearest_bin(chroma: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -81,4 +117,5 @@ __all__ = [
     "nearest_bin",
     "num_bins",
     "soft_encode",
+    "soft_encode_sparse",
 ]

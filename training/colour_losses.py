@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from model.chroma_bins import BIN_STEP, nearest_bin, soft_encode
+from model.chroma_bins import BIN_STEP, nearest_bin, soft_encode_sparse
 from model.color import combine_luma_chroma, rgb_to_chroma, rgb_to_gray
 
 
@@ -53,9 +53,9 @@ def bins_loss(
     chroma = rgb_to_chroma(target_rgb.float())
     if chroma.shape[-2:] != logits.shape[-2:]:
         chroma = F.interpolate(chroma, size=logits.shape[-2:], mode="area")
-    targets = soft_encode(chroma, centres)
-    pixel_weight = weights.to(logits.device)[targets.argmax(1)]  # the rarity of each pixel's colour
-    ce = -(targets * F.log_softmax(logits.float(), dim=1)).sum(1)
+    index, soft = soft_encode_sparse(chroma, centres)  # nearest bin first
+    pixel_weight = weights.to(logits.device)[index[:, 0]]  # the rarity of each pixel's colour
+    ce = -(soft * F.log_softmax(logits.float(), dim=1).gather(1, index)).sum(1)
     return (pixel_weight * ce).mean()
 
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model.chroma_bins import annealed_mean, bin_centres, num_bins, soft_encode
+from model.chroma_bins import annealed_mean, bin_centres, num_bins, soft_encode, soft_encode_sparse
+from model.color import rgb_to_chroma
 from model.generator import build_generator
-from training.colour_losses import colorfulness_loss, rebalancing_weights
+from training.colour_losses import bins_loss, colorfulness_loss, rebalancing_weights
 from training.config import build_config
 from training.data import ColorPhotoDataset, CropSpec
 from training.hint_sim import HintSimulation, sample_hints, simulate_hint_planes
@@ -35,6 +36,39 @@ def test_bins_cover_the_displayable_plane_and_decode_a_known_colour() -> None:
         sharper = annealed_mean(logits, centres).flatten()
         nearest = centres[target.flatten().argmax()]
         assert torch.linalg.norm(sharper - nearest) <= torch.linalg.norm(decoded - nearest) + 1e-6
+
+
+def test_soft_encoding_finds_the_nearest_bins_of_every_colour() -> None:
+    """The candidate table's search gives the brute-force search's nearest bins (up to ties) over all Q."""
+    centres = bin_centres()
+    generator = torch.Generator().manual_seed(0)
+    chroma = torch.cat(
+        [
+            rgb_to_chroma(torch.rand(1, 3, 200, 200, generator=generator)),  # every displayable colour
+            torch.rand(1, 2, 200, 200, generator=generator) - 0.5,  # the whole plane, gamut corners too
+        ]
+    )
+    index, weights = soft_encode_sparse(chroma, centres)
+    flat = chroma.permute(0, 2, 3, 1).reshape(-1, 2)
+    got = index.permute(0, 2, 3, 1).reshape(-1, 5)
+    dist = (flat[:, None] - centres[got]).norm(dim=-1)
+    best = torch.cdist(flat, centres, compute_mode="donot_use_mm_for_euclid_dist").topk(5, dim=1, largest=False).values
+    assert torch.allclose(dist, best, atol=1e-6)  # the same distances, nearest first
+    assert torch.allclose(weights.sum(1), torch.ones(()))
+    assert (weights[:, :-1] >= weights[:, 1:] - 1e-6).all()  # nearer bins weigh more
+
+
+def test_bins_loss_is_the_rebalanced_soft_cross_entropy() -> None:
+    """Against the dense formula: soft targets over all Q bins, each pixel weighted by its nearest bin's weight."""
+    centres = bin_centres()
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, len(centres), 6, 5, generator=generator)
+    rgb = torch.rand(2, 3, 12, 10, generator=generator)
+    weights = torch.rand(len(centres), generator=generator) + 0.5
+    chroma = torch.nn.functional.interpolate(rgb_to_chroma(rgb), size=(6, 5), mode="area")
+    targets = soft_encode(chroma, centres)
+    dense = (weights[targets.argmax(1)] * -(targets * torch.log_softmax(logits, 1)).sum(1)).mean()
+    assert torch.isclose(bins_loss(logits, rgb, centres, weights), dense, rtol=1e-5)
 
 
 def test_rebalancing_weights_on_a_hand_computed_case() -> None:
