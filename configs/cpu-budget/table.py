@@ -21,7 +21,7 @@ DOCS = REPO / "docs" / "starter-training" / "cpu-budget"
 LABELS = {
     "v2": "v2 starter recipe: SCGAN + Lite0 global, 256 px, bf16",
     "v3-128-frozen": "v3 recipe on a CPU: Lite2 encoder frozen, 128 px, bf16",
-    "v3-128-frozen-nhwc": "v3 recipe on a CPU, channels_last: Lite2 encoder frozen, 128 px, bf16",
+    "v3-128-frozen-fast": "v3 recipe on a CPU, Lite2 frozen, 128 px, bf16, channels_last and the bins table search",
     "v3-128-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), bf16",
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
