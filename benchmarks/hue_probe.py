@@ -10,7 +10,12 @@ photos (``--per-photo`` random clearly coloured pixels from each, class-balanced
 weight decay fixed in advance at 1e-3) and scored on every clearly coloured pixel of the validation split:
 recall per sector, as hue recall counts it, and the same on the training pixels (the gap is overfitting).
 
-    python benchmarks/hue_probe.py [--variants lite0,lite1,lite2] [--out benchmarks/results/hue_probe.md]
+Beside them, how sure the checkpoint's own classification head is on the same photos (``--checkpoint``,
+default the bundled starter, no hints): the entropy of its softmax over the chroma bins against a uniform
+one's, its mean top probability, and the mass it puts on the green sector's bins where the original is
+clearly green against elsewhere.
+
+    python benchmarks/hue_probe.py [--variants lite0,lite1,lite2] [--checkpoint PATH] [--out benchmarks/results/hue_probe.md]
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.photo_study import emit
-from model.efficientnet_lite import EfficientNetLite, load_imagenet_weights, normalize_input
-from model.encoder_generator import SKIP_STAGES
+from model.checkpoint import load_generator
+from model.config import HINT_PLANES
+from model.efficientnet_lite import LITE_VARIANTS, EfficientNetLite, load_imagenet_weights, normalize_input
+from model.encoder_generator import SKIP_STAGES, EncoderGenerator
+from model.weights import default_checkpoint_path
 from training.data import split_paths
 from training.hue import HUE_SECTORS, HUES, ORIGINAL_MIN_CHROMA, hue_classes
 
@@ -44,9 +52,7 @@ STEPS, BATCH, LR, WEIGHT_DECAY = 300, 4096, 1e-3, 1e-3
 
 def _pixels(trunk: EfficientNetLite, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(N x C features, N sector indices, -1 where not clearly coloured) of one photo at stride 4."""
-    with Image.open(path) as image:
-        rgb_image = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BICUBIC)
-    rgb = torch.from_numpy(np.array(rgb_image)).permute(2, 0, 1).float().div(255.0)[None]
+    rgb = _photo(path)
     gray = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
     blocks = (*(trunk.stage_end_blocks[i] for i in SKIP_STAGES), -1)
     with torch.no_grad():
@@ -56,6 +62,56 @@ def _pixels(trunk: EfficientNetLite, path: Path) -> tuple[torch.Tensor, torch.Te
     small = F.interpolate(rgb, size=size, mode="area")[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
     labels = torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
     return stacked[0].flatten(1).T, labels.flatten()
+
+
+def _photo(path: Path) -> torch.Tensor:
+    """1 x 3 x SIZE x SIZE RGB in [0, 1]."""
+    with Image.open(path) as image:
+        rgb_image = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.array(rgb_image)).permute(2, 0, 1).float().div(255.0)[None]
+
+
+def _sector_of(cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+    """The index in HUES of each (Cb, Cr) angle's sector."""
+    angle = torch.rad2deg(torch.atan2(cr, cb)) % 360.0
+    out = torch.full(angle.shape, -1, dtype=torch.long)
+    for index, (_, start, end) in enumerate(HUE_SECTORS):
+        inside = (angle >= start) & (angle < end) if end <= 360 else (angle >= start) | (angle < end - 360)
+        out[inside] = index
+    return out
+
+
+def head_certainty(checkpoint: Path, paths: list[Path]) -> dict[str, float]:
+    """How sure a bins-head checkpoint is on ``paths`` (no hints): entropy, top probability, green mass."""
+    net = load_generator(checkpoint, "cpu").eval()
+    if not isinstance(net, EncoderGenerator) or net.config.chroma_head != "bins":
+        raise SystemExit(f"{checkpoint} has no chroma-bins head")
+    centres = net.get_buffer("bin_centres")
+    green_bins = (_sector_of(centres[:, 0], centres[:, 1]) == HUES.index("green")) & (centres.norm(dim=1) > 0)
+    entropy, top, on_green, off_green = [], [], [], []
+    for path in paths:
+        rgb = _photo(path)
+        gray = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+        x = torch.cat([gray, torch.zeros(1, HINT_PLANES, SIZE, SIZE)], 1) if net.config.hints else gray
+        with torch.no_grad():
+            head = net(x, return_saliency=False, return_head=True)[2]
+        probs = torch.softmax(head.float(), 1)[0]  # Q x h x w
+        entropy.append(float(-(probs * probs.clamp_min(1e-12).log()).sum(0).mean()))
+        top.append(float(probs.max(0).values.mean()))
+        small = F.interpolate(rgb, size=head.shape[-2:], mode="area")[0].permute(1, 2, 0).mul(255.0).round()
+        truth = torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
+        mass = probs[green_bins].sum(0)
+        green = truth == HUES.index("green")
+        if green.any():
+            on_green.append(mass[green])
+        off_green.append(mass[~green])
+    return {
+        "entropy": float(np.mean(entropy)),
+        "uniform": float(np.log(len(centres))),
+        "top": float(np.mean(top)),
+        "on_green": float(torch.cat(on_green).mean()),
+        "off_green": float(torch.cat(off_green).mean()),
+    }
 
 
 def _collect(
@@ -100,6 +156,7 @@ def main() -> None:
     p.add_argument("--photos", type=Path, default=PHOTOS)
     p.add_argument("--val-fraction", type=float, default=0.1, help="as the starter configs' data.val_fraction")
     p.add_argument("--per-photo", type=int, default=300)
+    p.add_argument("--checkpoint", type=Path, default=default_checkpoint_path())
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     torch.manual_seed(0)
@@ -107,8 +164,11 @@ def main() -> None:
     began = time.perf_counter()
     rows: list[str] = []
     shares = ""
-    for variant in args.variants.split(","):
-        trunk = EfficientNetLite(variant, with_classifier=False)  # type: ignore[arg-type]
+    variants = args.variants.split(",")
+    if unknown := set(variants) - set(LITE_VARIANTS):
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; choose from {', '.join(LITE_VARIANTS)}")
+    for variant in variants:
+        trunk = EfficientNetLite(variant, with_classifier=False)
         load_imagenet_weights(trunk)
         trunk.eval()
         x_train, y_train = _collect(trunk, train_paths, args.per_photo, seed=0)
@@ -130,6 +190,7 @@ def main() -> None:
             cells = " | ".join(f"{val[h]:.2f} ({train[h]:.2f})" for h in ("warm", "green", "blue", "purple"))
             rows.append(f"| {variant} ({x_train.shape[1]} features) | {kind} | {cells} |")
             print(rows[-1], flush=True)
+    head = head_certainty(args.checkpoint, val_paths)
     sectors = ", ".join(f"{name} {start:.0f}-{end % 360:.0f}" for name, start, end in HUE_SECTORS)
     lines = [
         "# What frozen ImageNet features of the gray image know about hue (issue 20's hue-recall bar)",
@@ -146,6 +207,15 @@ def main() -> None:
         "| trunk | probe | warm | green | blue | purple |",
         "|---|---|---:|---:|---:|---:|",
         *rows,
+        "",
+        f"The checkpoint's own bins head on the same {len(val_paths)} validation photos (`{args.checkpoint.name}`, "
+        f"{SIZE} x {SIZE}, no hints, fp32), over its half-resolution pixels:",
+        "",
+        "| softmax entropy (nats) | a uniform softmax's | mean top probability "
+        "| mass on the green sector's bins: where the original is clearly green | elsewhere |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {head['entropy']:.2f} | {head['uniform']:.2f} | {head['top']:.3f} | {head['on_green']:.3f} "
+        f"| {head['off_green']:.3f} |",
     ]
     emit(lines, args.out)
 

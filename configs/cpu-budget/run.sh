@@ -8,6 +8,7 @@
 #   bash configs/cpu-budget/run.sh                      # 30 minutes each; again: 60 minutes each
 #   MINUTES=60 LEGS=v3-128-then-256 bash configs/cpu-budget/run.sh   # after the 128 px leg's 60 minutes
 #   LEGS=v3-128-frozen-fast bash configs/cpu-budget/run.sh   # the 128 px leg on today's faster code
+#   LEGS=v3-128-frozen-fast-c32 bash configs/cpu-budget/run.sh   # the same, decoder 32 channels wide
 #   python configs/cpu-budget/table.py                  # the table, cumulative minutes per leg
 # The first three legs trained in NCHW memory, before run.channels_last (now on by default) existed: they
 # keep it off, so that they reproduce.
@@ -30,11 +31,15 @@ for leg in $LEGS; do
     v3-128-frozen-fast)
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-frozen-fast \
             --set data.crop_size=128 --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
+    v3-128-frozen-fast-c32)  # half the decoder's width: does less capacity generalise better (hue_probe.md)?
+        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-frozen-fast-c32 \
+            --set data.crop_size=128 --set model.decoder_channels=32 --set run.validate_every=1000 \
+            --set run.checkpoint_every=1000 ;;
     v3-128-then-256)  # the low-resolution-then-full schedule: from the 128 px leg's last.pt, 256 px crops,
                       # trunk fine-tuned at a tenth of the decoder's (lower) learning rate
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" "${nchw[@]}" --set run.out_dir=runs/cpu-budget/v3-128-then-256 \
             --set run.init_from=runs/cpu-budget/v3-128-frozen/ckpt/last.pt --set optim.lr_g=1e-4 \
             --set optim.lr_global_scale=0.1 --set run.validate_every=300 --set run.checkpoint_every=300 ;;
-    *) echo "unknown leg: $leg (v2, v3-128-frozen, v3-128-frozen-fast, v3-128-then-256)" >&2; exit 2 ;;
+    *) echo "unknown leg: $leg (v2, v3-128-frozen, v3-128-frozen-fast, v3-128-frozen-fast-c32, v3-128-then-256)" >&2; exit 2 ;;
     esac
 done

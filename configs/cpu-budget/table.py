@@ -18,11 +18,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "runs" / "cpu-budget"
 DOCS = REPO / "docs" / "starter-training" / "cpu-budget"
-LABELS = {
+LABELS = {  # in the tables' order: a leg that continues another right after it
     "v2": "v2 starter recipe: SCGAN + Lite0 global, 256 px, bf16",
     "v3-128-frozen": "v3 recipe on a CPU: Lite2 encoder frozen, 128 px, bf16",
-    "v3-128-frozen-fast": "v3 recipe on a CPU, Lite2 frozen, 128 px, bf16, channels_last and the bins table search",
     "v3-128-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), bf16",
+    "v3-128-frozen-fast": "v3 recipe on a CPU, Lite2 frozen, 128 px, bf16, channels_last and the bins table search",
+    "v3-128-frozen-fast-c32": "the same, decoder 32 channels wide (not 64)",
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
 PARENTS = {"v3-128-then-256": "v3-128-frozen"}
@@ -110,7 +111,9 @@ def at_marks(legs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def main() -> None:
     names = {p.parent.name for folder in (RUNS, DOCS) for p in folder.glob("*/metrics.jsonl")}
-    legs = {name: validations(source(name)) for name in sorted(names)}  # v2, v3-128-frozen, ...
+    order = list(LABELS)
+    ranked = sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+    legs = {name: validations(source(name)) for name in ranked}
     lines = [
         "# Validation quality per CPU-minute (`bash configs/cpu-budget/run.sh`, then this table)",
         "",
