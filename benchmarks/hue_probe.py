@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.photo_study import emit
 from model.checkpoint import load_generator
+from model.color import rgb_to_gray
 from model.config import HINT_PLANES
 from model.efficientnet_lite import LITE_VARIANTS, EfficientNetLite, load_imagenet_weights, normalize_input
 from model.encoder_generator import SKIP_STAGES, EncoderGenerator
 from model.weights import default_checkpoint_path
 from training.data import split_paths
-from training.hue import HUE_SECTORS, HUES, ORIGINAL_MIN_CHROMA, hue_classes
+from training.hue import HUE_SECTORS, HUES, ORIGINAL_MIN_CHROMA, hue_classes, hue_sectors
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "photos" / "train"
@@ -53,15 +54,13 @@ STEPS, BATCH, LR, WEIGHT_DECAY = 300, 4096, 1e-3, 1e-3
 def _pixels(trunk: EfficientNetLite, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(N x C features, N sector indices, -1 where not clearly coloured) of one photo at stride 4."""
     rgb = _photo(path)
-    gray = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+    gray = rgb_to_gray(rgb)
     blocks = (*(trunk.stage_end_blocks[i] for i in SKIP_STAGES), -1)
     with torch.no_grad():
         feats = trunk.stages(normalize_input(gray.expand(-1, 3, -1, -1)), blocks)
     size = (SIZE // 4, SIZE // 4)
     stacked = torch.cat([F.interpolate(feats[b], size=size, mode="bilinear", align_corners=False) for b in blocks], 1)
-    small = F.interpolate(rgb, size=size, mode="area")[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
-    labels = torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
-    return stacked[0].flatten(1).T, labels.flatten()
+    return stacked[0].flatten(1).T, _clear_sectors(rgb, size).flatten()
 
 
 def _photo(path: Path) -> torch.Tensor:
@@ -71,14 +70,10 @@ def _photo(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb_image)).permute(2, 0, 1).float().div(255.0)[None]
 
 
-def _sector_of(cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
-    """The index in HUES of each (Cb, Cr) angle's sector."""
-    angle = torch.rad2deg(torch.atan2(cr, cb)) % 360.0
-    out = torch.full(angle.shape, -1, dtype=torch.long)
-    for index, (_, start, end) in enumerate(HUE_SECTORS):
-        inside = (angle >= start) & (angle < end) if end <= 360 else (angle >= start) | (angle < end - 360)
-        out[inside] = index
-    return out
+def _clear_sectors(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """h x w sector indices of ``rgb`` area-downsampled to ``size``, -1 where not clearly coloured."""
+    small = F.interpolate(rgb, size=size, mode="area")[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
+    return torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
 
 
 def head_certainty(checkpoint: Path, paths: list[Path]) -> dict[str, float]:
@@ -87,19 +82,19 @@ def head_certainty(checkpoint: Path, paths: list[Path]) -> dict[str, float]:
     if not isinstance(net, EncoderGenerator) or net.config.chroma_head != "bins":
         raise SystemExit(f"{checkpoint} has no chroma-bins head")
     centres = net.get_buffer("bin_centres")
-    green_bins = (_sector_of(centres[:, 0], centres[:, 1]) == HUES.index("green")) & (centres.norm(dim=1) > 0)
+    sectors = torch.from_numpy(hue_sectors(centres[:, 0].numpy(), centres[:, 1].numpy()).astype(np.int64))
+    green_bins = (sectors == HUES.index("green")) & (centres.norm(dim=1) > 0)
     entropy, top, on_green, off_green = [], [], [], []
     for path in paths:
         rgb = _photo(path)
-        gray = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
+        gray = rgb_to_gray(rgb)
         x = torch.cat([gray, torch.zeros(1, HINT_PLANES, SIZE, SIZE)], 1) if net.config.hints else gray
         with torch.no_grad():
             head = net(x, return_saliency=False, return_head=True)[2]
         probs = torch.softmax(head.float(), 1)[0]  # Q x h x w
         entropy.append(float(-(probs * probs.clamp_min(1e-12).log()).sum(0).mean()))
         top.append(float(probs.max(0).values.mean()))
-        small = F.interpolate(rgb, size=head.shape[-2:], mode="area")[0].permute(1, 2, 0).mul(255.0).round()
-        truth = torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
+        truth = _clear_sectors(rgb, (head.shape[-2], head.shape[-1]))
         mass = probs[green_bins].sum(0)
         green = truth == HUES.index("green")
         if green.any():

@@ -76,7 +76,7 @@ def _timer(size: int) -> dict[str, Callable[[], None]]:
     parts = build_stage(cfg)
     objective = parts.objective
     assert isinstance(objective, ColorizationObjective) and objective.perceptual is not None
-    fmt = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+    fmt = cfg.run.memory_format
     main = parts.main.to(memory_format=fmt).train()
     objective.perceptual.to(memory_format=fmt)
     batch = {

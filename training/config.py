@@ -19,6 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
+import torch
 from pydantic import Field, ValidationError
 from pydantic.dataclasses import dataclass
 
@@ -79,6 +80,11 @@ class RunConfig:
     threads: NonNegativeInt = 0  # torch intra-op threads on CPU; 0 = torch default
     select_metric: SelectMetric = "psnr_delta"  # validation metric that picks best.pt
     keep_validated: bool = False  # also keep the state of every validation as ckpt/val-step-N.pt
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The networks' and batches' memory format (``channels_last``)."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
 @dataclass(frozen=True, kw_only=True, config=STRICT_CONFIG)

@@ -31,15 +31,21 @@ _CB = np.array([-0.168736, -0.331264, 0.5], dtype=np.float32)
 _CR = np.array([0.5, -0.418688, -0.081312], dtype=np.float32)
 
 
-def hue_classes(rgb: np.ndarray, min_chroma: float) -> np.ndarray:
-    """H x W x 3 uint8 -> H x W int8: the index in :data:`HUES` of each pixel's sector, -1 below ``min_chroma``."""
-    pixels = rgb.astype(np.float32)
-    cb, cr = pixels @ _CB, pixels @ _CR
+def hue_sectors(cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """The index in :data:`HUES` of each (Cb, Cr) point's sector by angle (int8; any chroma, even none)."""
     angle = np.degrees(np.arctan2(cr, cb)) % 360.0
     out = np.full(angle.shape, -1, dtype=np.int8)
     for index, (_, start, end) in enumerate(HUE_SECTORS):
         inside = (angle >= start) & (angle < end) if end <= 360 else (angle >= start) | (angle < end - 360)
         out[inside] = index
+    return out
+
+
+def hue_classes(rgb: np.ndarray, min_chroma: float) -> np.ndarray:
+    """H x W x 3 uint8 -> H x W int8: the index in :data:`HUES` of each pixel's sector, -1 below ``min_chroma``."""
+    pixels = rgb.astype(np.float32)
+    cb, cr = pixels @ _CB, pixels @ _CR
+    out = hue_sectors(cb, cr)
     out[np.hypot(cb, cr) < min_chroma] = -1
     return out
 
@@ -63,4 +69,13 @@ def hue_recall(counts: Iterable[Mapping[str, tuple[int, int]]]) -> dict[str, flo
     return {name: (hit / n if n else float("nan")) for name, (n, hit) in totals.items()}
 
 
-__all__ = ["HUES", "HUE_SECTORS", "ORIGINAL_MIN_CHROMA", "OUTPUT_MIN_CHROMA", "hue_classes", "hue_counts", "hue_recall"]
+__all__ = [
+    "HUES",
+    "HUE_SECTORS",
+    "ORIGINAL_MIN_CHROMA",
+    "OUTPUT_MIN_CHROMA",
+    "hue_classes",
+    "hue_counts",
+    "hue_recall",
+    "hue_sectors",
+]

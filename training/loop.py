@@ -79,7 +79,7 @@ class Trainer:
         distributed.barrier(self.ctx)
         parts = build_stage(cfg)
         self.parts = parts
-        self.memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+        self.memory_format = cfg.run.memory_format
         main = parts.main.to(self.device).to(memory_format=self.memory_format)
         critic = parts.critic.to(self.device).to(memory_format=self.memory_format) if parts.critic is not None else None
         move_perceptual(parts, self.device, self.memory_format)
