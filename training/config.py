@@ -116,6 +116,9 @@ class DataConfig:
     hints_max_patch: Count = 9
     # Share of crops whose gray input is rendered as an old film and print would (training/film.py).
     film_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # Draw photos in proportion to how much of the overall rare hues they hold (training/hue.py,
+    # hue_balanced_weights), mixed with uniform: 0 samples every photo once per epoch, 1 fully by hue.
+    hue_balance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
 @dataclass(frozen=True, kw_only=True, config=STRICT_CONFIG)
@@ -367,6 +370,8 @@ def _validate(cfg: TrainConfig) -> None:
     paired = bool(cfg.data.input_dir or cfg.data.target_dir)
     if paired and not (cfg.data.input_dir and cfg.data.target_dir):
         problems.append("paired mode needs both data.input_dir and data.target_dir")
+    if cfg.data.hue_balance > 0 and (paired or pretrain):
+        problems.append("data.hue_balance weighs colour photos by their hues: not for paired or pretrain-global data")
     if not paired and not cfg.data.train_dir:
         problems.append("data.train_dir is required (or data.input_dir + data.target_dir for paired mode)")
     if problems:

@@ -346,12 +346,19 @@ class ClassificationDataset(KeyedDataset):
 class EpochSampler(Sampler[tuple[int, int]]):
     """Shuffled indices for one epoch and rank, each paired with an augmentation seed.
 
+    With ``weights`` (one per item), an epoch is as many draws with replacement in proportion to them.
+
     The order depends only on (seed, epoch), so every rank agrees and a resumed run
     can skip exactly the samples it already consumed (``start``).
     """
 
-    def __init__(self, length: int, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, length: int, *, seed: int, rank: int = 0, world_size: int = 1, weights: Sequence[float] | None = None
+    ) -> None:
+        if weights is not None and (len(weights) != length or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"weights need {length} non-negative values with a positive sum")
         self.length = length
+        self.weights = torch.as_tensor(weights, dtype=torch.float64) if weights is not None else None
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -370,7 +377,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.length, generator=gen).tolist()
+        if self.weights is None:
+            order = torch.randperm(self.length, generator=gen).tolist()
+        else:  # an epoch of as many draws, with replacement, in proportion to the weights
+            order = torch.multinomial(self.weights, self.length, replacement=True, generator=gen).tolist()
         total = self.per_rank() * self.world_size
         order = (order * (total // len(order) + 1))[:total]  # pad so every rank gets as many
         mine = order[self.rank : total : self.world_size]

@@ -69,6 +69,33 @@ def hue_recall(counts: Iterable[Mapping[str, tuple[int, int]]]) -> dict[str, flo
     return {name: (hit / n if n else float("nan")) for name, (n, hit) in totals.items()}
 
 
+def hue_shares(rgb_images: Iterable[np.ndarray]) -> np.ndarray:
+    """N x len(HUES): the share of each H x W x 3 uint8 photo's pixels that are clearly each hue."""
+    rows = []
+    for rgb in rgb_images:
+        classes = hue_classes(rgb, ORIGINAL_MIN_CHROMA)
+        rows.append([float((classes == i).mean()) for i in range(len(HUES))])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(HUES))
+
+
+def hue_balanced_weights(shares: np.ndarray, balance: float) -> np.ndarray:
+    """Sampling weight per photo (mean 1) that favours the photos rich in hues that are rare overall.
+
+    Each photo's score is, averaged over the hues some photo shows, its share of that hue divided by the
+    hue's mean share over all photos (so the scores average 1, and a photo with twice the usual green counts
+    twice on green); the weight mixes it with uniform: ``(1 - balance) + balance * score``. ``balance`` 0 is
+    uniform sampling; 1 never draws a photo with no clearly coloured pixel.
+    """
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"balance must be in [0, 1], got {balance}")
+    means = shares.mean(axis=0)
+    shown = means > 0
+    if not shown.any():
+        return np.ones(shares.shape[0])
+    score = (shares[:, shown] / means[shown]).mean(axis=1)
+    return (1.0 - balance) + balance * score
+
+
 __all__ = [
     "HUES",
     "HUE_SECTORS",
@@ -77,5 +104,7 @@ __all__ = [
     "hue_classes",
     "hue_counts",
     "hue_recall",
+    "hue_balanced_weights",
     "hue_sectors",
+    "hue_shares",
 ]

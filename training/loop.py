@@ -109,7 +109,11 @@ class Trainer:
         from training.data import EpochSampler
 
         self.sampler = EpochSampler(
-            len(parts.train_set), seed=cfg.run.seed, rank=self.ctx.rank, world_size=self.ctx.world_size
+            len(parts.train_set),
+            seed=cfg.run.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            weights=parts.sample_weights,
         )
         per_step = o.batch_size * o.grad_accum
         self.steps_per_epoch = self.sampler.per_rank() // per_step

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from training.data import (
     split_paths,
 )
 from training.hint_sim import HintSimulation
+from training.hue import HUES, hue_balanced_weights, hue_shares
 from training.losses import ClassificationObjective, ColorizationObjective, Objective, PerceptualLoss, make_adversary
 from training.projected import ProjectedDiscriminator
 from training.state import StateError, load_state
@@ -49,6 +51,8 @@ class StageParts:
     data_description: dict[str, Any] = field(default_factory=dict)
     perceptual_source: str | None = None
     task: Task | None = None
+    #: One sampling weight per training item (``data.hue_balance``); None samples each once per epoch.
+    sample_weights: list[float] | None = None
 
 
 def crop_spec(cfg: TrainConfig) -> CropSpec:
@@ -60,7 +64,8 @@ def _cache_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.data.saliency_cache) if cfg.data.saliency_cache else cfg.out_dir / "saliency-cache"
 
 
-def _colour_data(cfg: TrainConfig) -> tuple[KeyedDataset, list[Path], dict[str, Any]]:
+def _colour_data(cfg: TrainConfig) -> tuple[KeyedDataset, list[Path], dict[str, Any], list[float] | None]:
+    """The training set, the validation photos, a description for the run's records, and sampling weights."""
     d = cfg.data
     crop = crop_spec(cfg)
     if d.input_dir:
@@ -71,6 +76,7 @@ def _colour_data(cfg: TrainConfig) -> tuple[KeyedDataset, list[Path], dict[str, 
             paired,
             [],
             {"mode": "paired", "input_dir": d.input_dir, "target_dir": d.target_dir, "pairs": len(paired)},
+            None,
         )
     train_paths, val_paths = split_paths(d.train_dir, d.val_fraction)
     if d.val_dir:
@@ -102,7 +108,23 @@ def _colour_data(cfg: TrainConfig) -> tuple[KeyedDataset, list[Path], dict[str, 
         else None,
         "dropped_low_colorfulness": [p.name for p in train_set.dropped_low_colorfulness],
     }
-    return train_set, val_paths, description
+    if d.hue_balance == 0:
+        return train_set, val_paths, description, None
+    shares = hue_shares(rgb.permute(1, 2, 0).numpy() for rgb in train_set.images)
+    weights = hue_balanced_weights(shares, d.hue_balance)
+    description["hue_balance"] = {
+        "balance": d.hue_balance,
+        "weight_range": [round(float(weights.min()), 3), round(float(weights.max()), 3)],
+        # each hue's share of the clearly coloured pixels, over the photos as drawn
+        "drawn_hue_shares": dict(zip(HUES, _drawn_shares(shares, weights), strict=True)),
+        "uniform_hue_shares": dict(zip(HUES, _drawn_shares(shares, np.ones(len(weights))), strict=True)),
+    }
+    return train_set, val_paths, description, weights.tolist()
+
+
+def _drawn_shares(shares: np.ndarray, weights: np.ndarray) -> list[float]:
+    mass = weights @ shares
+    return [round(float(m), 3) for m in mass / max(mass.sum(), 1e-12)]
 
 
 def _load_global_features(generator: AnyGenerator, path: str) -> None:
@@ -258,7 +280,7 @@ def build_stage(cfg: TrainConfig) -> StageParts:
                 "not the published VGG-16",
                 perceptual.source,
             )
-    colour_set, val_paths, description = _colour_data(cfg)
+    colour_set, val_paths, description, sample_weights = _colour_data(cfg)
     task = Task.GRAY_TO_RGB if cfg.model.in_channels == 1 and not cfg.data.input_dir else Task.NCHANNEL_TO_RGB
     rebalance = None
     if cfg.loss.bins > 0:
@@ -277,6 +299,7 @@ def build_stage(cfg: TrainConfig) -> StageParts:
         data_description=description,
         perceptual_source=perceptual.source if perceptual else None,
         task=task,
+        sample_weights=sample_weights,
     )
 
 
