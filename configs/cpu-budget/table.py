@@ -24,9 +24,12 @@ LABELS = {  # in the tables' order: a leg that continues another right after it
     "v3-128-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), bf16",
     "v3-128-frozen-fast": "v3 recipe on a CPU, Lite2 frozen, 128 px, bf16, channels_last and the bins table search",
     "v3-128-frozen-fast-c32": "the same, decoder 32 channels wide (not 64)",
+    "v3-fast-128": "v3 recipe on a CPU, Lite2 frozen, 128 px, channels_last: the same leg again, a day later",
+    "v3-fast-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), channels_last",
+    "v3-128-hue-balance": "the 128 px leg with data.hue_balance = 0.5 (trained beside CI: compare by steps, not minutes)",
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
-PARENTS = {"v3-128-then-256": "v3-128-frozen"}
+PARENTS = {"v3-128-then-256": "v3-128-frozen", "v3-fast-then-256": "v3-fast-128"}
 MARKS = (30, 60, 90, 120)
 NEAR_MINUTES = 5.0  # the validation nearest a mark stands for it if it is at most this far off
 HEADER = [
