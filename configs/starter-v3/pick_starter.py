@@ -1,16 +1,20 @@
 """Pick the starter among evaluated candidates, by a rule fixed before the comparison, and print the table.
 
-Usage: python configs/starter-v3/pick_starter.py EVAL_DIR, where EVAL_DIR holds one scgan-eval report folder per
-candidate (``<name>/summary.json``; ``<name>-hintsN/`` for hinted runs) and ``<name>.pt`` checkpoints.
+Usage: python configs/starter-v3/pick_starter.py EVAL_DIR [--baseline NAME] [--bars], where EVAL_DIR holds one
+scgan-eval report folder per candidate (``<name>/summary.json``; ``<name>-hintsN/`` for hinted runs) and
+``<name>.pt`` checkpoints.
 
 The rule (issue 20): among the candidates that take hints (the default serves hints too), with a positive
 mean dPSNR over gray and a hue recall on green, blue and warm each no worse than the plain-L1 baseline's
 (``A-l1``, today's loss on the new generator) less 0.02, the highest dPSNR at matched colourfulness.
 Prints ``chosen: NAME`` last; none qualifying: the hint-taking candidate with the highest matched dPSNR.
+``--baseline NAME`` compares hue recall with another candidate (cpu-hue-finetune.sh: the bundled starter);
+``--bars`` also lets a hue recall at or above the issue's bar count as no worse.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -19,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-BASELINE = "A-l1"
 HUES = ("green", "blue", "warm")
 SLACK = 0.02
+BARS = {"green": 0.45, "blue": 0.70, "warm": 0.65}  # issue 20's hue recall bars
 
 
 def _load(folder: Path) -> dict[str, float]:
@@ -40,7 +44,14 @@ def _load(folder: Path) -> dict[str, float]:
     }
 
 
-def main(root: Path) -> int:
+def _no_worse(row: dict[str, float], base: dict[str, float] | None, bars: bool) -> bool:
+    """Hue recall on green, blue and warm each no worse than the baseline's less SLACK (or, with bars, at the bar)."""
+    if base is None:
+        return True
+    return all(row[f"hue_{h}"] >= base[f"hue_{h}"] - SLACK or (bars and row[f"hue_{h}"] >= BARS[h]) for h in HUES)
+
+
+def main(root: Path, baseline: str = "A-l1", bars: bool = False) -> int:
     reports = [p for p in sorted(root.iterdir()) if (p / "summary.json").is_file()]
     hinted_run = re.compile(r".*-hints\d+$")
     rows = {p.name: _load(p) for p in reports if not hinted_run.match(p.name)}
@@ -61,13 +72,9 @@ def main(root: Path) -> int:
         print("\n| candidate, hints per photo | dPSNR | colourfulness ratio |\n|---|---|---|")
         for name, r in hinted.items():
             print(f"| {name} | {r['dpsnr']:+.2f} | {r['colour_ratio']:.2f} |")
-    base = rows.get(BASELINE)
+    base = rows.get(baseline)
     eligible = [n for n in rows if takes_hints[n]]
-    qualified = [
-        n
-        for n in eligible
-        if rows[n]["dpsnr"] > 0 and (base is None or all(rows[n][f"hue_{h}"] >= base[f"hue_{h}"] - SLACK for h in HUES))
-    ]
+    qualified = [n for n in eligible if rows[n]["dpsnr"] > 0 and _no_worse(rows[n], base, bars)]
     pool = qualified or eligible
     if not pool:
         print("\nno hint-taking candidate was evaluated")
@@ -79,4 +86,9 @@ def main(root: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("eval_dir", type=Path)
+    parser.add_argument("--baseline", default="A-l1", help="the candidate whose hue recall the others must keep")
+    parser.add_argument("--bars", action="store_true", help="a hue recall at the issue's bar also counts as kept")
+    args = parser.parse_args()
+    sys.exit(main(args.eval_dir, args.baseline, args.bars))
