@@ -10,7 +10,8 @@
 #   b: the conservative one: hue_balance 0.5, 256 px crops (the working size), learning rate 3e-5. Stopped
 #      after its step-800 validation: it drifts the same way, only slower (more colour, lower dPSNR).
 #   c: b without the losses that push colour (loss.colorfulness 0, loss.target_chroma_gain 1.0): is the drift
-#      theirs, and does hue balancing then move hues instead of saturation?
+#      theirs, and does hue balancing then move hues instead of saturation? Stopped after its step-600
+#      validation: it drifts too, only slower still. Results: docs/starter-training/v3/cpu-hue-finetune/.
 #   VARIANT=c bash configs/starter-v3/cpu-hue-finetune.sh         # MINUTES more of training (resumes), default 70
 #   VARIANT=c bash configs/starter-v3/cpu-hue-finetune.sh score   # export every validated state, scgan-eval each
 #                                                                 # and the bundled starter, apply the rule below
