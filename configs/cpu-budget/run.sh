@@ -13,6 +13,7 @@
 #                                                       # the 128-then-256 chain to 120 minutes on today's code
 #   MINUTES=60 LEGS=v3-128-hue-balance bash configs/cpu-budget/run.sh   # 2000 steps with data.hue_balance=0.5
 #   MINUTES=60 LEGS=v3-128-hue-balance-1 bash configs/cpu-budget/run.sh # the same with data.hue_balance=1.0
+#   MINUTES=60 LEGS=v3-128-hue-balance-1-flat bash configs/cpu-budget/run.sh # and with the bins loss unweighted
 #   python configs/cpu-budget/table.py                  # the table, cumulative minutes per leg
 # The first three legs trained in NCHW memory, before run.channels_last (now on by default) existed: they
 # keep it off, so that they reproduce.
@@ -53,11 +54,17 @@ for leg in $LEGS; do
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-hue-balance-1 \
             --set data.crop_size=128 --set data.hue_balance=1.0 --set run.max_steps=2000 --set run.validate_every=1000 \
             --set run.checkpoint_every=1000 ;;
+    v3-128-hue-balance-1-flat)  # balance by sampling only: the bins loss unweighted (rebalance_uniform_mix 1.0),
+                                # so that rare colours are not boosted twice
+        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-hue-balance-1-flat \
+            --set data.crop_size=128 --set data.hue_balance=1.0 --set loss.rebalance_uniform_mix=1.0 --set run.max_steps=2000 \
+            --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
     v3-fast-then-256)  # v3-128-then-256 on today's code, from v3-fast-128's last.pt
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-fast-then-256 \
             --set run.init_from=runs/cpu-budget/v3-fast-128/ckpt/last.pt --set optim.lr_g=1e-4 \
             --set optim.lr_global_scale=0.1 --set run.validate_every=300 --set run.checkpoint_every=300 ;;
     *) echo "unknown leg: $leg (v2, v3-128-frozen, v3-128-frozen-fast, v3-128-frozen-fast-c32, v3-128-then-256," \
-            "v3-fast-128, v3-fast-then-256, v3-128-hue-balance, v3-128-hue-balance-1)" >&2; exit 2 ;;
+            "v3-fast-128, v3-fast-then-256, v3-128-hue-balance, v3-128-hue-balance-1,"\
+            "v3-128-hue-balance-1-flat)" >&2; exit 2 ;;
     esac
 done
