@@ -28,6 +28,7 @@ LABELS = {  # in the tables' order: a leg that continues another right after it
     "v3-fast-then-256": "then 256 px, trunk fine-tuned (lr 1e-4, trunk x0.1), channels_last",
     "v3-128-hue-balance": "the 128 px leg with data.hue_balance = 0.5 (trained beside CI: compare by steps, not minutes)",
     "v3-128-hue-balance-1": "the 128 px leg with data.hue_balance = 1.0 (its first minutes beside tests)",
+    "v3-128-hue-balance-1-flat": "the same, the bins loss unweighted (loss.rebalance_uniform_mix = 1.0)",
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
 PARENTS = {"v3-128-then-256": "v3-128-frozen", "v3-fast-then-256": "v3-fast-128"}
