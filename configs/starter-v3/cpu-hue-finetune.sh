@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 20: fine-tune the bundled starter on this 2-core CPU with data.hue_balance=1.0 (photos drawn by how
-# much of the rare hues they hold: green 8.8% -> 16.1% of the clearly coloured training pixels), the one
-# lever that moved green hue recall on the CPU legs (docs/starter-training/cpu-budget/v3-128-hue-balance).
+# Issue 20: fine-tune the bundled starter on this 2-core CPU with data.hue_balance (photos drawn by how much
+# of the rare hues they hold: green 8.8% -> 12.8% (0.5) or 16.1% (1.0) of the clearly coloured training
+# pixels), the lever that moved green hue recall on the CPU legs (docs/starter-training/cpu-budget/).
 # From model/weights/scgan-starter.pt, trunk frozen, most crops hinted as in H (hints_none_share 0.3), every
-# validated state kept (run.keep_validated) so that each can be scored. Two variants (VARIANT=a|b):
+# validated state kept (run.keep_validated) so that each can be scored. Three variants (VARIANT=a|b|c):
 #   a: hue_balance 1.0, 128 px crops (about 5x the crops per second of 256 px), H's learning rate (1e-4).
 #      Stopped at step 1225: at its first validation (step 1000) colourfulness had gone to 99% of the
 #      originals' and mean dPSNR below zero (the starter drifts far, fast).
@@ -46,11 +46,13 @@ mkdir -p "$EVAL"
 import sys
 from pathlib import Path
 
+from training.config import load_config
 from training.data import split_paths
 
+data = load_config("configs/starter-v3/base.toml", []).data  # the split every run of that config holds out
 dst = Path(sys.argv[1])
 dst.mkdir(exist_ok=True)
-for p in split_paths("../shared/data/photos/train", 0.1)[1]:
+for p in split_paths(data.train_dir, data.val_fraction)[1]:
     link = dst / p.name
     if not link.exists():
         link.symlink_to(p.resolve())
