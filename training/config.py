@@ -63,7 +63,7 @@ class RunConfig:
     out_dir: str = "runs/scgan"
     seed: int = 0
     device: str = "auto"
-    precision: Precision = "fp32"  # autocast; fp16 on CUDA only, bf16 on CUDA and CPU
+    precision: Precision = "fp32"  # autocast; fp16 on CUDA only, bf16 on CUDA and CPUs with native bf16 (else fp32)
     channels_last: bool = True  # NHWC weights and batches: oneDNN and cuDNN convolve without layout copies
     epochs: NonNegativeInt = 40
     max_steps: NonNegativeInt = 0  # > 0 overrides epochs

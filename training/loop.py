@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from model.device import autocast
+from model.device import autocast, cpu_runs_bf16_natively
+from model.options import Precision
 from model.storage import weights_sha256
 from model.wording import count
 from training import distributed
@@ -40,6 +41,15 @@ Validator = Callable[[nn.Module], dict[str, float]]
 
 def _unwrap(module: nn.Module | None) -> nn.Module | None:
     return module.module if isinstance(module, DDP) else module
+
+
+def training_precision(precision: Precision, device: torch.device) -> Precision:
+    """The precision a run trains in: ``precision``, or fp32 where autocast to it would not pay on ``device``."""
+    if device.type == "cuda" or precision == "fp32":
+        return precision
+    if precision == "bf16" and device.type == "cpu" and cpu_runs_bf16_natively():
+        return precision
+    return "fp32"
 
 
 def _step_decay(every_steps: int, gamma: float) -> Callable[[int], float]:
@@ -132,12 +142,12 @@ class Trainer:
         amp_fp16 = cfg.run.precision == "fp16" and self.device.type == "cuda"
         self.scaler_main = torch.amp.GradScaler(self.device.type, enabled=amp_fp16)
         self.scaler_critic = torch.amp.GradScaler(self.device.type, enabled=amp_fp16)
-        # bf16 autocast also runs on CPUs (about 1.5x faster training steps on ones with native bf16);
-        # fp16 needs CUDA's gradient scaler.
-        cpu_ok = cfg.run.precision in ("fp32", "bf16")
-        self.precision = cfg.run.precision if self.device.type == "cuda" or cpu_ok else "fp32"
+        # bf16 autocast pays on CPUs with native bf16 kernels only; without them oneDNN emulates it, many
+        # times slower than fp32. fp16 needs CUDA's gradient scaler.
+        self.precision = training_precision(cfg.run.precision, self.device)
         if self.precision != cfg.run.precision:
-            log.warning("run.precision=%s applies on CUDA only; training in fp32 on %s", cfg.run.precision, self.device)
+            why = "CUDA only" if cfg.run.precision == "fp16" else "CUDA and CPUs with native bf16 (AVX-512 BF16, AMX)"
+            log.warning("run.precision=%s applies on %s; training in fp32 on %s", cfg.run.precision, why, self.device)
         self.ema = copy.deepcopy(main).eval().requires_grad_(False) if cfg.run.ema_decay > 0 else None
         self.step = 0
         self.best: dict[str, Any] = {}

@@ -3,7 +3,7 @@
 # of the rare hues they hold: green 8.8% -> 12.8% (0.5) or 16.1% (1.0) of the clearly coloured training
 # pixels), the lever that moved green hue recall on the CPU legs (docs/starter-training/cpu-budget/).
 # From model/weights/scgan-starter.pt, trunk frozen, most crops hinted as in H (hints_none_share 0.3), every
-# validated state kept (run.keep_validated) so that each can be scored. Three variants (VARIANT=a|b|c):
+# validated state kept (run.keep_validated) so that each can be scored. Four variants (VARIANT=a|b|c|d):
 #   a: hue_balance 1.0, 128 px crops (about 5x the crops per second of 256 px), H's learning rate (1e-4).
 #      Stopped at step 1225: at its first validation (step 1000) colourfulness had gone to 99% of the
 #      originals' and mean dPSNR below zero (the starter drifts far, fast).
@@ -11,7 +11,10 @@
 #      after its step-800 validation: it drifts the same way, only slower (more colour, lower dPSNR).
 #   c: b without the losses that push colour (loss.colorfulness 0, loss.target_chroma_gain 1.0): is the drift
 #      theirs, and does hue balancing then move hues instead of saturation? Stopped after its step-600
-#      validation: it drifts too, only slower still. Results: docs/starter-training/v3/cpu-hue-finetune/.
+#      validation: it drifts too, only slower still.
+#   d: balance by sampling only, as the best 128 px CPU leg (v3-128-hue-balance-1-flat): hue_balance 1.0 with
+#      the bins loss unweighted (loss.rebalance_uniform_mix 1.0), at b's size and learning rate. Is the drift
+#      the loss weights' boosting of rare colours? Results: docs/starter-training/v3/cpu-hue-finetune/.
 #   VARIANT=c bash configs/starter-v3/cpu-hue-finetune.sh         # MINUTES more of training (resumes), default 70
 #   VARIANT=c bash configs/starter-v3/cpu-hue-finetune.sh score   # export every validated state, scgan-eval each
 #                                                                 # and the bundled starter, apply the rule below
@@ -30,7 +33,9 @@ a) variant=(--set data.hue_balance=1.0 --set data.crop_size=128 --set optim.lr_g
 b) variant=(--set data.hue_balance=0.5 --set data.crop_size=256 --set optim.lr_g=3e-5 --set run.validate_every=400) ;;
 c) variant=(--set data.hue_balance=0.5 --set data.crop_size=256 --set optim.lr_g=3e-5 --set run.validate_every=300
             --set loss.colorfulness=0 --set loss.target_chroma_gain=1.0) ;;
-*) echo "unknown VARIANT: $VARIANT (a, b, c)" >&2; exit 2 ;;
+d) variant=(--set data.hue_balance=1.0 --set data.crop_size=256 --set optim.lr_g=3e-5 --set run.validate_every=300
+            --set loss.rebalance_uniform_mix=1.0) ;;
+*) echo "unknown VARIANT: $VARIANT (a, b, c, d)" >&2; exit 2 ;;
 esac
 RUN=runs/starter-v3-hue-finetune-$VARIANT
 EVAL=runs/starter-v3-hue-finetune-eval

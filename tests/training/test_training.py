@@ -15,7 +15,7 @@ from model import Colorizer, load_generator
 from tests.training.conftest import make_photos, tiny_config
 from training.data import DataError, list_images, split_paths
 from training.export import export_checkpoint
-from training.loop import train
+from training.loop import train, training_precision
 from training.losses import gradient_penalty
 from training.state import load_state
 from training.validation import make_validator
@@ -329,3 +329,21 @@ def test_channels_last_trains_like_contiguous_memory(tmp_path: Path, photos: Pat
         if key in first[0]:
             assert second[0][key] == pytest.approx(first[0][key], rel=1e-3), key
     assert second[1]["loss_g"] == pytest.approx(first[1]["loss_g"], rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "asked, device, native_bf16, trains_in",
+    [
+        ("bf16", "cpu", True, "bf16"),
+        ("bf16", "cpu", False, "fp32"),  # emulated bf16 is many times slower than fp32
+        ("fp16", "cpu", True, "fp32"),  # fp16 needs CUDA's gradient scaler
+        ("fp32", "cpu", True, "fp32"),
+        ("bf16", "cuda", False, "bf16"),
+        ("fp16", "cuda", False, "fp16"),
+    ],
+)
+def test_training_precision_falls_back_to_fp32_where_autocast_does_not_pay(
+    monkeypatch: pytest.MonkeyPatch, asked: str, device: str, native_bf16: bool, trains_in: str
+) -> None:
+    monkeypatch.setattr("training.loop.cpu_runs_bf16_natively", lambda: native_bf16)
+    assert training_precision(asked, torch.device(device)) == trains_in  # type: ignore[arg-type]
