@@ -278,6 +278,35 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device | No
     return net.to(resolve_device(device))
 
 
+_WRITTEN_BY_SAVE = {"task", "working_resolution", "training_data", "metrics", "has_saliency", "created_at", "torch_version"}
+
+
+def resave_checkpoint(
+    path: str | os.PathLike[str],
+    generator: AnyGenerator,
+    info: CheckpointInfo,
+    *,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write ``generator`` with the metadata ``info`` was read with (task, size, data, metrics, extras), plus ``extra``.
+
+    For tools that derive one checkpoint from another (a float16 copy, an interpolation) and keep its record.
+    """
+    meta = dict(info.metadata)
+    kept = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
+    return save_checkpoint(
+        path,
+        generator,
+        task=info.task,
+        working_resolution=info.working_resolution,
+        training_data=meta.get("training_data") or {},
+        metrics=meta.get("metrics") or {},
+        extra={**kept, **(extra or {})},
+        dtype=dtype,
+    )
+
+
 def convert_official(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Rewrite an authors' released generator state dict in our format."""
     net, info = read_generator(src)
@@ -304,6 +333,7 @@ __all__ = [
     "load_generator",
     "SALIENCY_PREFIXES",
     "read_generator",
+    "resave_checkpoint",
     "save_checkpoint",
     "state_has_saliency",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import read_generator, save_checkpoint
+from model.checkpoint import read_generator, resave_checkpoint
 
 
 def main() -> None:
@@ -22,24 +22,8 @@ def main() -> None:
     p.add_argument("--note", default="", help="recorded in the metadata as 'bundled_as'")
     args = p.parse_args()
     net, info = read_generator(args.source)
-    meta = dict(info.metadata)
-    extra = {
-        k: v
-        for k, v in meta.items()
-        if k
-        not in {"task", "working_resolution", "training_data", "metrics", "has_saliency", "created_at", "torch_version"}
-    }
-    extra["bundled_as"] = args.note or f"float16 copy of {args.source.name} (sha256 {info.sha256[:16]})"
-    save_checkpoint(
-        args.target,
-        net,
-        task=info.task,
-        working_resolution=info.working_resolution,
-        training_data=meta.get("training_data") or {},
-        metrics=meta.get("metrics") or {},
-        extra=extra,
-        dtype=torch.float16,
-    )
+    note = args.note or f"float16 copy of {args.source.name} (sha256 {info.sha256[:16]})"
+    resave_checkpoint(args.target, net, info, extra={"bundled_as": note}, dtype=torch.float16)
     print(f"wrote {args.target} ({args.target.stat().st_size / 1e6:.1f} MB)")
 
 
