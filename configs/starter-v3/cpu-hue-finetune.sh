@@ -14,7 +14,10 @@
 #      validation: it drifts too, only slower still.
 #   d: balance by sampling only, as the best 128 px CPU leg (v3-128-hue-balance-1-flat): hue_balance 1.0 with
 #      the bins loss unweighted (loss.rebalance_uniform_mix 1.0), at b's size and learning rate. Is the drift
-#      the loss weights' boosting of rare colours? Results: docs/starter-training/v3/cpu-hue-finetune/.
+#      the loss weights' boosting of rare colours? No: it drifts as c does.
+#   score also interpolates the bundled starter and the variant's last validated state in weight space at
+#   alpha 0.25, 0.5 and 0.75 (WiSE-FT, configs/starter-v3/interpolate.py) and puts those to the rule too.
+#   Results: docs/starter-training/v3/cpu-hue-finetune/.
 #   VARIANT=c bash configs/starter-v3/cpu-hue-finetune.sh         # MINUTES more of training (resumes), default 70
 #   VARIANT=c bash configs/starter-v3/cpu-hue-finetune.sh score   # export every validated state, scgan-eval each
 #                                                                 # and the bundled starter, apply the rule below
@@ -71,6 +74,13 @@ score starter "$EVAL/starter.pt"
 for state in "$RUN"/ckpt/val-step-*.pt; do
     name=$VARIANT-$(basename "$state" .pt)
     [[ -f $EVAL/$name.pt ]] || "$BIN/scgan-train" export "$state" "$EVAL/$name.pt" --half
+    score "$name" "$EVAL/$name.pt"
+done
+last=$(ls "$RUN"/ckpt/val-step-*.pt | tail -1)  # and WiSE-FT between the starter and the last validated state
+for alpha in 0.25 0.5 0.75; do
+    name=$VARIANT-$(basename "$last" .pt)-wise-$alpha
+    [[ -f $EVAL/$name.pt ]] || "$BIN/python" configs/starter-v3/interpolate.py "$EVAL/starter.pt" \
+        "$EVAL/$VARIANT-$(basename "$last" .pt).pt" "$alpha" "$EVAL/$name.pt"
     score "$name" "$EVAL/$name.pt"
 done
 "$BIN/python" configs/starter-v3/pick_starter.py "$EVAL" --baseline starter --bars
