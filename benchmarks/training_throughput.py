@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.photo_study import emit
+from model.device import cpu_runs_bf16_natively
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "training.cli"]
@@ -115,7 +116,8 @@ def main() -> None:
         "",
         f"`python benchmarks/training_throughput.py --steps {args.steps} --rounds {args.rounds}`; "
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; {elapsed / 60:.0f} min in all. "
-        "Batch 8, one data worker, validation off; rate between steps 10 and "
+        + ("" if cpu_runs_bf16_natively() else "This CPU has no native bf16: the bf16 rows trained in fp32. ")
+        + "Batch 8, one data worker, validation off; rate between steps 10 and "
         f"{args.steps} of each run (start-up and the first 10 steps left out), rows taking turns round by round.",
         "",
         "| recipe | crops/s (median) | each round | vs the v2 recipe |",
