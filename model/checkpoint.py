@@ -278,7 +278,15 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device | No
     return net.to(resolve_device(device))
 
 
-_WRITTEN_BY_SAVE = {"task", "working_resolution", "training_data", "metrics", "has_saliency", "created_at", "torch_version"}
+_WRITTEN_BY_SAVE = {
+    "task",
+    "working_resolution",
+    "training_data",
+    "metrics",
+    "has_saliency",
+    "created_at",
+    "torch_version",
+}
 
 
 def resave_checkpoint(

@@ -28,7 +28,8 @@ def interpolate(base: Path, tuned: Path, alpha: float, out: Path) -> Path:
         raise CheckpointError(f"{base} and {tuned} are different networks: they cannot be interpolated")
     state_base = net_base.state_dict()
     mixed = {
-        k: torch.lerp(state_base[k], v, alpha) if v.is_floating_point() else v for k, v in net_tuned.state_dict().items()
+        k: torch.lerp(state_base[k], v, alpha) if v.is_floating_point() else v
+        for k, v in net_tuned.state_dict().items()
     }
     net_tuned.load_state_dict(mixed, strict=True)
     record = {"base": base.name, "base_sha256": info_base.sha256, "tuned": tuned.name, "alpha": alpha}
