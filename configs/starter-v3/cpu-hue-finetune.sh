@@ -25,7 +25,7 @@
 # the fine-tune's validated states, those with a positive mean dPSNR over gray and a hue recall on green, blue
 # and warm each no worse than the bundled starter's less 0.02 or at least the issue's bar (0.45 / 0.70 /
 # 0.65) qualify; the one with the highest dPSNR at matched colourfulness is the starter. Scored by scgan-eval
-# on the 35 validation photos, long side 512, bf16 on this CPU, as the bundled file's card figures.
+# on the 35 validation photos, long side 512, at its auto precision (bf16 where the CPU has it natively, else fp32).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MINUTES=${MINUTES:-70}
