@@ -18,6 +18,7 @@ import datetime as _dt
 import os
 import pickle
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -295,21 +296,24 @@ def resave_checkpoint(
     info: CheckpointInfo,
     *,
     extra: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    drop: Collection[str] = (),
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write ``generator`` with the metadata ``info`` was read with (task, size, data, metrics, extras), plus ``extra``.
 
     For tools that derive one checkpoint from another (a float16 copy, an interpolation) and keep its record.
+    ``metrics`` replaces the source's when given; ``drop`` names extras that no longer describe the result.
     """
     meta = dict(info.metadata)
-    kept = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
+    kept = {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE and k not in drop}
     return save_checkpoint(
         path,
         generator,
         task=info.task,
         working_resolution=info.working_resolution,
         training_data=meta.get("training_data") or {},
-        metrics=meta.get("metrics") or {},
+        metrics=meta.get("metrics") or {} if metrics is None else metrics,
         extra={**kept, **(extra or {})},
         dtype=dtype,
     )

@@ -47,7 +47,7 @@ def training_precision(precision: Precision, device: torch.device) -> Precision:
     """The precision a run trains in: ``precision``, or fp32 where autocast to it would not pay on ``device``."""
     if device.type == "cuda" or precision == "fp32":
         return precision
-    if precision == "bf16" and device.type == "cpu" and cpu_runs_bf16_natively():
+    if precision == "bf16" and (device.type != "cpu" or cpu_runs_bf16_natively()):
         return precision
     return "fp32"
 
@@ -146,7 +146,9 @@ class Trainer:
         # times slower than fp32. fp16 needs CUDA's gradient scaler.
         self.precision = training_precision(cfg.run.precision, self.device)
         if self.precision != cfg.run.precision:
-            why = "CUDA only" if cfg.run.precision == "fp16" else "CUDA and CPUs with native bf16 (AVX-512 BF16, AMX)"
+            why = (
+                "CUDA only" if cfg.run.precision == "fp16" else "CPUs with native bf16 kernels only (AVX-512 BF16, AMX)"
+            )
             log.warning("run.precision=%s applies on %s; training in fp32 on %s", cfg.run.precision, why, self.device)
         self.ema = copy.deepcopy(main).eval().requires_grad_(False) if cfg.run.ema_decay > 0 else None
         self.step = 0

@@ -25,7 +25,7 @@
 # the fine-tune's validated states, those with a positive mean dPSNR over gray and a hue recall on green, blue
 # and warm each no worse than the bundled starter's less 0.02 or at least the issue's bar (0.45 / 0.70 /
 # 0.65) qualify; the one with the highest dPSNR at matched colourfulness is the starter. Scored by scgan-eval
-# on the 35 validation photos, long side 512, at its auto precision (bf16 where the CPU has it natively, else fp32).
+# on the 35 validation photos, long side 512, at its auto precision on the CPU (bf16 where native, else fp32).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MINUTES=${MINUTES:-70}
@@ -41,7 +41,6 @@ d) variant=(--set data.hue_balance=1.0 --set data.crop_size=256 --set optim.lr_g
 *) echo "unknown VARIANT: $VARIANT (a, b, c, d)" >&2; exit 2 ;;
 esac
 RUN=runs/starter-v3-hue-finetune-$VARIANT
-EVAL=runs/starter-v3-hue-finetune-eval
 if [[ ${1:-train} == train ]]; then
     exec "$BIN/scgan-train" configs/starter-v3/base.toml --resume --set run.out_dir="$RUN" \
         --set run.init_from=model/weights/scgan-starter.pt --set run.max_minutes="$MINUTES" \
@@ -49,6 +48,10 @@ if [[ ${1:-train} == train ]]; then
         --set optim.lr_global_scale=0.0 --set data.hints_none_share=0.3 --set run.checkpoint_every=200 \
         --set run.keep_validated=true --set run.sample_images=0 "${variant[@]}"
 fi
+# scored at scgan-eval's auto precision on this machine, kept apart by it so that reports of two precisions
+# are never put to the rule together
+PRECISION=$("$BIN/python" -c "import torch; from model.device import resolve_precision as r; print(r('auto', torch.device('cpu')))")
+EVAL=runs/starter-v3-hue-finetune-eval-$PRECISION
 mkdir -p "$EVAL"
 "$BIN/python" - "$EVAL/val-photos" <<'EOF'
 import sys
@@ -67,7 +70,7 @@ for p in split_paths(data.train_dir, data.val_fraction)[1]:
 EOF
 score() {  # name, serving checkpoint
     [[ -f $EVAL/$1/summary.json ]] || "$BIN/scgan-eval" "$EVAL/val-photos" --checkpoint "$2" --max-side 512 \
-        --out "$EVAL/$1" --sample 12 > "$EVAL/$1.log" 2>&1
+        --device cpu --precision "$PRECISION" --out "$EVAL/$1" --sample 12 > "$EVAL/$1.log" 2>&1
 }
 cp model/weights/scgan-starter.pt "$EVAL/starter.pt"
 score starter "$EVAL/starter.pt"
@@ -76,7 +79,8 @@ for state in "$RUN"/ckpt/val-step-*.pt; do
     [[ -f $EVAL/$name.pt ]] || "$BIN/scgan-train" export "$state" "$EVAL/$name.pt" --half
     score "$name" "$EVAL/$name.pt"
 done
-last=$(ls "$RUN"/ckpt/val-step-*.pt | tail -1)  # and WiSE-FT between the starter and the last validated state
+states=("$RUN"/ckpt/val-step-*.pt)  # zero-padded steps: the glob's last is the last validated state
+last=${states[-1]}  # WiSE-FT between the starter and it
 for alpha in 0.25 0.5 0.75; do
     name=$VARIANT-$(basename "$last" .pt)-wise-$alpha
     [[ -f $EVAL/$name.pt ]] || "$BIN/python" configs/starter-v3/interpolate.py "$EVAL/starter.pt" \

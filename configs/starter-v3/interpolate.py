@@ -3,7 +3,9 @@
     python configs/starter-v3/interpolate.py BASE.pt TUNED.pt ALPHA OUT.pt
 
 OUT = (1 - ALPHA) * BASE + ALPHA * TUNED, tensor by tensor (the folded weights and the BatchNorm statistics
-alike), written in float16 as the bundled starter is, with TUNED's metadata and a record of both sources.
+alike; integer buffers are TUNED's), written in float16 as the bundled starter is. It keeps TUNED's task,
+size and training data, records both sources, and carries neither side's validation figures, step or state,
+which describe other weights.
 A fine-tune that buys colour with dPSNR may keep some of the colour for less of the cost part of the way
 back to where it started.
 """
@@ -32,8 +34,22 @@ def interpolate(base: Path, tuned: Path, alpha: float, out: Path) -> Path:
         for k, v in net_tuned.state_dict().items()
     }
     net_tuned.load_state_dict(mixed, strict=True)
-    record = {"base": base.name, "base_sha256": info_base.sha256, "tuned": tuned.name, "alpha": alpha}
-    return resave_checkpoint(out, net_tuned, info_tuned, extra={"interpolated": record}, dtype=torch.float16)
+    record = {
+        "base": base.name,
+        "base_sha256": info_base.sha256,
+        "tuned": tuned.name,
+        "tuned_sha256": info_tuned.sha256,
+        "alpha": alpha,
+    }
+    return resave_checkpoint(
+        out,
+        net_tuned,
+        info_tuned,
+        extra={"interpolated": record},
+        metrics={},
+        drop=("step", "source_state", "weights", "bundled_as", "interpolated"),
+        dtype=torch.float16,
+    )
 
 
 def main() -> None:
@@ -43,7 +59,10 @@ def main() -> None:
     p.add_argument("alpha", type=float, help="0 gives BASE, 1 gives TUNED")
     p.add_argument("out", type=Path)
     args = p.parse_args()
-    print(f"wrote {interpolate(args.base, args.tuned, args.alpha, args.out)}")
+    try:
+        print(f"wrote {interpolate(args.base, args.tuned, args.alpha, args.out)}")
+    except (CheckpointError, ValueError) as exc:
+        raise SystemExit(f"interpolate.py: {exc}") from None
 
 
 if __name__ == "__main__":

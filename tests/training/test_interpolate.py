@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import TINY_COLOURFUL_CONFIG, TINY_CONFIG, make_generator
+from tiny_models import TINY_CONFIG, make_generator
 
 from model.checkpoint import read_generator, save_checkpoint
 
@@ -45,16 +45,20 @@ def test_interpolation_is_the_weighted_mean_of_every_tensor_with_the_tuned_recor
             compared += 1
     assert compared > 10
     assert torch.load(out, weights_only=True)["state_dict"]["down1.conv2d.weight"].dtype == torch.float16
-    assert info.metadata["metrics"] == {"which": "tuned"} and info.metadata["step"] == 300
-    assert info.metadata["interpolated"]["alpha"] == 0.25 and info.metadata["interpolated"]["base"] == "base.pt"
+    # the tuned file's validation figures and step describe other weights: not carried
+    assert info.metadata["metrics"] == {} and "step" not in info.metadata
+    record = info.metadata["interpolated"]
+    assert record["alpha"] == 0.25 and record["base"] == "base.pt" and record["tuned"] == "tuned.pt"
+    assert record["tuned_sha256"] == read_generator(tuned)[1].sha256
 
 
 def test_different_networks_and_alphas_outside_0_1_are_refused(tmp_path: Path, pair: tuple[Path, Path]) -> None:
     base, _ = pair
     other = tmp_path / "other.pt"
-    save_checkpoint(other, make_generator(TINY_CONFIG))
-    assert TINY_CONFIG != TINY_COLOURFUL_CONFIG
+    save_checkpoint(other, make_generator(TINY_CONFIG))  # narrower than the pair's TINY_COLOURFUL_CONFIG
     refused = _run(base, other, "0.5", tmp_path / "no.pt")
-    assert refused.returncode != 0 and "different networks" in refused.stderr
-    assert _run(base, pair[1], "1.5", tmp_path / "no.pt").returncode != 0
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("cannot be interpolated")
+    out_of_range = _run(base, pair[1], "1.5", tmp_path / "no.pt")
+    assert out_of_range.returncode == 1 and "alpha must be in [0, 1], got 1.5" in out_of_range.stderr
+    assert "Traceback" not in refused.stderr + out_of_range.stderr
     assert not (tmp_path / "no.pt").exists()

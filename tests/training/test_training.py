@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from model import Colorizer, load_generator
+from model.options import Precision
 from tests.training.conftest import make_photos, tiny_config
 from training.data import DataError, list_images, split_paths
 from training.export import export_checkpoint
@@ -340,10 +341,21 @@ def test_channels_last_trains_like_contiguous_memory(tmp_path: Path, photos: Pat
         ("fp32", "cpu", True, "fp32"),
         ("bf16", "cuda", False, "bf16"),
         ("fp16", "cuda", False, "fp16"),
+        ("bf16", "mps", False, "bf16"),  # the CPU's kernels say nothing about another device's
     ],
 )
 def test_training_precision_falls_back_to_fp32_where_autocast_does_not_pay(
-    monkeypatch: pytest.MonkeyPatch, asked: str, device: str, native_bf16: bool, trains_in: str
+    monkeypatch: pytest.MonkeyPatch, asked: Precision, device: str, native_bf16: bool, trains_in: Precision
 ) -> None:
     monkeypatch.setattr("training.loop.cpu_runs_bf16_natively", lambda: native_bf16)
-    assert training_precision(asked, torch.device(device)) == trains_in  # type: ignore[arg-type]
+    assert training_precision(asked, torch.device(device)) == trains_in
+
+
+def test_a_cpu_run_asked_for_emulated_bf16_trains_in_fp32_and_says_why(
+    tmp_path: Path, photos: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("training.loop.cpu_runs_bf16_natively", lambda: False)
+    cfg = tiny_config(tmp_path / "run", photos, run={"max_steps": 1, "precision": "bf16"})
+    with caplog.at_level(logging.WARNING, logger="scgan.train"):
+        train(cfg)
+    assert "run.precision=bf16 applies on CPUs with native bf16 kernels only" in caplog.text
