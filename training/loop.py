@@ -167,6 +167,8 @@ class Trainer:
             else None
         )
         self.metrics = MetricsLog(self.out_dir) if self.ctx.is_main else None
+        if self.metrics is not None:  # what this call of the run trains in, which config.json may not say
+            self.metrics.write("start", self.step, {"precision": self.precision, "device": str(self.device)})
 
     def _restore(self) -> None:
         path = self.ckpt_dir / "last.pt"

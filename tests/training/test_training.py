@@ -359,3 +359,11 @@ def test_a_cpu_run_asked_for_emulated_bf16_trains_in_fp32_and_says_why(
     with caplog.at_level(logging.WARNING, logger="scgan.train"):
         train(cfg)
     assert "run.precision=bf16 applies on CPUs with native bf16 kernels only" in caplog.text
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in rows if r["kind"] == "start"][0] | {"time": 0} == {
+        "kind": "start",
+        "step": 0,
+        "time": 0,
+        "precision": "fp32",
+        "device": "cpu",
+    }
