@@ -14,6 +14,8 @@
 #   MINUTES=60 LEGS=v3-128-hue-balance bash configs/cpu-budget/run.sh   # 2000 steps with data.hue_balance=0.5
 #   MINUTES=60 LEGS=v3-128-hue-balance-1 bash configs/cpu-budget/run.sh # the same with data.hue_balance=1.0
 #   MINUTES=60 LEGS=v3-128-hue-balance-1-flat bash configs/cpu-budget/run.sh # and with the bins loss unweighted
+#   MINUTES=60 LEGS=v3-flat-128 bash configs/cpu-budget/run.sh && MINUTES=70 LEGS=v3-flat-then-256 bash configs/cpu-budget/run.sh
+#                                                       # the flat-balanced 128 px leg again, carried on to 256 px
 #   python configs/cpu-budget/table.py                  # the table, cumulative minutes per leg
 # The first three legs trained in NCHW memory, before run.channels_last (now on by default) existed: they
 # keep it off, so that they reproduce.
@@ -59,12 +61,21 @@ for leg in $LEGS; do
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-hue-balance-1-flat \
             --set data.crop_size=128 --set data.hue_balance=1.0 --set loss.rebalance_uniform_mix=1.0 --set run.max_steps=2000 \
             --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
+    v3-flat-128)  # v3-128-hue-balance-1-flat again, as the first leg of the chain below
+        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-flat-128 \
+            --set data.crop_size=128 --set data.hue_balance=1.0 --set loss.rebalance_uniform_mix=1.0 --set run.max_steps=2000 \
+            --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
+    v3-flat-then-256)  # v3-fast-then-256 with the flat leg's balancing kept, from v3-flat-128's last.pt
+        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-flat-then-256 \
+            --set run.init_from=runs/cpu-budget/v3-flat-128/ckpt/last.pt --set data.hue_balance=1.0 \
+            --set loss.rebalance_uniform_mix=1.0 --set optim.lr_g=1e-4 --set optim.lr_global_scale=0.1 \
+            --set run.validate_every=300 --set run.checkpoint_every=300 ;;
     v3-fast-then-256)  # v3-128-then-256 on today's code, from v3-fast-128's last.pt
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-fast-then-256 \
             --set run.init_from=runs/cpu-budget/v3-fast-128/ckpt/last.pt --set optim.lr_g=1e-4 \
             --set optim.lr_global_scale=0.1 --set run.validate_every=300 --set run.checkpoint_every=300 ;;
     *) echo "unknown leg: $leg (v2, v3-128-frozen, v3-128-frozen-fast, v3-128-frozen-fast-c32, v3-128-then-256," \
             "v3-fast-128, v3-fast-then-256, v3-128-hue-balance, v3-128-hue-balance-1,"\
-            "v3-128-hue-balance-1-flat)" >&2; exit 2 ;;
+            "v3-128-hue-balance-1-flat, v3-flat-128, v3-flat-then-256)" >&2; exit 2 ;;
     esac
 done
