@@ -29,7 +29,7 @@ LABELS = {  # in the tables' order: a leg that continues another right after it
     "v3-128-hue-balance": "the 128 px leg with data.hue_balance = 0.5 (trained beside CI: compare by steps, not minutes)",
     "v3-128-hue-balance-1": "the 128 px leg with data.hue_balance = 1.0 (its first minutes beside tests)",
     "v3-128-hue-balance-1-flat": "the same, the bins loss unweighted (loss.rebalance_uniform_mix = 1.0)",
-    "v3-flat-128": "that flat-balanced 128 px leg again, two days later (beside CI: compare by steps, not minutes)",
+    "v3-flat-128": "that flat-balanced 128 px leg again, in fp32 on a CPU without native bf16",
     "v3-flat-then-256": "then 256 px with the same balancing, trunk fine-tuned (lr 1e-4, trunk x0.1)",
 }
 # A leg that starts from another's checkpoint: its minutes and crops continue the parent's.
