@@ -14,7 +14,7 @@
 #   MINUTES=60 LEGS=v3-128-hue-balance bash configs/cpu-budget/run.sh   # 2000 steps with data.hue_balance=0.5
 #   MINUTES=60 LEGS=v3-128-hue-balance-1 bash configs/cpu-budget/run.sh # the same with data.hue_balance=1.0
 #   MINUTES=60 LEGS=v3-128-hue-balance-1-flat bash configs/cpu-budget/run.sh # and with the bins loss unweighted
-#   MINUTES=60 LEGS=v3-flat-128 bash configs/cpu-budget/run.sh && MINUTES=70 LEGS=v3-flat-then-256 bash configs/cpu-budget/run.sh
+#   MINUTES=60 LEGS=v3-flat-128 bash configs/cpu-budget/run.sh && MINUTES=30 LEGS=v3-flat-then-256 bash configs/cpu-budget/run.sh
 #                                                       # the flat-balanced 128 px leg again, carried on to 256 px
 #   python configs/cpu-budget/table.py                  # the table, cumulative minutes per leg
 # The first three legs trained in NCHW memory, before run.channels_last (now on by default) existed: they
