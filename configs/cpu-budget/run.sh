@@ -56,13 +56,10 @@ for leg in $LEGS; do
         "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-hue-balance-1 \
             --set data.crop_size=128 --set data.hue_balance=1.0 --set run.max_steps=2000 --set run.validate_every=1000 \
             --set run.checkpoint_every=1000 ;;
-    v3-128-hue-balance-1-flat)  # balance by sampling only: the bins loss unweighted (rebalance_uniform_mix 1.0),
-                                # so that rare colours are not boosted twice
-        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-128-hue-balance-1-flat \
-            --set data.crop_size=128 --set data.hue_balance=1.0 --set loss.rebalance_uniform_mix=1.0 --set run.max_steps=2000 \
-            --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
-    v3-flat-128)  # v3-128-hue-balance-1-flat again, as the first leg of the chain below
-        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir=runs/cpu-budget/v3-flat-128 \
+    v3-128-hue-balance-1-flat | v3-flat-128)  # balance by sampling only: the bins loss unweighted (rebalance_uniform_mix
+                                # 1.0), so that rare colours are not boosted twice; the second: the same leg again,
+                                # as the first leg of the chain below
+        "$BIN/scgan-train" configs/starter-v3/base.toml "${common[@]}" --set run.out_dir="runs/cpu-budget/$leg" \
             --set data.crop_size=128 --set data.hue_balance=1.0 --set loss.rebalance_uniform_mix=1.0 --set run.max_steps=2000 \
             --set run.validate_every=1000 --set run.checkpoint_every=1000 ;;
     v3-flat-then-256)  # v3-fast-then-256 with the flat leg's balancing kept, from v3-flat-128's last.pt
