@@ -13,7 +13,7 @@ from model_test_helpers import TINY, make_generator
 from scgan_reference import official_state_dict
 
 from model import CheckpointError, Task, fold_spectral_norm, load_generator, read_generator, save_checkpoint
-from model.checkpoint import FORMAT_NAME, FORMAT_VERSION
+from model.checkpoint import FORMAT_NAME, FORMAT_VERSION, resave_checkpoint
 from model.layers import SpectralNorm, has_spectral_norm
 
 _X = torch.rand(2, 1, 256, 256, generator=torch.Generator().manual_seed(0))
@@ -407,3 +407,43 @@ def test_official_files_describe_themselves(tmp_path: Path) -> None:
     torch.save({k: v for k, v in state.items() if not k.startswith("attention_prediction_network.")}, plain)
     net, info = read_generator(plain)
     assert not info.has_saliency and not net.has_saliency and info.config.latent_channels == 128
+
+
+def test_resave_keeps_the_record_and_applies_changes(tmp_path: Path, trained_like: torch.nn.Module) -> None:
+    """A derived checkpoint keeps the source's task, size, data, metrics and extras unless told otherwise."""
+    training_data = {"images": 12}
+    src = save_checkpoint(
+        tmp_path / "src.pt",
+        trained_like,
+        task=Task.GRAY_TO_RGB,
+        working_resolution=384,
+        training_data=training_data,
+        metrics={"psnr": 24.5},
+        extra={"git_commit": "abc", "step": 7},
+    )
+    net, info = read_generator(src)
+
+    same = read_generator(resave_checkpoint(tmp_path / "same.pt", net, info))[1]
+    assert same.task is Task.GRAY_TO_RGB and same.working_resolution == 384
+    assert same.metadata["training_data"] == training_data
+    assert same.metadata["metrics"] == {"psnr": 24.5}
+    assert same.metadata["git_commit"] == "abc" and same.metadata["step"] == 7
+    assert same.metadata["created_at"] >= info.metadata["created_at"]
+    kept = torch.load(tmp_path / "same.pt", weights_only=True)["state_dict"]
+    assert {t.dtype for t in kept.values() if t.is_floating_point()} == {torch.float32}
+
+    path = resave_checkpoint(
+        tmp_path / "derived.pt",
+        net,
+        info,
+        extra={"source_sha256": "f00d"},
+        metrics={},
+        drop=("step",),
+        dtype=torch.float16,
+    )
+    derived = read_generator(path)[1]
+    assert derived.metadata["metrics"] == {}
+    assert "step" not in derived.metadata
+    assert derived.metadata["git_commit"] == "abc" and derived.metadata["source_sha256"] == "f00d"
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
