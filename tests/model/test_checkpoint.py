@@ -415,7 +415,7 @@ def test_resave_keeps_the_record_and_applies_changes(tmp_path: Path, trained_lik
     src = save_checkpoint(
         tmp_path / "src.pt",
         trained_like,
-        task=Task.GRAY_TO_RGB,
+        task=Task.NCHANNEL_TO_RGB,  # not the default for one input channel
         working_resolution=384,
         training_data=training_data,
         metrics={"psnr": 24.5},
@@ -424,7 +424,7 @@ def test_resave_keeps_the_record_and_applies_changes(tmp_path: Path, trained_lik
     net, info = read_generator(src)
 
     same = read_generator(resave_checkpoint(tmp_path / "same.pt", net, info))[1]
-    assert same.task is Task.GRAY_TO_RGB and same.working_resolution == 384
+    assert same.task is Task.NCHANNEL_TO_RGB and same.working_resolution == 384
     assert same.metadata["training_data"] == training_data
     assert same.metadata["metrics"] == {"psnr": 24.5}
     assert same.metadata["git_commit"] == "abc" and same.metadata["step"] == 7
@@ -442,6 +442,7 @@ def test_resave_keeps_the_record_and_applies_changes(tmp_path: Path, trained_lik
         dtype=torch.float16,
     )
     derived = read_generator(path)[1]
+    assert derived.task is Task.NCHANNEL_TO_RGB
     assert derived.metadata["metrics"] == {}
     assert "step" not in derived.metadata
     assert derived.metadata["git_commit"] == "abc" and derived.metadata["source_sha256"] == "f00d"
