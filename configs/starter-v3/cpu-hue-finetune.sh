@@ -48,30 +48,9 @@ if [[ ${1:-train} == train ]]; then
         --set optim.lr_global_scale=0.0 --set data.hints_none_share=0.3 --set run.checkpoint_every=200 \
         --set run.keep_validated=true --set run.sample_images=0 "${variant[@]}"
 fi
-# scored at scgan-eval's auto precision on this machine, kept apart by it so that reports of two precisions
-# are never put to the rule together
-PRECISION=$("$BIN/python" -c "import torch; from model.device import resolve_precision as r; print(r('auto', torch.device('cpu')))")
+source configs/starter-v3/scoring.sh  # PRECISION, link_val_photos, score
 EVAL=runs/starter-v3-hue-finetune-eval-$PRECISION
-mkdir -p "$EVAL"
-"$BIN/python" - "$EVAL/val-photos" <<'EOF'
-import sys
-from pathlib import Path
-
-from training.config import load_config
-from training.data import split_paths
-
-data = load_config("configs/starter-v3/base.toml", []).data  # the split every run of that config holds out
-dst = Path(sys.argv[1])
-dst.mkdir(exist_ok=True)
-for p in split_paths(data.train_dir, data.val_fraction)[1]:
-    link = dst / p.name
-    if not link.exists():
-        link.symlink_to(p.resolve())
-EOF
-score() {  # name, serving checkpoint
-    [[ -f $EVAL/$1/summary.json ]] || "$BIN/scgan-eval" "$EVAL/val-photos" --checkpoint "$2" --max-side 512 \
-        --device cpu --precision "$PRECISION" --out "$EVAL/$1" --sample 12 > "$EVAL/$1.log" 2>&1
-}
+link_val_photos "$EVAL/val-photos"
 cp model/weights/scgan-starter.pt "$EVAL/starter.pt"
 score starter "$EVAL/starter.pt"
 for state in "$RUN"/ckpt/val-step-*.pt; do
