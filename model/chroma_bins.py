@@ -74,7 +74,9 @@ def soft_encode_sparse(
     Gaussian weights (``sigma`` in grid steps) on the ``neighbours`` nearest bins, nearest first, summing to 1
     (Zhang et al.'s soft encoding: 5 neighbours, sigma 5 ab units on a 10-unit grid). Each pixel's neighbours
     are searched among its table cell's candidates, not among all Q bins: the dense search's top-k over Q
-    was most of a bins-loss step on a CPU.
+    was most of a bins-loss step on a CPU. The table spans the plane, |Cb| and |Cr| up to 0.5, where every
+    RGB colour lies; a point beyond it is searched from the nearest edge cell, so its farthest neighbours
+    may be approximate.
     """
     b, _, h, w = chroma.shape
     flat = chroma.permute(0, 2, 3, 1).reshape(-1, 2).float()

@@ -1,4 +1,5 @@
-"""CUDA checks (``make gpu-check``): reduced precision and batching keep the output, the service answers on CUDA.
+"""CUDA checks (``make gpu-check``): reduced precision and batching keep the output, the service answers on CUDA,
+and the bins loss's nearest-bin search trains on the device as on the CPU.
 
 Every test is marked ``cuda`` and skips without CUDA. ``GPU_CHECK_ALLOW_CPU=1`` runs them on the
 CPU instead (bf16 standing in for fp16), to try the checks and ``make gpu-check`` without a GPU.
@@ -140,3 +141,22 @@ def test_the_service_answers_on_the_device(device: torch.device) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_the_bins_loss_on_the_device_is_the_cpus(device: torch.device) -> None:
+    """The candidate table and its lookups live on the device of the batch (training on CUDA)."""
+    from model.chroma_bins import bin_centres, soft_encode_sparse
+    from training.colour_losses import bins_loss
+
+    generator = torch.Generator().manual_seed(0)
+    centres = bin_centres()
+    rgb = torch.rand(2, 3, 32, 32, generator=generator)
+    logits = torch.randn(2, len(centres), 16, 16, generator=generator)
+    weights = torch.rand(len(centres), generator=generator) + 0.5
+    chroma = torch.rand(2, 2, 16, 16, generator=generator) - 0.5
+    index, soft = soft_encode_sparse(chroma.to(device), centres.to(device))
+    assert index.device.type == device.type
+    want_index, want_soft = soft_encode_sparse(chroma, centres)
+    assert torch.equal(index.cpu(), want_index) and torch.allclose(soft.cpu(), want_soft, atol=1e-6)
+    got = bins_loss(logits.to(device), rgb.to(device), centres.to(device), weights.to(device))
+    assert torch.isclose(got.cpu(), bins_loss(logits, rgb, centres, weights), rtol=1e-5)

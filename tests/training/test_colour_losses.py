@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,24 @@ import pytest
 import torch
 from PIL import Image
 
-from model.chroma_bins import annealed_mean, bin_centres, num_bins, soft_encode, soft_encode_sparse
+from model.chroma_bins import (
+    BIN_STEP,
+    annealed_mean,
+    bin_centres,
+    nearest_bin,
+    num_bins,
+    soft_encode,
+    soft_encode_sparse,
+)
 from model.color import rgb_to_chroma
 from model.generator import build_generator
-from training.colour_losses import bins_loss, colorfulness_loss, rebalancing_weights
+from training.colour_losses import (
+    bins_loss,
+    chroma_prior,
+    colorfulness_loss,
+    colorfulness_per_image,
+    rebalancing_weights,
+)
 from training.config import build_config
 from training.data import ColorPhotoDataset, CropSpec
 from training.hint_sim import HintSimulation, sample_hints, simulate_hint_planes
@@ -38,6 +53,27 @@ def test_bins_cover_the_displayable_plane_and_decode_a_known_colour() -> None:
         assert torch.linalg.norm(sharper - nearest) <= torch.linalg.norm(decoded - nearest) + 1e-6
 
 
+def test_bins_are_the_displayable_cells_of_a_sixteenth_grid() -> None:
+    """179 classes (the shipped starter's head): centres on the 1/16 grid, symmetric, gray among them."""
+    centres = bin_centres()
+    assert num_bins() == 179
+    steps = centres / BIN_STEP
+    assert torch.equal(steps, steps.round()) and centres.abs().max() == 0.4375
+    assert {tuple(c) for c in centres.tolist()} == {tuple(c) for c in (-centres).tolist()}
+    assert [0.0, 0.0] in centres.tolist()
+
+
+def test_soft_encoding_weights_on_a_hand_computed_case() -> None:
+    """Gray sits on a bin; its four neighbours are one step away: Gaussian weights exp(-1 / (2 * 0.5^2))."""
+    centres = bin_centres()
+    index, weights = soft_encode_sparse(torch.zeros(1, 2, 1, 1), centres)
+    assert centres[index.flatten()[0]].tolist() == [0.0, 0.0]
+    assert torch.allclose(centres[index.flatten()[1:]].norm(dim=1), torch.full((4,), BIN_STEP))
+    near = math.exp(-2.0)
+    expected = torch.tensor([1.0, near, near, near, near]) / (1.0 + 4.0 * near)
+    assert torch.allclose(weights.flatten(), expected, atol=1e-6)
+
+
 def test_soft_encoding_finds_the_nearest_bins_of_every_colour() -> None:
     """The candidate table's search gives the brute-force search's nearest bins (up to ties) over all Q."""
     centres = bin_centres()
@@ -56,6 +92,43 @@ def test_soft_encoding_finds_the_nearest_bins_of_every_colour() -> None:
     assert torch.allclose(dist, best, atol=1e-6)  # the same distances, nearest first
     assert torch.allclose(weights.sum(1), torch.ones(()))
     assert (weights[:, :-1] >= weights[:, 1:] - 1e-6).all()  # nearer bins weigh more
+
+
+def test_outside_the_plane_the_search_still_finds_the_nearest_bins() -> None:
+    """No RGB colour has |Cb| or |Cr| over 0.5, but the search clamps to the plane's edge rather than failing."""
+    centres = bin_centres()
+    chroma = (torch.rand(1, 2, 40, 40, generator=torch.Generator().manual_seed(2)) - 0.5) * 1.6
+    index, _ = soft_encode_sparse(chroma, centres)
+    flat = chroma.permute(0, 2, 3, 1).reshape(-1, 2)
+    got = index.permute(0, 2, 3, 1).reshape(-1, 5)[:, :3]
+    dist = (flat[:, None] - centres[got]).norm(dim=-1)
+    best = torch.cdist(flat, centres, compute_mode="donot_use_mm_for_euclid_dist").topk(3, dim=1, largest=False).values
+    assert (flat.abs() > 0.5).any(1).float().mean() > 0.5
+    assert torch.allclose(dist, best, atol=1e-6)  # the three nearest; the 4th and 5th may be approximate
+
+
+def test_dense_soft_encoding_is_the_sparse_one_written_out() -> None:
+    centres = bin_centres()
+    chroma = torch.tensor([0.1, -0.2]).view(1, 2, 1, 1)
+    index, weights = soft_encode_sparse(chroma, centres, sigma=1.0)
+    dense = soft_encode(chroma, centres, sigma=1.0)
+    assert torch.equal(dense[0, index.flatten(), 0, 0], weights.flatten())
+    assert int((dense > 0).sum()) == 5
+
+
+def test_bins_work_with_the_centres_of_a_generator_cast_to_bf16() -> None:
+    """A generator cast to bf16 carries its centres buffer in bf16 (multiples of 1/16: exact); the answers stay fp32."""
+    centres = bin_centres()
+    half = centres.to(torch.bfloat16)
+    generator = torch.Generator().manual_seed(3)
+    chroma = rgb_to_chroma(torch.rand(2, 3, 3, 4, generator=generator))
+    logits = torch.randn(2, len(centres), 3, 4, generator=generator)
+    decoded = annealed_mean(logits, half)
+    assert decoded.dtype == torch.float32 and torch.equal(decoded, annealed_mean(logits, centres))
+    nearest = nearest_bin(chroma, half)
+    assert nearest.shape == (2, 3, 4) and torch.equal(nearest, nearest_bin(chroma, centres))
+    for got, want in zip(soft_encode_sparse(chroma, half), soft_encode_sparse(chroma, centres), strict=True):
+        assert torch.equal(got, want)
 
 
 def test_bins_loss_is_the_rebalanced_soft_cross_entropy() -> None:
@@ -77,8 +150,10 @@ def test_rebalancing_weights_on_a_hand_computed_case() -> None:
     # mix = 0.5 p + 0.5 / 3 = [5/12, 7/24, 7/24]; w ∝ 1/mix, scaled so that Σ p w = 1
     assert torch.allclose(weights, torch.tensor([0.823529, 1.176471, 1.176471]), atol=1e-5)
     assert torch.isclose((prior * weights).sum(), torch.tensor(1.0))
+    assert torch.equal(rebalancing_weights(prior), weights)  # Zhang et al.'s 0.5 is the default
     assert torch.allclose(rebalancing_weights(prior, 1.0), torch.ones(3))  # uniform mix: no rebalancing
-    with pytest.raises(ValueError):
+    assert torch.allclose(rebalancing_weights(prior, 0.0), 1.0 / (3 * prior))  # the inverse prior alone
+    with pytest.raises(ValueError, match="uniform_mix"):
         rebalancing_weights(prior, 1.5)
 
 
@@ -88,6 +163,48 @@ def test_colorfulness_loss_on_hand_cases() -> None:
     # rg = |1 - 0| = 1 and yb = |0.5 (1 + 0) - 0| = 0.5 everywhere: no spread, mean root sqrt(1.25); 0.3 of it.
     assert torch.isclose(colorfulness_loss(red), torch.tensor(1.0 - 0.3 * 1.25**0.5))
     assert torch.isclose(colorfulness_loss(torch.full((2, 3, 4, 4), 0.4)), torch.tensor(1.0))  # gray: none
+
+
+def test_colourfulness_of_a_yellow_and_a_two_tone_image() -> None:
+    """Yellow: rg 0, yb |0.5 (1 + 1) - 0| = 1, so 0.3. Half red, half black: rg 1 | 0 and yb 0.5 | 0, variances
+    (population) 0.25 and 0.0625, means 0.5 and 0.25, so (1 + 0.3) sqrt(0.3125)."""
+    yellow = torch.zeros(3, 4, 4)
+    yellow[:2] = 1.0
+    two_tone = torch.zeros(3, 4, 4)
+    two_tone[0, :, :2] = 1.0
+    values = colorfulness_per_image(torch.stack([yellow, two_tone]))
+    assert torch.allclose(values, torch.tensor([0.3, 1.3 * 0.3125**0.5]))
+
+
+def _uint8_image(rgb: tuple[int, int, int], size: int = 8) -> torch.Tensor:
+    return torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).clone()
+
+
+def test_chroma_prior_on_hand_cases() -> None:
+    centres = bin_centres()
+    gray = int(torch.cdist(torch.zeros(1, 2), centres).argmin())
+    side = int(torch.cdist(torch.tensor([[BIN_STEP, 0.0]]), centres).argmin())
+    diagonal = int(torch.cdist(torch.tensor([[BIN_STEP, BIN_STEP]]), centres).argmin())
+    # Every 4th pixel (the default stride) is gray, the rest red: the prior sees only gray, then 1 in 16.
+    image = _uint8_image((255, 0, 0))
+    image[:, ::4, ::4] = 128
+    assert chroma_prior([image], centres, sigma=0)[gray] == 1.0
+    assert chroma_prior([image], centres, stride=1, sigma=0)[gray] == pytest.approx(1 / 16)
+    # Smoothing by a Gaussian of one grid step: exp(-1/2) one step away, exp(-1) on the diagonal.
+    smooth = chroma_prior([_uint8_image((128, 128, 128))], centres)  # sigma 1 by default
+    assert smooth[side] / smooth[gray] == pytest.approx(math.exp(-0.5), rel=1e-5)
+    assert smooth[diagonal] / smooth[gray] == pytest.approx(math.exp(-1.0), rel=1e-5)
+    assert smooth.sum() == pytest.approx(1.0)
+    # Counted over all the images: a gray one and a red one, half and half.
+    pooled = chroma_prior([_uint8_image((128, 128, 128)), _uint8_image((255, 0, 0))], centres, sigma=0)
+    assert pooled[gray] == 0.5 and pooled.max() == 0.5
+    # 8-bit values over 255: this blue's chroma is 0.003 from the edge between two bins, and over 256 it crosses.
+    blue = torch.tensor([6.0, 0.0, 210.0])
+    want = torch.cdist(rgb_to_chroma((blue / 255).view(1, 3, 1, 1)).view(1, 2), centres).argmin()
+    assert torch.cdist(rgb_to_chroma((blue / 256).view(1, 3, 1, 1)).view(1, 2), centres).argmin() != want
+    assert chroma_prior([_uint8_image((6, 0, 210))], centres, sigma=0)[want] == 1.0
+    with pytest.raises(ValueError, match="^no pixels"):
+        chroma_prior([], centres)
 
 
 def test_hue_recall_on_a_hand_built_image() -> None:

@@ -35,6 +35,12 @@ def test_hue_balanced_weights_on_a_hand_computed_case() -> None:
         hue_balanced_weights(shares, 1.5)
 
 
+def test_hue_balanced_weights_of_photos_without_colour_are_uniform() -> None:
+    np.testing.assert_array_equal(
+        hue_balanced_weights(hue_shares([np.full((2, 2, 3), GRAY, np.uint8)] * 3), 1.0), [1, 1, 1]
+    )
+
+
 def test_weighted_epochs_follow_the_weights_and_resume_where_they_stopped() -> None:
     weights = [0.0, 1.0, 3.0]
     sampler = EpochSampler(3, seed=7, weights=weights)
