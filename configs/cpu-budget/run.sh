@@ -16,6 +16,7 @@
 #   MINUTES=60 LEGS=v3-128-hue-balance-1-flat bash configs/cpu-budget/run.sh # and with the bins loss unweighted
 #   MINUTES=60 LEGS=v3-flat-128 bash configs/cpu-budget/run.sh && MINUTES=30 LEGS=v3-flat-then-256 bash configs/cpu-budget/run.sh
 #                                                       # the flat-balanced 128 px leg again, carried on to 256 px
+#   MINUTES=36 LEGS=v3-flat-then-256 bash configs/cpu-budget/run.sh # then resumed, to 90 minutes of that chain
 #   python configs/cpu-budget/table.py                  # the table, cumulative minutes per leg
 # The first three legs trained in NCHW memory, before run.channels_last (now on by default) existed: they
 # keep it off, so that they reproduce.
