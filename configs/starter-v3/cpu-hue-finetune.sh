@@ -48,22 +48,16 @@ if [[ ${1:-train} == train ]]; then
         --set optim.lr_global_scale=0.0 --set data.hints_none_share=0.3 --set run.checkpoint_every=200 \
         --set run.keep_validated=true --set run.sample_images=0 "${variant[@]}"
 fi
-source configs/starter-v3/scoring.sh  # PRECISION, link_val_photos, score
+source configs/starter-v3/scoring.sh  # PRECISION, link_val_photos, score, score_starter, score_mixes
 EVAL=runs/starter-v3-hue-finetune-eval-$PRECISION
 link_val_photos "$EVAL/val-photos"
-cp model/weights/scgan-starter.pt "$EVAL/starter.pt"
-score starter "$EVAL/starter.pt"
+score_starter
 for state in "$RUN"/ckpt/val-step-*.pt; do
     name=$VARIANT-$(basename "$state" .pt)
     [[ -f $EVAL/$name.pt ]] || "$BIN/scgan-train" export "$state" "$EVAL/$name.pt" --half
     score "$name" "$EVAL/$name.pt"
 done
 states=("$RUN"/ckpt/val-step-*.pt)  # zero-padded steps: the glob's last is the last validated state
-last=${states[-1]}  # WiSE-FT between the starter and it
-for alpha in 0.25 0.5 0.75; do
-    name=$VARIANT-$(basename "$last" .pt)-wise-$alpha
-    [[ -f $EVAL/$name.pt ]] || "$BIN/python" configs/starter-v3/interpolate.py "$EVAL/starter.pt" \
-        "$EVAL/$VARIANT-$(basename "$last" .pt).pt" "$alpha" "$EVAL/$name.pt"
-    score "$name" "$EVAL/$name.pt"
-done
+last=$VARIANT-$(basename "${states[-1]}" .pt)  # WiSE-FT between the starter and it
+score_mixes "$last" "$last-wise"
 "$BIN/python" configs/starter-v3/pick_starter.py "$EVAL" --baseline starter --bars

@@ -11,17 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-.venv/bin}
 LEG=${LEG:-runs/cpu-budget/v3-flat-128/ckpt/step-00002000.pt}
-source configs/starter-v3/scoring.sh  # PRECISION, link_val_photos, score
+source configs/starter-v3/scoring.sh  # PRECISION, link_val_photos, score, score_starter, score_mixes
 EVAL=runs/starter-v3-cross-soup-$PRECISION
 link_val_photos "$EVAL/val-photos"
-cp model/weights/scgan-starter.pt "$EVAL/starter.pt"
-score starter "$EVAL/starter.pt"
+score_starter
 [[ -f $EVAL/flat128.pt ]] || "$BIN/scgan-train" export "$LEG" "$EVAL/flat128.pt" --half
 score flat128 "$EVAL/flat128.pt"
-for alpha in 0.25 0.5 0.75; do
-    name=flat128-soup-$alpha
-    [[ -f $EVAL/$name.pt ]] || "$BIN/python" configs/starter-v3/interpolate.py "$EVAL/starter.pt" \
-        "$EVAL/flat128.pt" "$alpha" "$EVAL/$name.pt"
-    score "$name" "$EVAL/$name.pt"
-done
+score_mixes flat128 flat128-soup
 "$BIN/python" configs/starter-v3/pick_starter.py "$EVAL" --baseline starter --bars

@@ -2,7 +2,9 @@
 # PRECISION, scgan-eval's auto precision here (bf16 where native, else fp32), so that reports of two
 # precisions are kept apart and never put to one rule together; link_val_photos DIR, the photos every run of
 # configs/starter-v3/base.toml holds out for validation; score NAME CHECKPOINT, scgan-eval on them into
-# EVAL/NAME (skipped when that report exists).
+# EVAL/NAME (skipped when that report exists); score_starter, the bundled file as EVAL/starter; score_mixes
+# TUNED PREFIX, the starter and EVAL/TUNED.pt interpolated in weight space (configs/starter-v3/interpolate.py)
+# at alpha 0.25, 0.5 and 0.75, scored as PREFIX-ALPHA.
 PRECISION=$("$BIN/python" -c "import torch; from model.device import resolve_precision as r; print(r('auto', torch.device('cpu')))")
 link_val_photos() {
     "$BIN/python" - "$1" <<'PY'
@@ -24,4 +26,17 @@ PY
 score() {  # name, serving checkpoint
     [[ -f $EVAL/$1/summary.json ]] || "$BIN/scgan-eval" "$EVAL/val-photos" --checkpoint "$2" --max-side 512 \
         --device cpu --precision "$PRECISION" --out "$EVAL/$1" --sample 12 > "$EVAL/$1.log" 2>&1
+}
+score_starter() {
+    cp model/weights/scgan-starter.pt "$EVAL/starter.pt"
+    score starter "$EVAL/starter.pt"
+}
+score_mixes() {  # tuned checkpoint's name in EVAL, prefix of the mixes' names
+    local alpha name
+    for alpha in 0.25 0.5 0.75; do
+        name=$2-$alpha
+        [[ -f $EVAL/$name.pt ]] || "$BIN/python" configs/starter-v3/interpolate.py "$EVAL/starter.pt" \
+            "$EVAL/$1.pt" "$alpha" "$EVAL/$name.pt"
+        score "$name" "$EVAL/$name.pt"
+    done
 }

@@ -180,11 +180,18 @@ def _uint8_image(rgb: tuple[int, int, int], size: int = 8) -> torch.Tensor:
     return torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1).expand(3, size, size).clone()
 
 
+def _nearest(centres: torch.Tensor, cb: float, cr: float) -> int:
+    """The bin nearest to (Cb, Cr), by brute force."""
+    return int(torch.cdist(torch.tensor([[float(cb), float(cr)]]), centres).argmin())
+
+
 def test_chroma_prior_on_hand_cases() -> None:
     centres = bin_centres()
-    gray = int(torch.cdist(torch.zeros(1, 2), centres).argmin())
-    side = int(torch.cdist(torch.tensor([[BIN_STEP, 0.0]]), centres).argmin())
-    diagonal = int(torch.cdist(torch.tensor([[BIN_STEP, BIN_STEP]]), centres).argmin())
+    gray, side, diagonal = (
+        _nearest(centres, 0, 0),
+        _nearest(centres, BIN_STEP, 0),
+        _nearest(centres, BIN_STEP, BIN_STEP),
+    )
     # Every 4th pixel (the default stride) is gray, the rest red: the prior sees only gray, then 1 in 16.
     image = _uint8_image((255, 0, 0))
     image[:, ::4, ::4] = 128
@@ -199,9 +206,9 @@ def test_chroma_prior_on_hand_cases() -> None:
     pooled = chroma_prior([_uint8_image((128, 128, 128)), _uint8_image((255, 0, 0))], centres, sigma=0)
     assert pooled[gray] == 0.5 and pooled.max() == 0.5
     # 8-bit values over 255: this blue's chroma is 0.003 from the edge between two bins, and over 256 it crosses.
-    blue = torch.tensor([6.0, 0.0, 210.0])
-    want = torch.cdist(rgb_to_chroma((blue / 255).view(1, 3, 1, 1)).view(1, 2), centres).argmin()
-    assert torch.cdist(rgb_to_chroma((blue / 256).view(1, 3, 1, 1)).view(1, 2), centres).argmin() != want
+    blue = torch.tensor([6.0, 0.0, 210.0]).view(1, 3, 1, 1)
+    want = _nearest(centres, *rgb_to_chroma(blue / 255).flatten().tolist())
+    assert _nearest(centres, *rgb_to_chroma(blue / 256).flatten().tolist()) != want
     assert chroma_prior([_uint8_image((6, 0, 210))], centres, sigma=0)[want] == 1.0
     with pytest.raises(ValueError, match="^no pixels"):
         chroma_prior([], centres)
