@@ -21,6 +21,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.photo_study import emit, open_study
-from model.chroma_bins import annealed_mean, bin_centres
+from model.chroma_bins import ANNEALED_TEMPERATURE, annealed_mean, bin_centres
 from model.encoder_generator import EncoderGenerator
 from model.images import load_rgb
 from model.pipeline import Colorizer
@@ -55,14 +56,22 @@ def training_log_prior(paths: list[Path]) -> torch.Tensor:
     return ((1.0 - UNIFORM_MIX) * prior + UNIFORM_MIX / prior.numel()).log()
 
 
-def set_correction(colorizer: Colorizer, log_prior: torch.Tensor, tau: float) -> None:
-    """Decode ``softmax((logits - tau log prior) / T)`` in place of the checkpoint's own decoding."""
+def set_decoding(
+    colorizer: Colorizer,
+    log_prior: torch.Tensor | None,
+    tau: float,
+    temperature: float = ANNEALED_TEMPERATURE,
+    gain: float = 1.0,
+) -> None:
+    """Decode ``gain x`` the annealed mean of ``softmax((logits - tau log prior) / temperature)`` in place of the
+    checkpoint's own decoding (``gain`` scales the chroma, as the service's ``chroma_gain`` does)."""
     net = colorizer.generator
     assert isinstance(net, EncoderGenerator) and net.config.chroma_head == "bins"
-    bias = (tau * log_prior).view(1, -1, 1, 1)
+    bias = 0.0 if log_prior is None or tau == 0 else (tau * log_prior).view(1, -1, 1, 1)
 
     def chroma_of(head: torch.Tensor) -> torch.Tensor:
-        return annealed_mean(head.float() - bias.to(head.device), net.get_buffer("bin_centres"))
+        logits = head.float() - (bias.to(head.device) if isinstance(bias, torch.Tensor) else bias)
+        return gain * annealed_mean(logits, net.get_buffer("bin_centres"), temperature)
 
     net.chroma_of = chroma_of  # type: ignore[method-assign]
 
@@ -78,38 +87,71 @@ def figures(result: EvaluationResult) -> dict[str, Any]:
     }
 
 
-def choose(rows: dict[float, dict[str, Any]]) -> float:
-    """The rule fixed in advance (module docstring); tau = 0 when no candidate qualifies."""
-    base = rows[0.0]
+def choose(rows: dict[float, dict[str, Any]], base: float = 0.0) -> float:
+    """The rule fixed in advance (module docstring); ``base`` (the checkpoint's own decoding) when none qualifies."""
+    ref = rows[base]
     ok = [
-        tau
-        for tau, r in rows.items()
-        if r["dpsnr"] > 0 and r["green"] >= base["green"] and r["blue"] >= base["blue"] and r["warm"] >= WARM_BAR
+        value
+        for value, r in rows.items()
+        if r["dpsnr"] > 0 and r["green"] >= ref["green"] and r["blue"] >= ref["blue"] and r["warm"] >= WARM_BAR
     ]
-    return max(ok or [0.0], key=lambda tau: (rows[tau]["matched"], -tau))
+    return max(ok or [base], key=lambda value: (rows[value]["matched"], value == base))
 
 
-def table(rows: dict[float, dict[str, Any]], chosen: float | None = None) -> list[str]:
+def table(rows: dict[float, dict[str, Any]], chosen: float | None = None, knob: str = "tau") -> list[str]:
     lines = [
-        "| tau | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray | hue recall warm / green / blue / purple |",
+        f"| {knob} | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray | hue recall warm / green / blue / purple |",
         "|---:|---:|---:|---:|---:|---|",
     ]
-    for tau, r in rows.items():
-        mark = " (chosen)" if tau == chosen else ""
+    for value, r in rows.items():
+        mark = " (chosen)" if value == chosen else ""
         lines.append(
-            f"| {tau}{mark} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | {r['colour']:.0%} | {r['below']:.0%} | "
+            f"| {value}{mark} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | {r['colour']:.0%} | {r['below']:.0%} | "
             f"{r['warm']:.2f} / {r['green']:.2f} / {r['blue']:.2f} / {r['purple']:.2f} |"
         )
     return lines
 
 
-def sweep(colorizer: Colorizer, log_prior: torch.Tensor, paths: list[Path]) -> dict[float, dict[str, Any]]:
+def sweep(
+    colorizer: Colorizer, values: tuple[float, ...], apply: Callable[[float], None], paths: list[Path]
+) -> dict[float, dict[str, Any]]:
+    """Score the photos once per knob value, ``apply(value)`` setting the decoding first."""
     rows = {}
-    for tau in TAUS:
-        set_correction(colorizer, log_prior, tau)
-        rows[tau] = figures(evaluate(colorizer, paths, max_side=512))
-        print(len(paths), tau, {k: round(v, 3) for k, v in rows[tau].items()}, flush=True)
+    for value in values:
+        apply(value)
+        rows[value] = figures(evaluate(colorizer, paths, max_side=512))
+        print(len(paths), value, {k: round(v, 3) for k, v in rows[value].items()}, flush=True)
     return rows
+
+
+def cross_validation(
+    colorizer: Colorizer,
+    values: tuple[float, ...],
+    apply: Callable[[float], None],
+    paths: list[Path],
+    base: float,
+    knob: str = "tau",
+) -> list[str]:
+    """Each half of the split (even, odd photos) chooses by the rule; the other half is scored: table lines."""
+    folds = (paths[0::2], paths[1::2])
+    fold_rows = [sweep(colorizer, values, apply, fold) for fold in folds]
+    lines = [
+        "Two-fold cross-validation (even and odd photos of the split): each half chooses by the same rule, the "
+        "other half is scored.",
+        "",
+        f"| chosen on | {knob} | scored on | dPSNR | dPSNR matched | colourfulness | hue recall warm / green / blue |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    for k, name in enumerate(("even", "odd")):
+        chosen = choose(fold_rows[k], base)
+        other = fold_rows[1 - k]
+        for value in dict.fromkeys((base, chosen)):
+            r = other[value]
+            lines.append(
+                f"| {name} | {value} | {('odd', 'even')[k]} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | "
+                f"{r['colour']:.0%} | {r['warm']:.2f} / {r['green']:.2f} / {r['blue']:.2f} |"
+            )
+    return lines
 
 
 def main() -> None:
@@ -118,10 +160,13 @@ def main() -> None:
     began = time.perf_counter()
     log_prior = training_log_prior(train)
     memorised = evaluate(colorizer, train[:: max(1, len(train) // 48)][:48], max_side=512)
-    full = sweep(colorizer, log_prior, val)
+
+    def apply(tau: float) -> None:
+        set_decoding(colorizer, log_prior, tau)
+
+    full = sweep(colorizer, TAUS, apply, val)
     chosen = choose(full)
-    folds = (val[0::2], val[1::2])
-    fold_rows = [sweep(colorizer, log_prior, fold) for fold in folds]
+    folds = cross_validation(colorizer, TAUS, apply, val, base=0.0, knob="tau")
     elapsed = time.perf_counter() - began
 
     lines = [
@@ -141,21 +186,8 @@ def main() -> None:
         "",
         *table(full, chosen),
         "",
-        "Two-fold cross-validation (even and odd photos of the split): each half chooses by the same rule, the "
-        "other half is scored.",
-        "",
-        "| chosen on | tau | scored on | dPSNR | dPSNR matched | colourfulness | hue recall warm / green / blue |",
-        "|---|---:|---|---:|---:|---:|---|",
+        *folds,
     ]
-    for k, name in enumerate(("even", "odd")):
-        tau = choose(fold_rows[k])
-        other = fold_rows[1 - k]
-        for t in dict.fromkeys((0.0, tau)):
-            r = other[t]
-            lines.append(
-                f"| {name} | {t} | {('odd', 'even')[k]} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | {r['colour']:.0%} | "
-                f"{r['warm']:.2f} / {r['green']:.2f} / {r['blue']:.2f} |"
-            )
     emit(lines, study.out)
 
 

@@ -114,3 +114,52 @@ def test_load_baseline_joins_the_run_only_when_a_checkout_is_named(tmp_path: Pat
         parse_args(["--baseline", str(tmp_path)])  # not a checkout of this project
     with pytest.raises(SystemExit):
         parse_args(["--modes", "baseline", "--max-batch-size", "4"])
+
+
+def _row(dpsnr: float, matched: float, warm: float = 0.8, green: float = 0.1, blue: float = 0.4) -> dict[str, float]:
+    return {"dpsnr": dpsnr, "matched": matched, "warm": warm, "green": green, "blue": blue}
+
+
+def test_the_decoding_rule_takes_the_best_matched_value_keeping_the_hues(monkeypatch: pytest.MonkeyPatch) -> None:
+    choose = _script(monkeypatch, "prior_correction").choose
+    base = _row(1.0, 1.0)
+    rows = {
+        0.38: base,
+        0.2: _row(0.5, 1.3, green=0.09),  # best matched, but paints less green
+        0.3: _row(0.8, 1.2),  # qualifies
+        0.45: _row(1.2, 1.1, blue=0.5),
+        0.7: _row(-0.1, 1.4, green=0.2),  # negative dPSNR
+        1.0: _row(1.0, 1.25, warm=0.6),  # warm below the bar
+    }
+    assert choose(rows, base=0.38) == 0.3
+    assert choose({0.38: base, 0.3: _row(1.1, 1.0)}, base=0.38) == 0.38  # a tie keeps the checkpoint's decoding
+    assert choose({0.38: base, 0.2: _row(0.5, 1.3, green=0.0)}, base=0.38) == 0.38  # none qualifies
+    assert choose({0.0: base, 0.15: _row(1.1, 1.05)}) == 0.15  # base defaults to tau = 0
+
+
+def test_set_decoding_decodes_at_the_temperature_prior_and_gain_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from model.chroma_bins import annealed_mean, bin_centres
+    from model.config import GeneratorConfig
+    from model.encoder_generator import EncoderGenerator
+
+    set_decoding = _script(monkeypatch, "prior_correction").set_decoding
+    torch.manual_seed(0)
+    config = GeneratorConfig(encoder="efficientnet-lite0", decoder_channels=8, chroma_head="bins")
+    net = EncoderGenerator(config, with_saliency=False).eval()
+    head = torch.randn(1, bin_centres().shape[0], 4, 4)
+    log_prior = torch.log_softmax(torch.randn(bin_centres().shape[0]), 0)
+    colorizer = SimpleNamespace(generator=net)
+    trained = net.chroma_of(head)
+
+    set_decoding(colorizer, log_prior, 0.0, 0.38)
+    assert torch.allclose(net.chroma_of(head), trained)
+    set_decoding(colorizer, None, 0.0, 0.7)
+    assert torch.allclose(net.chroma_of(head), annealed_mean(head, bin_centres(), 0.7))
+    assert not torch.allclose(net.chroma_of(head), trained)
+    set_decoding(colorizer, log_prior, 0.5, 0.3)
+    expected = annealed_mean(head - 0.5 * log_prior.view(1, -1, 1, 1), bin_centres(), 0.3)
+    assert torch.allclose(net.chroma_of(head), expected)
+    set_decoding(colorizer, None, 0.0, 0.38, 0.5)
+    assert torch.allclose(net.chroma_of(head), 0.5 * trained)
