@@ -67,10 +67,10 @@ def set_decoding(
     checkpoint's own decoding (``gain`` scales the chroma, as the service's ``chroma_gain`` does)."""
     net = colorizer.generator
     assert isinstance(net, EncoderGenerator) and net.config.chroma_head == "bins"
-    bias = 0.0 if log_prior is None or tau == 0 else (tau * log_prior).view(1, -1, 1, 1)
+    bias = None if log_prior is None or tau == 0 else (tau * log_prior).view(1, -1, 1, 1)
 
     def chroma_of(head: torch.Tensor) -> torch.Tensor:
-        logits = head.float() - (bias.to(head.device) if isinstance(bias, torch.Tensor) else bias)
+        logits = head.float() if bias is None else head.float() - bias.to(head.device)
         return gain * annealed_mean(logits, net.get_buffer("bin_centres"), temperature)
 
     net.chroma_of = chroma_of  # type: ignore[method-assign]
