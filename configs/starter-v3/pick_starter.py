@@ -28,12 +28,17 @@ SLACK = 0.02
 BARS = {"green": 0.45, "blue": 0.70, "warm": 0.65}  # issue 20's hue recall bars
 
 
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 def _load(folder: Path) -> dict[str, float]:
     s = json.loads((folder / "summary.json").read_text())
     recall = s.get("hue_recall", {}).get("recall", {})
     return {
         "dpsnr": s["psnr"]["mean_delta_vs_gray"],
-        "matched": s["matched_colorfulness"]["mean_psnr_delta_vs_gray"],
+        # None when the output is too gray for any allowed gain to reach the target colourfulness
+        "matched": _number(s["matched_colorfulness"]["mean_psnr_delta_vs_gray"]),
         "colour_ratio": s["colorfulness"]["ratio_model_to_original"],
         "below3": s["below_gray"]["share"],
         "worst": s["psnr"]["worst_delta_vs_gray"],
@@ -79,7 +84,7 @@ def main(root: Path, baseline: str = "A-l1", bars: bool = False) -> int:
     if not pool:
         print("\nno hint-taking candidate was evaluated")
         return 1
-    chosen = max(pool, key=lambda n: rows[n]["matched"])
+    chosen = max(pool, key=lambda n: -math.inf if math.isnan(rows[n]["matched"]) else rows[n]["matched"])
     print(f"\nqualified by the rule: {qualified or 'none (fell back to the highest matched dPSNR)'}")
     print(f"chosen: {chosen}")
     return 0

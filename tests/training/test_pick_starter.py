@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "configs" / "starter-v3" / "pick_starter.py"
 
 
-def _candidate(root: Path, name: str, *, dpsnr: float, matched: float, warm: float, green: float, blue: float) -> None:
+def _candidate(
+    root: Path, name: str, *, dpsnr: float, matched: float | None, warm: float, green: float, blue: float
+) -> None:
     report = root / name
     report.mkdir()
     summary = {
@@ -51,3 +53,12 @@ def test_a_negative_mean_dpsnr_never_qualifies(tmp_path: Path) -> None:
     _candidate(tmp_path, "vivid", dpsnr=-0.2, matched=1.5, warm=0.90, green=0.50, blue=0.72)
     _candidate(tmp_path, "slightly-better", dpsnr=0.8, matched=1.14, warm=0.82, green=0.01, blue=0.37)
     assert _chosen(tmp_path, "--bars") == "slightly-better"
+
+
+def test_a_candidate_too_gray_to_match_colourfulness_ranks_last(tmp_path: Path) -> None:
+    # scgan-eval reports no matched dPSNR when no allowed gain brings the output to 60% colourfulness.
+    _candidate(tmp_path, "starter", dpsnr=1.06, matched=1.13, warm=0.83, green=0.01, blue=0.38)
+    _candidate(tmp_path, "gray", dpsnr=1.5, matched=None, warm=0.90, green=0.50, blue=0.72)
+    assert _chosen(tmp_path, "--bars") == "starter"
+    (tmp_path / "starter" / "summary.json").unlink()
+    assert _chosen(tmp_path, "--bars") == "gray"  # the only candidate left
