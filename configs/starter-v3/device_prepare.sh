@@ -43,4 +43,9 @@ pins=$("$PY" -m pip freeze | grep -iE '^(pydantic|pydantic[-_]core|pydantic[-_]s
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .gpu/whl $pins
-du -sh .gpu/photos .gpu/whl .gpu/*.pth .gpu
+du -sh .gpu/photos .gpu/whl .gpu/*.pth
+# What a device call carries: the tracked and untracked-but-not-ignored files, and .gpu, 64 MiB in all.
+tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 cat 2>/dev/null | wc -c)
+gpu=$(find .gpu -type f -print0 | xargs -0 cat | wc -c)
+echo "working tree $((tree / 1048576)) MiB + .gpu $((gpu / 1048576)) MiB of the 64 MiB a call carries"
+[ $((tree + gpu)) -le $((64 * 1048576)) ] || { echo "too big to carry: shrink .gpu/photos (quality) first" >&2; exit 1; }
