@@ -6,7 +6,7 @@ their network on ImageNet; ours keeps about 98% of a uniform softmax's entropy o
 MODEL_CARD), so its best T need not be theirs. Lowering T also raises colourfulness, which is one of
 issue 20's bars; dPSNR at matched colourfulness says whether the hues it commits to are right.
 
-T is chosen on the validation split by the rule of ``prior_correction.py``, fixed before any figure was
+T is chosen on the validation split by the rule ``prior_correction.py`` uses (``decoding_sweep.choose``), fixed before any figure was
 seen: among the candidates with a positive mean dPSNR, green and blue hue recall no worse than the
 checkpoint's own T and warm recall at least 0.65, the highest dPSNR at matched colourfulness (ties keep
 the checkpoint's T). Two-fold cross-validation shows how much that choice flatters itself. Last, the
@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.decoding_sweep import WARM_BAR, choose, cross_validation, set_decoding, sweep, table
 from benchmarks.photo_study import emit, open_study
-from benchmarks.prior_correction import WARM_BAR, choose, cross_validation, set_decoding, sweep, table
 from model.chroma_bins import ANNEALED_TEMPERATURE
 
 TEMPERATURES = (0.2, 0.25, 0.3, ANNEALED_TEMPERATURE, 0.45, 0.55, 0.7, 1.0)

@@ -121,7 +121,7 @@ def _row(dpsnr: float, matched: float, warm: float = 0.8, green: float = 0.1, bl
 
 
 def test_the_decoding_rule_takes_the_best_matched_value_keeping_the_hues(monkeypatch: pytest.MonkeyPatch) -> None:
-    choose = _script(monkeypatch, "prior_correction").choose
+    choose = _script(monkeypatch, "decoding_sweep").choose
     base = _row(1.0, 1.0)
     rows = {
         0.38: base,
@@ -144,7 +144,7 @@ def test_set_decoding_decodes_at_the_temperature_prior_and_gain_given(monkeypatc
     from model.config import GeneratorConfig
     from model.encoder_generator import EncoderGenerator
 
-    set_decoding = _script(monkeypatch, "prior_correction").set_decoding
+    set_decoding = _script(monkeypatch, "decoding_sweep").set_decoding
     torch.manual_seed(0)
     config = GeneratorConfig(encoder="efficientnet-lite0", decoder_channels=8, chroma_head="bins")
     net = EncoderGenerator(config, with_saliency=False).eval()
