@@ -34,8 +34,8 @@ saliency_cache() {  # every photo's saliency once, so that parallel runs do not 
 from pathlib import Path
 from training.data import SaliencySource, _load_rgb, list_images
 import os
-src = SaliencySource(Path(os.environ.get("PHOTOS", ".gpu/photos")), "", Path("/tmp/saliency"))
-for p in list_images(os.environ.get("PHOTOS", ".gpu/photos")):
+src = SaliencySource(Path(os.environ["PHOTOS"]), "", Path("/tmp/saliency"))
+for p in list_images(os.environ["PHOTOS"]):
     rgb = _load_rgb(p, 512)
     if rgb is not None:
         src.get(p, rgb)
@@ -48,7 +48,7 @@ import shutil
 from pathlib import Path
 from training.data import split_paths
 import os
-_, val = split_paths(os.environ.get("PHOTOS", ".gpu/photos"), 0.1)
+_, val = split_paths(os.environ["PHOTOS"], 0.1)
 dst = Path("/tmp/val"); dst.mkdir(exist_ok=True)
 for p in val:
     shutil.copy(p, dst / p.name)
