@@ -27,15 +27,19 @@ def set_decoding(
     tau: float,
     temperature: float = ANNEALED_TEMPERATURE,
     gain: float = 1.0,
+    guide: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
     """Decode ``gain x`` the annealed mean of ``softmax((logits - tau log prior) / temperature)`` in place of the
-    checkpoint's own decoding (``gain`` scales the chroma, as the service's ``chroma_gain`` does)."""
+    checkpoint's own decoding (``gain`` scales the chroma, as the service's ``chroma_gain`` does). ``guide``, if
+    given, maps the head's logits to a term added to them per pixel (B x Q x h x w) before the softmax."""
     net = colorizer.generator
     assert isinstance(net, EncoderGenerator) and net.config.chroma_head == "bins"
     bias = None if log_prior is None or tau == 0 else (tau * log_prior).view(1, -1, 1, 1)
 
     def chroma_of(head: torch.Tensor) -> torch.Tensor:
         logits = head.float() if bias is None else head.float() - bias.to(head.device)
+        if guide is not None:
+            logits = logits + guide(head)
         return gain * annealed_mean(logits, net.get_buffer("bin_centres"), temperature)
 
     net.chroma_of = chroma_of  # type: ignore[method-assign]

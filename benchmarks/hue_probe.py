@@ -43,7 +43,7 @@ from model.efficientnet_lite import LITE_VARIANTS, EfficientNetLite, load_imagen
 from model.encoder_generator import SKIP_STAGES, EncoderGenerator
 from model.weights import default_checkpoint_path
 from training.data import split_paths
-from training.hue import HUE_SECTORS, HUES, ORIGINAL_MIN_CHROMA, hue_classes, hue_sectors
+from training.hue import HUE_SECTORS, HUES, ORIGINAL_MIN_CHROMA, OUTPUT_MIN_CHROMA, hue_classes, hue_sectors
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "photos" / "train"
@@ -51,8 +51,12 @@ SIZE = 256  # the generator's working size
 STEPS, BATCH, LR, WEIGHT_DECAY = 300, 4096, 1e-3, 1e-3
 
 
-def _pixels(trunk: EfficientNetLite, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N x C features, N sector indices, -1 where not clearly coloured) of one photo at stride 4."""
+#: With ``neutral``, the class index of the pixels that are (nearly) gray in the original.
+NEUTRAL = len(HUES)
+
+
+def _pixels(trunk: EfficientNetLite, path: Path, neutral: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N x C features, N class indices, -1 where not counted) of one photo at stride 4."""
     rgb = _photo(path)
     gray = rgb_to_gray(rgb)
     blocks = (*(trunk.stage_end_blocks[i] for i in SKIP_STAGES), -1)
@@ -60,7 +64,7 @@ def _pixels(trunk: EfficientNetLite, path: Path) -> tuple[torch.Tensor, torch.Te
         feats = trunk.stages(normalize_input(gray.expand(-1, 3, -1, -1)), blocks)
     size = (SIZE // 4, SIZE // 4)
     stacked = torch.cat([F.interpolate(feats[b], size=size, mode="bilinear", align_corners=False) for b in blocks], 1)
-    return stacked[0].flatten(1).T, _clear_sectors(rgb, size).flatten()
+    return stacked[0].flatten(1).T, _clear_sectors(rgb, size, neutral).flatten()
 
 
 def _photo(path: Path) -> torch.Tensor:
@@ -70,10 +74,15 @@ def _photo(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb_image)).permute(2, 0, 1).float().div(255.0)[None]
 
 
-def _clear_sectors(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """h x w sector indices of ``rgb`` area-downsampled to ``size``, -1 where not clearly coloured."""
+def _clear_sectors(rgb: torch.Tensor, size: tuple[int, int], neutral: bool = False) -> torch.Tensor:
+    """h x w sector indices of ``rgb`` area-downsampled to ``size``, -1 where not clearly coloured; with
+    ``neutral``, :data:`NEUTRAL` where its chroma is below the output's "painted" threshold."""
     small = F.interpolate(rgb, size=size, mode="area")[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
-    return torch.from_numpy(hue_classes(small.to(torch.uint8).numpy(), ORIGINAL_MIN_CHROMA).astype(np.int64))
+    pixels = small.to(torch.uint8).numpy()
+    classes = hue_classes(pixels, ORIGINAL_MIN_CHROMA).astype(np.int64)
+    if neutral:
+        classes[hue_classes(pixels, OUTPUT_MIN_CHROMA) < 0] = NEUTRAL
+    return torch.from_numpy(classes)
 
 
 def head_certainty(checkpoint: Path, paths: list[Path]) -> dict[str, float]:
@@ -109,13 +118,14 @@ def head_certainty(checkpoint: Path, paths: list[Path]) -> dict[str, float]:
     }
 
 
-def _collect(
-    trunk: EfficientNetLite, paths: list[Path], per_photo: int | None, seed: int
+def collect_pixels(
+    trunk: EfficientNetLite, paths: list[Path], per_photo: int | None, seed: int, neutral: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and classes of the counted pixels of ``paths`` (at most ``per_photo`` random ones each)."""
     rng = torch.Generator().manual_seed(seed)
     xs, ys = [], []
     for path in paths:
-        x, y = _pixels(trunk, path)
+        x, y = _pixels(trunk, path, neutral)
         keep = (y >= 0).nonzero().flatten()
         if per_photo is not None and len(keep) > per_photo:
             keep = keep[torch.randperm(len(keep), generator=rng)[:per_photo]]
@@ -131,9 +141,10 @@ def _recall(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _fit(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
-    counts = torch.bincount(y, minlength=len(HUES)).float()
-    weight = counts.sum() / (len(HUES) * counts.clamp_min(1.0))
+def fit_probe(probe: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, classes: int = len(HUES)) -> nn.Module:
+    """Class-balanced cross-entropy, the schedule fixed in advance (:data:`STEPS`, :data:`BATCH`, :data:`LR`)."""
+    counts = torch.bincount(y, minlength=classes).float()
+    weight = counts.sum() / (classes * counts.clamp_min(1.0))
     optimizer = torch.optim.Adam(probe.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     rng = torch.Generator().manual_seed(seed)
     for _ in range(STEPS):
@@ -166,8 +177,8 @@ def main() -> None:
         trunk = EfficientNetLite(variant, with_classifier=False)
         load_imagenet_weights(trunk)
         trunk.eval()
-        x_train, y_train = _collect(trunk, train_paths, args.per_photo, seed=0)
-        x_val, y_val = _collect(trunk, val_paths, None, seed=0)
+        x_train, y_train = collect_pixels(trunk, train_paths, args.per_photo, seed=0)
+        x_val, y_val = collect_pixels(trunk, val_paths, None, seed=0)
         mean, std = x_train.mean(0), x_train.std(0) + 1e-6
         x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
         total = {n: int(c) for n, c in zip(HUES, torch.bincount(y_val, minlength=len(HUES)), strict=True)}
@@ -178,7 +189,7 @@ def main() -> None:
         }
         for kind, probe in probes.items():
             torch.manual_seed(0)
-            _fit(probe, x_train, y_train, seed=0)
+            fit_probe(probe, x_train, y_train, seed=0)
             with torch.no_grad():
                 val = _recall(probe(x_val).argmax(1), y_val)
                 train = _recall(probe(x_train).argmax(1), y_train)

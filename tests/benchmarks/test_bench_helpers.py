@@ -163,3 +163,32 @@ def test_set_decoding_decodes_at_the_temperature_prior_and_gain_given(monkeypatc
     assert torch.allclose(net.chroma_of(head), expected)
     set_decoding(colorizer, None, 0.0, 0.38, 0.5)
     assert torch.allclose(net.chroma_of(head), 0.5 * trained)
+    set_decoding(colorizer, None, 0.0, 0.38, guide=lambda logits: 0.2 * logits.flip(1))
+    assert torch.allclose(net.chroma_of(head), annealed_mean(head + 0.2 * head.flip(1), bin_centres(), 0.38))
+
+
+def test_the_probe_guide_gives_each_bin_its_class_log_probability(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch import nn
+
+    from model.config import GeneratorConfig
+    from model.encoder_generator import EncoderGenerator
+
+    module = _script(monkeypatch, "probe_guided_decoding")
+    torch.manual_seed(0)
+    net = EncoderGenerator(GeneratorConfig(encoder="efficientnet-lite0", decoder_channels=8, chroma_head="bins"))
+    net.eval()
+    classes = module.bin_classes(net.get_buffer("bin_centres"))
+    assert int((classes == module.NEUTRAL).sum()) == 1 and set(classes.tolist()) == set(range(5))
+    features = sum(
+        net.trunk.stages(torch.zeros(1, 3, 64, 64), (*net.skip_blocks, -1))[b].shape[1] for b in (*net.skip_blocks, -1)
+    )
+    probe = nn.Linear(features, 5)
+    guide = module.ProbeGuide(net, probe, torch.zeros(features), torch.ones(features))
+    with torch.no_grad():
+        _, _, head = net(torch.rand(2, 1, 96, 64), return_head=True)
+        log_q = guide.log_q(head)
+    assert log_q.shape == head.shape
+    per_class = torch.stack([log_q[:, (classes == k).nonzero()[0, 0]] for k in range(5)], 1)
+    assert torch.allclose(per_class.exp().sum(1), torch.ones(2, 48, 32), atol=1e-5)
+    for k in range(5):
+        assert torch.allclose(log_q[:, classes == k], per_class[:, k : k + 1].expand_as(log_q[:, classes == k]))
