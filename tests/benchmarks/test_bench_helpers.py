@@ -192,3 +192,26 @@ def test_the_probe_guide_gives_each_bin_its_class_log_probability(monkeypatch: p
     assert torch.allclose(per_class.exp().sum(1), torch.ones(2, 48, 32), atol=1e-5)
     for k in range(5):
         assert torch.allclose(log_q[:, classes == k], per_class[:, k : k + 1].expand_as(log_q[:, classes == k]))
+
+
+def test_a_retrained_head_learns_which_features_mean_green(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from model.chroma_bins import annealed_mean, bin_centres
+    from model.color import combine_luma_chroma
+    from training.hue import HUES, hue_classes
+
+    module = _script(monkeypatch, "head_retrain")
+    torch.manual_seed(0)
+    features = torch.randn(6, 4, 16, 16)
+    green = features[:, :1] > 0  # channel 0 says green, else red
+    leaf, brick = torch.tensor([40.0, 160.0, 40.0]), torch.tensor([180.0, 50.0, 40.0])
+    colour = torch.where(green, leaf.view(1, 3, 1, 1), brick.view(1, 3, 1, 1))
+    targets = colour.repeat_interleave(2, -1).repeat_interleave(2, -2).to(torch.uint8)  # at twice the features' size
+    centres = bin_centres()
+    head = module.train_head(None, features.half(), targets, np.ones(6), 200, centres, crop=8, lr=1e-2)
+    with torch.no_grad():
+        rgb = combine_luma_chroma(torch.full((6, 1, 16, 16), 0.45), annealed_mean(head(features), centres))
+    painted = hue_classes(rgb.mul(255).round().byte().permute(0, 2, 3, 1).numpy(), 6.0)
+    want = np.where(green[:, 0].numpy(), HUES.index("green"), HUES.index("warm"))
+    assert (painted == want).mean() > 0.9
