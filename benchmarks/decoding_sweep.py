@@ -69,7 +69,13 @@ def choose(rows: dict[float, dict[str, Any]], base: float = 0.0) -> float:
     return max(ok or [base], key=lambda value: (rows[value]["matched"], value == base))
 
 
-def table(rows: dict[float, dict[str, Any]], chosen: float | None = None, knob: str = "tau") -> list[str]:
+def table(
+    rows: dict[float, dict[str, Any]],
+    chosen: float | None = None,
+    knob: str = "tau",
+    labels: dict[float, str] | None = None,
+) -> list[str]:
+    """Markdown rows, one per knob value (shown as ``labels[value]`` where given)."""
     lines = [
         f"| {knob} | dPSNR | dPSNR matched 60% | colourfulness | >3 dB below gray | hue recall warm / green / blue / purple |",
         "|---:|---:|---:|---:|---:|---|",
@@ -77,7 +83,7 @@ def table(rows: dict[float, dict[str, Any]], chosen: float | None = None, knob: 
     for value, r in rows.items():
         mark = " (chosen)" if value == chosen else ""
         lines.append(
-            f"| {value}{mark} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | {r['colour']:.0%} | {r['below']:.0%} | "
+            f"| {(labels or {}).get(value, value)}{mark} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | {r['colour']:.0%} | {r['below']:.0%} | "
             f"{r['warm']:.2f} / {r['green']:.2f} / {r['blue']:.2f} / {r['purple']:.2f} |"
         )
     return lines
@@ -102,6 +108,7 @@ def cross_validation(
     paths: list[Path],
     base: float,
     knob: str = "tau",
+    labels: dict[float, str] | None = None,
 ) -> list[str]:
     """Each half of the split (even, odd photos) chooses by the rule; the other half is scored: table lines."""
     folds = (paths[0::2], paths[1::2])
@@ -119,7 +126,7 @@ def cross_validation(
         for value in dict.fromkeys((base, chosen)):
             r = other[value]
             lines.append(
-                f"| {name} | {value} | {('odd', 'even')[k]} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | "
+                f"| {name} | {(labels or {}).get(value, value)} | {('odd', 'even')[k]} | {r['dpsnr']:+.2f} | {r['matched']:+.2f} | "
                 f"{r['colour']:.0%} | {r['warm']:.2f} / {r['green']:.2f} / {r['blue']:.2f} |"
             )
     return lines

@@ -48,6 +48,7 @@ from training.hue import hue_balanced_weights, hue_shares
 
 SIZE = 256  # the generator's working size
 STEPS_SCRATCH, BATCH, LR = 2000, 8, 1e-3
+SEEN = 35  # training photos scored beside the validation split, as many as it holds
 CROP = 64  # a random crop of the half-resolution features per step (one quarter of them)
 #: name -> (start from the checkpoint's head, hue balance, steps)
 CANDIDATES: dict[str, tuple[bool, float, int]] = {
@@ -95,7 +96,7 @@ def train_head(
 ) -> nn.Conv2d:
     """A 1 x 1 head trained on cached features (N x C x h x w) against N x 3 x 2h x 2w uint8 targets with the
     unweighted bins loss, images drawn by ``sample_weights``, one random ``crop`` x ``crop`` window a step."""
-    head = nn.Conv2d(features.shape[1], centres.shape[0], 1)
+    head = nn.Conv2d(features.shape[1], centres.shape[0], 1, bias=False)  # as the generator's head
     if start is not None:
         head.load_state_dict(start.state_dict())
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
@@ -121,7 +122,7 @@ def main() -> None:
     if not isinstance(net, EncoderGenerator) or net.config.chroma_head != "bins":
         raise SystemExit(f"{checkpoint} has no chroma-bins head")
     own = net.head.conv2d
-    assert isinstance(own, nn.Conv2d) and own.kernel_size == (1, 1)
+    assert isinstance(own, nn.Conv2d) and own.kernel_size == (1, 1) and own.bias is None
     began = time.perf_counter()
     torch.manual_seed(0)
     images = _images(study.train)
@@ -130,7 +131,7 @@ def main() -> None:
     centres = net.get_buffer("bin_centres")
     cached = time.perf_counter() - began
     heads: dict[float, nn.Conv2d] = {0.0: own}
-    names = {0.0: "the checkpoint's head"}
+    names = {0.0: "the checkpoint's own head"}
     for number, (name, (from_own, balance, steps)) in enumerate(CANDIDATES.items(), start=1):
         weights = hue_balanced_weights(shares, balance)
         heads[float(number)] = train_head(own if from_own else None, features, images, weights, steps, centres)
@@ -143,15 +144,13 @@ def main() -> None:
         state = original if number == 0 else heads[number].state_dict()
         with torch.no_grad():
             own.weight.copy_(state["weight"])
-            assert own.bias is not None
-            own.bias.copy_(state["bias"])
 
     full = sweep(colorizer, tuple(heads), apply, val)
     chosen = choose(full, base=0.0)
-    folds = cross_validation(colorizer, tuple(heads), apply, val, base=0.0, knob="candidate")
+    folds = cross_validation(colorizer, tuple(heads), apply, val, base=0.0, knob="candidate", labels=names)
+    seen = sweep(colorizer, tuple(heads), apply, study.train[:SEEN])
     apply(0.0)
     elapsed = time.perf_counter() - began
-    legend = ", ".join(f"{int(k)}: {v}" for k, v in names.items())
     lines = [
         "# Re-training only the bins head with hue-balanced sampling (cRT): candidates on the validation split",
         "",
@@ -160,14 +159,18 @@ def main() -> None:
         f"training photos and their mirror images, {SIZE} x {SIZE}, no hints) cached in {cached:.0f} s, heads "
         f"trained in {trained - cached:.0f} s, {elapsed:.0f} s in all.",
         "",
-        f"Candidates ({legend}): unweighted bins loss, Adam lr {LR:g}, batches of {BATCH} images cropped to {CROP} x {CROP} features; see the script's "
+        f"Candidates: unweighted bins loss, Adam lr {LR:g}, batches of {BATCH} images cropped to {CROP} x {CROP} features; see the script's "
         f"docstring. Validation split ({len(val)} photos, long side 512, as `scgan-eval`); the rule fixed in "
         f"advance: among the candidates with a positive dPSNR, green and blue hue recall no worse than the "
         f"checkpoint's head and warm recall >= {WARM_BAR}, the highest dPSNR at matched colourfulness.",
         "",
-        *table(full, chosen, knob="candidate"),
+        *table(full, chosen, knob="candidate", labels=names),
         "",
         *folds,
+        "",
+        f"The same heads on the first {SEEN} training photos (their features are the ones the heads were trained on):",
+        "",
+        *table(seen, knob="candidate", labels=names),
     ]
     emit(lines, study.out)
 

@@ -203,7 +203,7 @@ def test_a_retrained_head_learns_which_features_mean_green(monkeypatch: pytest.M
 
     module = _script(monkeypatch, "head_retrain")
     torch.manual_seed(0)
-    features = torch.randn(6, 4, 16, 16)
+    features = torch.cat([torch.randn(6, 3, 16, 16), torch.ones(6, 1, 16, 16)], 1)  # the head has no bias
     green = features[:, :1] > 0  # channel 0 says green, else red
     leaf, brick = torch.tensor([40.0, 160.0, 40.0]), torch.tensor([180.0, 50.0, 40.0])
     colour = torch.where(green, leaf.view(1, 3, 1, 1), brick.view(1, 3, 1, 1))
