@@ -63,8 +63,14 @@ def _pixels(trunk: EfficientNetLite, path: Path, neutral: bool) -> tuple[torch.T
     with torch.no_grad():
         feats = trunk.stages(normalize_input(gray.expand(-1, 3, -1, -1)), blocks)
     size = (SIZE // 4, SIZE // 4)
-    stacked = torch.cat([F.interpolate(feats[b], size=size, mode="bilinear", align_corners=False) for b in blocks], 1)
-    return stacked[0].flatten(1).T, _clear_sectors(rgb, size, neutral).flatten()
+    return stacked_features(feats, blocks, size)[0].flatten(1).T, _clear_sectors(rgb, size, neutral).flatten()
+
+
+def stacked_features(feats: dict[int, torch.Tensor], blocks: tuple[int, ...], size: tuple[int, ...]) -> torch.Tensor:
+    """The trunk's outputs at ``blocks``, bilinearly resized to ``size`` and concatenated: what the probes read."""
+    return torch.cat(
+        [F.interpolate(feats[b].float(), size=size, mode="bilinear", align_corners=False) for b in blocks], 1
+    )
 
 
 def _photo(path: Path) -> torch.Tensor:
@@ -134,10 +140,11 @@ def collect_pixels(
     return torch.cat(xs), torch.cat(ys)
 
 
-def _recall(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+def class_recall(predicted: torch.Tensor, truth: torch.Tensor, names: tuple[str, ...] = HUES) -> dict[str, float]:
+    """Per class: the share of the pixels of that class that are predicted as it."""
     return {
         name: float(((predicted == i) & (truth == i)).sum()) / max(1, int((truth == i).sum()))
-        for i, name in enumerate(HUES)
+        for i, name in enumerate(names)
     }
 
 
@@ -191,8 +198,8 @@ def main() -> None:
             torch.manual_seed(0)
             fit_probe(probe, x_train, y_train, seed=0)
             with torch.no_grad():
-                val = _recall(probe(x_val).argmax(1), y_val)
-                train = _recall(probe(x_train).argmax(1), y_train)
+                val = class_recall(probe(x_val).argmax(1), y_val)
+                train = class_recall(probe(x_train).argmax(1), y_train)
             cells = " | ".join(f"{val[h]:.2f} ({train[h]:.2f})" for h in ("warm", "green", "blue", "purple"))
             rows.append(f"| {variant} ({x_train.shape[1]} features) | {kind} | {cells} |")
             print(rows[-1], flush=True)

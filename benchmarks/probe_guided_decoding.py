@@ -37,7 +37,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.decoding_sweep import WARM_BAR, choose, cross_validation, set_decoding, sweep, table
-from benchmarks.hue_probe import NEUTRAL, collect_pixels, fit_probe
+from benchmarks.hue_probe import NEUTRAL, class_recall, collect_pixels, fit_probe, stacked_features
 from benchmarks.photo_study import emit, open_study
 from model.chroma_bins import ANNEALED_TEMPERATURE
 from model.encoder_generator import EncoderGenerator
@@ -76,14 +76,7 @@ class ProbeGuide:
 
     def log_q(self, head: torch.Tensor) -> torch.Tensor:
         """B x Q x h x w: log q(class of each bin) at each of the head's pixels, from the last forward's features."""
-        size = self.features[self.stride4].shape[-2:]
-        stacked = torch.cat(
-            [
-                F.interpolate(self.features[b].float(), size=size, mode="bilinear", align_corners=False)
-                for b in self.blocks
-            ],
-            1,
-        )
+        stacked = stacked_features(self.features, self.blocks, self.features[self.stride4].shape[-2:])
         logits = F.conv2d(stacked, self.weight.to(stacked), self.bias.to(stacked))
         log_q = F.interpolate(F.log_softmax(logits, 1), size=head.shape[-2:], mode="bilinear", align_corners=False)
         return log_q.index_select(1, self.classes.to(log_q.device))
@@ -104,10 +97,7 @@ def main() -> None:
     fit_probe(probe, (x_train - mean) / std, y_train, seed=0, classes=len(CLASSES))
     with torch.no_grad():
         predicted = probe((x_val - mean) / std).argmax(1)
-    recall = {
-        name: float(((predicted == i) & (y_val == i)).sum()) / max(1, int((y_val == i).sum()))
-        for i, name in enumerate(CLASSES)
-    }
+    recall = class_recall(predicted, y_val, CLASSES)
     print("probe recall on validation pixels", {k: round(v, 3) for k, v in recall.items()}, flush=True)
     guide = ProbeGuide(net, probe, mean, std)
 
