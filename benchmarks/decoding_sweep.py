@@ -21,6 +21,14 @@ from training.evaluate import EvaluationResult, evaluate
 WARM_BAR = 0.65  # issue 20's warm hue recall bar
 
 
+def bins_generator(colorizer: Colorizer, name: object = "the checkpoint") -> EncoderGenerator:
+    """The colorizer's generator, which these studies need to have a chroma-bins head; exits naming ``name`` if not."""
+    net = colorizer.generator
+    if not isinstance(net, EncoderGenerator) or net.config.chroma_head != "bins":
+        raise SystemExit(f"{name} has no chroma-bins head")
+    return net
+
+
 def set_decoding(
     colorizer: Colorizer,
     log_prior: torch.Tensor | None,
@@ -32,8 +40,7 @@ def set_decoding(
     """Decode ``gain x`` the annealed mean of ``softmax((logits - tau log prior) / temperature)`` in place of the
     checkpoint's own decoding (``gain`` scales the chroma, as the service's ``chroma_gain`` does). ``guide``, if
     given, maps the head's logits to a term added to them per pixel (B x Q x h x w) before the softmax."""
-    net = colorizer.generator
-    assert isinstance(net, EncoderGenerator) and net.config.chroma_head == "bins"
+    net = bins_generator(colorizer)
     bias = None if log_prior is None or tau == 0 else (tau * log_prior).view(1, -1, 1, 1)
 
     def chroma_of(head: torch.Tensor) -> torch.Tensor:

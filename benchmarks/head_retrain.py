@@ -38,7 +38,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.decoding_sweep import WARM_BAR, choose, cross_validation, sweep, table
+from benchmarks.decoding_sweep import WARM_BAR, bins_generator, choose, cross_validation, sweep, table
 from benchmarks.photo_study import emit, open_study
 from model.color import rgb_to_gray
 from model.config import HINT_PLANES
@@ -118,9 +118,7 @@ def train_head(
 def main() -> None:
     study = open_study(__doc__.splitlines()[0])
     checkpoint, colorizer, val = study.checkpoint, study.colorizer, study.val
-    net = colorizer.generator
-    if not isinstance(net, EncoderGenerator) or net.config.chroma_head != "bins":
-        raise SystemExit(f"{checkpoint} has no chroma-bins head")
+    net = bins_generator(colorizer, checkpoint)
     own = net.head.conv2d
     assert isinstance(own, nn.Conv2d) and own.kernel_size == (1, 1) and own.bias is None
     began = time.perf_counter()

@@ -36,7 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.decoding_sweep import WARM_BAR, choose, cross_validation, set_decoding, sweep, table
+from benchmarks.decoding_sweep import WARM_BAR, bins_generator, choose, cross_validation, set_decoding, sweep, table
 from benchmarks.hue_probe import NEUTRAL, class_recall, collect_pixels, fit_probe, stacked_features
 from benchmarks.photo_study import emit, open_study
 from model.chroma_bins import ANNEALED_TEMPERATURE
@@ -85,9 +85,7 @@ class ProbeGuide:
 def main() -> None:
     study = open_study(__doc__.splitlines()[0])
     checkpoint, colorizer, val = study.checkpoint, study.colorizer, study.val
-    net = colorizer.generator
-    if not isinstance(net, EncoderGenerator) or net.config.chroma_head != "bins":
-        raise SystemExit(f"{checkpoint} has no chroma-bins head")
+    net = bins_generator(colorizer, checkpoint)
     began = time.perf_counter()
     torch.manual_seed(0)
     x_train, y_train = collect_pixels(net.trunk, study.train, PER_PHOTO, seed=0, neutral=True)
