@@ -192,6 +192,38 @@ def _beat(heartbeats: Any, index: int, interval_s: float) -> None:
         time.sleep(interval_s)
 
 
+@dataclass(frozen=True)
+class SharedReadiness:
+    """One worker's slot in the supervisor's shared state array, and what it reads there of all the workers.
+
+    ``app.state.worker_readiness`` of a worker: /readyz calls it with the worker's own readiness
+    (:mod:`service.routes.health`).
+    """
+
+    states: Any
+    index: int
+    count: int
+
+    def publish(self, ready: bool) -> None:
+        """Record this worker as READY or SERVING; not while STARTING (it has not listened: that is ``started``'s)."""
+        if self.states[self.index] != STARTING:
+            self.states[self.index] = READY if ready else SERVING
+
+    def peers_ready(self) -> int:
+        """The other workers whose published state is READY."""
+        return sum(1 for i in range(self.count) if i != self.index and self.states[i] == READY)
+
+    def __call__(self, ready: bool) -> tuple[int, int]:
+        """(Workers whose published state is READY, all workers), after publishing this worker's ``ready``.
+
+        Publishing first makes a 200 stick: every worker's slot reads READY when one answers it, so the next
+        /readyz agrees whichever worker the kernel hands it to (the publishing thread may not have run yet).
+        """
+        self.publish(ready)
+        own = 1 if self.states[self.index] == READY else 0
+        return self.peers_ready() + own, self.count
+
+
 def _warm_before_listening(app: FastAPI) -> None:
     """Hold the app's start-up (and so uvicorn's listen()) until its warm-up is done or it drains.
 
@@ -243,11 +275,10 @@ def _worker_main(
     app.state.metrics.workers.set(count)
     app.state.metrics.bind_worker(index)
 
-    def peer_readiness() -> tuple[int, int]:
-        return sum(1 for i in range(count) if i != index and states[i] == READY), count
-
-    app.state.peer_readiness = peer_readiness
-    if peer_readiness()[0] > 0:  # a replacement: its peers serve, so it takes connections only once it can serve too
+    readiness = SharedReadiness(states, index, count)
+    app.state.worker_readiness = readiness
+    # A replacement: its peers serve, so it takes connections only once it can serve too.
+    if readiness.peers_ready() > 0:
         _warm_before_listening(app)
     parent = os.getppid()
 
@@ -255,8 +286,7 @@ def _worker_main(
         """Readiness for the other workers' /readyz, queue depth for their scrapes; stop if the supervisor died."""
         while True:
             state = app.state.service
-            if states[index] != STARTING:
-                states[index] = READY if state is not None and state.ready else SERVING
+            readiness.publish(state is not None and state.ready)
             app.state.metrics.refresh()
             if os.getppid() != parent:
                 _log.error("the supervisor is gone; shutting down")

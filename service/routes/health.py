@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from service.deps import MetricsDep, OptionalStateDep
 from service.schemas import Health, Readiness
 
-#: ``app.state.peer_readiness`` with several workers: () -> (the other workers that are ready, all workers).
-PeerReadiness = Callable[[], tuple[int, int]]
+#: ``app.state.worker_readiness`` with several workers: (this worker's own readiness) -> (workers ready, all
+#: workers), counted from the state each worker published, this one's just now (service.workers.SharedReadiness).
+WorkerReadiness = Callable[[bool], tuple[int, int]]
 
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])
@@ -38,10 +39,9 @@ async def readyz(request: Request, state: OptionalStateDep) -> JSONResponse:
     else:
         body = Readiness(ready=state.ready, **state.readiness_detail())
     # Several worker processes (service.workers): ready only when every one of them is, since any may get the request.
-    peers: PeerReadiness | None = getattr(request.app.state, "peer_readiness", None)
-    if peers is not None:
-        ready_peers, workers = peers()
-        ready_workers = ready_peers + (1 if body.ready else 0)
+    workers_readiness: WorkerReadiness | None = getattr(request.app.state, "worker_readiness", None)
+    if workers_readiness is not None:
+        ready_workers, workers = workers_readiness(body.ready)
         body = body.model_copy(
             update={"ready": ready_workers == workers, "workers_ready": ready_workers, "workers": workers}
         )
@@ -58,4 +58,4 @@ async def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=metrics.content_type)
 
 
-__all__ = ["PeerReadiness", "metrics_router", "router"]
+__all__ = ["WorkerReadiness", "metrics_router", "router"]

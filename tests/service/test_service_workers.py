@@ -19,7 +19,11 @@ from service import Settings
 from service.settings import MAX_AUTO_WORKERS
 from service.workers import (
     MAX_RESTARTS,
+    READY,
     RESTART_WINDOW_S,
+    SERVING,
+    STARTING,
+    SharedReadiness,
     WorkerPlan,
     cgroup_cores,
     heartbeat_interval_s,
@@ -114,12 +118,14 @@ def test_several_workers_on_a_gpu_fail_in_one_line(
 @pytest.mark.anyio
 async def test_readiness_needs_every_worker(make_settings: Callable[..., Settings]) -> None:
     async with run_app(make_settings()) as svc:
-        peers = [(1, 3)]
-        svc.app.state.peer_readiness = lambda: peers[0]
+        states = [SERVING, READY, SERVING]  # this is worker 0, serving; nothing has published its readiness yet
+        svc.app.state.worker_readiness = SharedReadiness(states, index=0, count=3)
         answer = await svc.client.get("/readyz")
         assert answer.status_code == 503
         assert answer.json()["workers_ready"] == 2 and answer.json()["workers"] == 3
-        peers[0] = (2, 3)
+        # The probe published this worker's readiness: a peer asked next agrees, publishing thread or not.
+        assert states[0] == READY
+        states[2] = READY
         answer = await svc.client.get("/readyz")
         assert answer.status_code == 200
         assert answer.json() == {
@@ -135,6 +141,17 @@ async def test_readiness_needs_every_worker(make_settings: Callable[..., Setting
         svc.state.begin_drain()  # this worker draining: not ready, whatever the others say
         answer = await svc.client.get("/readyz")
         assert answer.status_code == 503 and answer.json()["workers_ready"] == 2
+        assert states[0] == SERVING
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_has_not_listened_counts_as_not_ready(make_settings: Callable[..., Settings]) -> None:
+    async with run_app(make_settings()) as svc:
+        states = [STARTING, READY]  # its own slot is the supervisor's until uvicorn has listened (started())
+        svc.app.state.worker_readiness = SharedReadiness(states, index=0, count=2)
+        answer = await svc.client.get("/readyz")
+        assert answer.status_code == 503 and answer.json()["workers_ready"] == 1
+        assert states == [STARTING, READY]
 
 
 # -- the real supervisor -------------------------------------------------------------------------------------------
