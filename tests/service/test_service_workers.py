@@ -194,11 +194,15 @@ def test_two_workers_serve_one_port_share_metrics_replace_the_dead_and_drain(wor
         time.sleep(0.2)  # the access log line follows the answer
     assert sum(workers.served().values()) == sent
     assert workers.colorized() == sent
-    samples = workers.samples()
+    # Each worker writes its pixels in flight on its publishing tick; summed, they fall to 0 once every answer is
+    # out (within a tick or so: a busy host may run the other worker's tick after this scrape).
+    deadline = time.monotonic() + 10
+    while (samples := workers.samples())[("scgan_pixels_in_flight", ())] != 0:
+        assert time.monotonic() < deadline, samples[("scgan_pixels_in_flight", ())]
+        time.sleep(0.1)
     assert samples[("scgan_workers", ())] == 2
     assert samples[("scgan_ready", ())] == 1
     assert samples[("scgan_queue_capacity", ())] == 2 * Settings.model_fields["queue_capacity"].default
-    assert samples[("scgan_pixels_in_flight", ())] == 0  # written by each worker, summed: every answer is out
     assert samples[("scgan_pixels_in_flight_limit", ())] > 0
     assert set(_worker_process_samples(samples, "scgan_worker_resident_memory_bytes")) == {
         (str(index), str(pid)) for index, pid in pids.items()
