@@ -204,8 +204,12 @@ class SharedReadiness:
     index: int
     count: int
 
+    def listening(self) -> None:
+        """Leave STARTING: uvicorn listens on this worker's socket (the supervisor resets the slot for a replacement)."""
+        self.states[self.index] = SERVING
+
     def publish(self, ready: bool) -> None:
-        """Record this worker as READY or SERVING; not while STARTING (it has not listened: that is ``started``'s)."""
+        """Record this worker as READY or SERVING; not while STARTING (it has not listened yet)."""
         if self.states[self.index] != STARTING:
             self.states[self.index] = READY if ready else SERVING
 
@@ -220,8 +224,7 @@ class SharedReadiness:
         /readyz agrees whichever worker the kernel hands it to (the publishing thread may not have run yet).
         """
         self.publish(ready)
-        own = 1 if self.states[self.index] == READY else 0
-        return self.peers_ready() + own, self.count
+        return sum(1 for i in range(self.count) if self.states[i] == READY), self.count
 
 
 def _warm_before_listening(app: FastAPI) -> None:
@@ -296,12 +299,9 @@ def _worker_main(
 
     threading.Thread(target=publish, name=f"scgan-worker-{index}-publish", daemon=True).start()
 
-    def started() -> None:
-        states[index] = SERVING
-
     try:
         sock = bind_socket(settings.host, port)
-        server = serve(app, settings, sockets=[sock], on_started=started)
+        server = serve(app, settings, sockets=[sock], on_started=readiness.listening)
         status = 0 if server.started else 1
     except SystemExit as exc:  # uvicorn's start-up failure (3)
         status = exc.code if isinstance(exc.code, int) else 1
