@@ -215,3 +215,24 @@ def test_a_retrained_head_learns_which_features_mean_green(monkeypatch: pytest.M
     painted = hue_classes(rgb.mul(255).round().byte().permute(0, 2, 3, 1).numpy(), 6.0)
     want = np.where(green[:, 0].numpy(), HUES.index("green"), HUES.index("warm"))
     assert (painted == want).mean() > 0.9
+
+
+def test_the_scaling_probe_pools_recall_by_photo_weight_and_extrapolates_in_log_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from training.hue import HUES
+
+    module = _script(monkeypatch, "hue_probe_scaling")
+    warm, green = HUES.index("warm"), HUES.index("green")
+    # Photo A: 2 sampled green pixels standing for 10 (one right); photo B: 2 standing for 2 (both wrong).
+    truth = torch.tensor([green, green, green, green])
+    predicted = torch.tensor([green, warm, warm, warm])
+    weight = torch.tensor([5.0, 5.0, 1.0, 1.0])
+    assert module.pooled_recall(predicted, truth, weight)["green"] == pytest.approx(5 / 12)
+    # Green gains 0.1 a doubling from 0.15 at 32 photos: 0.45 at 32 * 2**3 = 256 photos.
+    counts = [32, 64, 128]
+    recalls = {"warm": [0.7] * 3, "green": [0.15, 0.25, 0.35], "blue": [0.72] * 3}
+    assert module.photos_at_bar(counts, recalls["green"], 0.45) == pytest.approx(256)
+    assert module.photos_for_all_bars(counts, recalls) == "about 256 (green)"
+    assert module.photos_for_all_bars(counts, {**recalls, "green": [0.4, 0.45, 0.5]}) == "met"
+    assert module.photos_for_all_bars(counts, {**recalls, "blue": [0.6, 0.6, 0.5]}) == "over a million (blue)"
