@@ -10,8 +10,12 @@ Only the training split is used (the validation split stays unseen): it is cut i
 seeded shuffle; for each fold, probes learn from nested random subsets of the other folds' photos (sizes
 ``--sizes``, each a fraction of those photos) and are scored on the held-out fold. Each photo contributes at
 most ``--per-photo`` random clearly coloured pixels to learn from and ``--eval-per-photo`` to be scored on,
-weighted so that the score estimates the pooled recall over all of the fold's clearly coloured pixels. A straight line of recall against log2(photos), fitted to the fold means,
-is extrapolated to the photo count where each sector would reach its bar: an estimate, not a promise.
+weighted so that the score estimates the pooled recall over all of the fold's clearly coloured pixels.
+
+Each probe is also decided with the training prior added to its logits (weights ``TAUS``), which trades
+warm recall for green. For each weight, a straight line of each sector's recall against log2(photos),
+fitted to the fold means, is extrapolated to the photo count where all three bars would be met at once:
+an estimate of the trend, not a promise.
 
     python benchmarks/hue_probe_scaling.py [--variants lite0,lite2] [--out benchmarks/results/hue_probe_scaling.md]
 """
