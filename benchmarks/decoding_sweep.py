@@ -60,6 +60,7 @@ def figures(result: EvaluationResult) -> dict[str, Any]:
         "colour": result.colorfulness_ratio,
         "below": result.share_below_gray(),
         **{hue: recall[hue] for hue in ("warm", "green", "blue", "purple")},
+        "deltas": [image.psnr_delta for image in result.images],  # per photo, in the order scored
     }
 
 
@@ -104,7 +105,7 @@ def sweep(
     for value in values:
         apply(value)
         rows[value] = figures(evaluate(colorizer, paths, max_side=512))
-        print(len(paths), value, {k: round(v, 3) for k, v in rows[value].items()}, flush=True)
+        print(len(paths), value, {k: round(v, 3) for k, v in rows[value].items() if k != "deltas"}, flush=True)
     return rows
 
 

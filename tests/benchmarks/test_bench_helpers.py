@@ -236,3 +236,62 @@ def test_the_scaling_probe_pools_recall_by_photo_weight_and_extrapolates_in_log_
     assert module.photos_for_all_bars(counts, recalls) == "about 256 (green)"
     assert module.photos_for_all_bars(counts, {**recalls, "green": [0.4, 0.45, 0.5]}) == "met"
     assert module.photos_for_all_bars(counts, {**recalls, "blue": [0.6, 0.6, 0.5]}) == "over a million (blue)"
+
+
+def test_inference_views_keep_the_aspect_average_the_sizes_and_count_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model.pipeline import PreparedImage
+
+    module = _script(monkeypatch, "inference_views")
+    assert module.working_size("square", 288, 512) == (256, 256)
+    assert module.working_size("long", 300, 512) == (160, 256)  # 150 rounds to the stride of 32
+    assert module.working_size("short", 288, 512) == (256, 448)  # 455 rounds down
+    assert module.working_size("area", 256, 1024, 256) == (128, 512)
+
+    seen: list[tuple[int, ...]] = []
+
+    class Pipeline:  # the two stages a view replaces; the network paints each pixel its column's parity
+        batch_size = 8
+
+        def prepare(self, image: object, render_size: int | None = None, hints: object = None) -> PreparedImage:
+            luma = torch.rand(1, 288, 512)
+            planes = torch.cat((torch.zeros(1, 256, 256), torch.full((3, 256, 256), 0.5)))
+            return PreparedImage(luma=luma, alpha=None, model_input=planes, render_size=256)
+
+        def predict(self, batch: torch.Tensor, *, saliency: bool = False) -> tuple[torch.Tensor, None]:
+            seen.append(tuple(batch.shape))
+            column = torch.arange(batch.shape[-1]) % 2
+            return column.float().expand(batch.shape[0], 3, batch.shape[-2], -1).clone(), None
+
+    pipeline = Pipeline()
+    viewed = module.ViewedColorizer(pipeline)
+    viewed.set(module.View("short side", "short"))
+    prepared = pipeline.prepare(None)
+    assert prepared.model_input.shape == (4, 256, 448)
+    assert torch.equal(prepared.model_input[1:], torch.full((3, 256, 448), 0.5))  # the hint planes carried over
+    out, _ = pipeline.predict(prepared.model_input[None])
+    assert seen[-1] == (1, 4, 256, 448) and out.shape == (1, 3, 256, 448)
+    assert viewed.cost == pytest.approx(448 / 256) and pipeline.batch_size == 1
+
+    viewed.set(module.View("mirror", mirror=True))
+    out, _ = pipeline.predict(torch.zeros(2, 4, 256, 256))
+    assert torch.allclose(out, torch.full_like(out, 0.5))  # a column's parity and its mirror's: 0 and 1
+    assert viewed.cost == pytest.approx(2.0)
+
+    viewed.set(module.View("two sizes", sides=(128, 256)))
+    prepared = pipeline.prepare(None)
+    assert prepared.model_input.shape == (4, 256, 256)
+    seen.clear()
+    out, _ = pipeline.predict(prepared.model_input[None])
+    assert [s[-1] for s in seen] == [128, 256] and out.shape == (1, 3, 256, 256)
+    assert viewed.cost == pytest.approx(1.25)
+
+
+def test_the_paired_comparison_counts_photos_and_brackets_the_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _script(monkeypatch, "inference_views")
+    base = [1.0, 2.0, 3.0, 4.0]
+    p = module.paired(base, [1.5, 1.0, 3.5, 4.0])  # +0.5, -1, +0.5, 0
+    assert p["mean"] == pytest.approx(0.0) and p["improved"] == 2
+    assert p["even"] == pytest.approx(0.5) and p["odd"] == pytest.approx(-0.5)
+    assert -1.0 <= p["low"] < 0.0 < p["high"] <= 0.5
+    same = module.paired(base, [b + 0.25 for b in base])
+    assert same["low"] == pytest.approx(0.25) and same["high"] == pytest.approx(0.25) and same["improved"] == 4
