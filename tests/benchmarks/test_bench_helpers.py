@@ -238,7 +238,9 @@ def test_the_scaling_probe_pools_recall_by_photo_weight_and_extrapolates_in_log_
     assert module.photos_for_all_bars(counts, {**recalls, "blue": [0.6, 0.6, 0.5]}) == "over a million (blue)"
 
 
-def test_inference_views_keep_the_aspect_average_the_sizes_and_count_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inference_views_keep_the_aspect_average_the_sizes_and_count_the_pixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from model.pipeline import PreparedImage
 
     module = _script(monkeypatch, "inference_views")
