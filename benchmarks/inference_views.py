@@ -73,10 +73,11 @@ def working_size(geometry: str, height: int, width: int, side: int = BASE_SIDE) 
         "long": side / max(height, width),
         "short": side / min(height, width),
     }[geometry]
-    return tuple(  # type: ignore[return-value]
-        max(ENCODER_SIZE_MULTIPLE, round(n * scale / ENCODER_SIZE_MULTIPLE) * ENCODER_SIZE_MULTIPLE)
-        for n in (height, width)
-    )
+
+    def multiple(n: int) -> int:
+        return max(ENCODER_SIZE_MULTIPLE, round(n * scale / ENCODER_SIZE_MULTIPLE) * ENCODER_SIZE_MULTIPLE)
+
+    return multiple(height), multiple(width)
 
 
 class ViewedColorizer:
@@ -94,7 +95,8 @@ class ViewedColorizer:
 
         def prepare(image: Any, render_size: int | None = None, hints: Any = None) -> PreparedImage:
             prepared = self.prepare(image, render_size, hints)
-            size = working_size(view.geometry, *prepared.luma.shape[-2:], largest)
+            height, width = prepared.luma.shape[-2:]
+            size = working_size(view.geometry, height, width, largest)
             if size == tuple(prepared.model_input.shape[-2:]):
                 return prepared
             extra = prepared.model_input[1:, :1, :1].expand(-1, *size)  # hint planes: constant without hints
