@@ -32,11 +32,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.decoding_sweep import choose, cross_validation, figures, table
+from benchmarks.decoding_sweep import choose, cross_validation, sweep, table
 from benchmarks.photo_study import emit, open_study
 from model.config import ENCODER_SIZE_MULTIPLE
 from model.pipeline import Colorizer, PreparedImage
-from training.evaluate import evaluate
 
 BASE_SIDE = 256  # the pipeline's working size
 
@@ -81,17 +80,19 @@ def working_size(geometry: str, height: int, width: int, side: int = BASE_SIDE) 
 
 
 class ViewedColorizer:
-    """Shows a colorizer's network the photos as ``view`` says, counting the pixels every forward takes."""
+    """Shows a colorizer's network the photos as ``view`` says, counting the pixels every forward takes, per view."""
 
     def __init__(self, colorizer: Colorizer) -> None:
         self.colorizer = colorizer
         self.prepare, self.predict = colorizer.prepare, colorizer.predict  # the pipeline's own stages
-        self.pixels = self.images = 0
+        self.label = ""
+        self._counts: dict[str, list[int]] = {}  # view label -> [pixels through the network, photos]
 
     def set(self, view: View) -> None:
         c = self.colorizer
         largest = max(view.sides)
-        self.pixels = self.images = 0
+        self.label = view.label
+        counts = self._counts.setdefault(view.label, [0, 0])
 
         def prepare(image: Any, render_size: int | None = None, hints: Any = None) -> PreparedImage:
             prepared = self.prepare(image, render_size, hints)
@@ -106,11 +107,11 @@ class ViewedColorizer:
             return dataclasses.replace(prepared, model_input=torch.cat((luma, extra)).contiguous())
 
         def forward(batch: torch.Tensor) -> torch.Tensor:
-            self.pixels += batch.shape[0] * batch.shape[-2] * batch.shape[-1]
+            counts[0] += batch.shape[0] * batch.shape[-2] * batch.shape[-1]
             return self.predict(batch)[0]
 
         def predict(batch: torch.Tensor, *, saliency: bool = False) -> tuple[torch.Tensor, None]:
-            self.images += batch.shape[0]
+            counts[1] += batch.shape[0]
             out = torch.zeros(batch.shape[0], 3, *batch.shape[-2:])
             for side in view.sides:
                 x = batch
@@ -127,9 +128,14 @@ class ViewedColorizer:
         c.batch_size = 1
 
     @property
+    def costs(self) -> dict[str, float]:
+        """Per view label: pixels through the network per photo, against one 256 x 256 forward."""
+        return {label: pixels / max(photos, 1) / BASE_SIDE**2 for label, (pixels, photos) in self._counts.items()}
+
+    @property
     def cost(self) -> float:
-        """Pixels through the network per photo since the last :meth:`set`, against one 256 x 256 forward."""
-        return self.pixels / max(self.images, 1) / BASE_SIDE**2
+        """:attr:`costs` of the view set last."""
+        return self.costs[self.label]
 
 
 def paired(base: list[float], other: list[float], seed: int = 0, rounds: int = 5000) -> dict[str, float]:
@@ -157,15 +163,7 @@ def main() -> None:
     def apply(value: float) -> None:
         viewed.set(VIEWS[int(value)])
 
-    rows: dict[float, dict[str, Any]] = {}
-    costs: dict[float, float] = {}
-    for value in labels:
-        apply(value)
-        rows[value] = figures(evaluate(study.colorizer, study.val, max_side=512))
-        costs[value] = viewed.cost
-        print(
-            labels[value], f"cost {costs[value]:.2f}", {k: round(v, 3) for k, v in rows[value].items() if k != "deltas"}
-        )
+    rows = sweep(study.colorizer, tuple(labels), apply, study.val)
     chosen = choose(rows, base=0.0)
     folds = cross_validation(study.colorizer, tuple(labels), apply, study.val, base=0.0, knob="view", labels=labels)
     elapsed = time.perf_counter() - began
@@ -190,7 +188,7 @@ def main() -> None:
     for value, label in labels.items():
         p = paired(rows[0.0]["deltas"], rows[value]["deltas"])
         lines.append(
-            f"| {label} | {costs[value]:.2f} | {p['mean']:+.2f} | {p['improved']} of {len(study.val)} | "
+            f"| {label} | {viewed.costs[label]:.2f} | {p['mean']:+.2f} | {p['improved']} of {len(study.val)} | "
             f"[{p['low']:+.2f}, {p['high']:+.2f}] | {p['even']:+.2f} / {p['odd']:+.2f} |"
         )
     lines += ["", *folds]
